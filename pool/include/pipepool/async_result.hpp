@@ -1,0 +1,144 @@
+// pipepool/async_result.hpp: the handle of an asynchronous call (Python's AsyncResult).
+//
+//   pipepool::AsyncResult<int> r = pool.apply_async(square, 7);
+//   r.wait();                                // blocks until done
+//   bool done = r.wait(std::chrono::milliseconds(10));  // true if done within 10 ms
+//   r.ready();                               // done?
+//   r.successful();                          // done without error? (UsageError if not ready)
+//   int v = r.get();                         // the value, or throws the task's error
+//   int w = r.get(std::chrono::seconds(1));  // ... or TimeoutError after 1 s (also for 0 s)
+//
+// Thread safety: an AsyncResult may be copied and used from any threads; all copies share one
+// result. get() may be called any number of times and returns (a copy of) the same value.
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "pipepool/detail/call_state.hpp"
+#include "pipepool/errors.hpp"
+
+namespace pipepool {
+
+// Callbacks of an async call, run once on the pool's I/O thread (as Python runs them on its
+// result-handler thread) when the call completes: `callback` with the value, or `error_callback`
+// with the error. They must be quick and must not block on this pool's results (that would stall
+// the I/O thread); an exception escaping them is caught and dropped. With Pool(0) they run in the
+// submitting call.
+template <class T>
+struct Callbacks {
+  using ValueCallback =
+      std::conditional_t<std::is_void_v<T>, std::function<void()>, std::function<void(const T&)>>;
+  ValueCallback callback;
+  std::function<void(std::exception_ptr)> error_callback;
+};
+
+namespace detail {
+
+template <class T>
+class TypedCallState final : public CallState {
+ public:
+  using Stored = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
+  using Decoder = std::function<Stored(const std::vector<std::optional<Outcome>>&)>;
+
+  TypedCallState(size_t tasks, Decoder decoder, Callbacks<T> callbacks)
+      : CallState(tasks), decoder_(std::move(decoder)), callbacks_(std::move(callbacks)) {}
+
+  // Decodes once (after ready()); later calls reuse the value or the error.
+  void decode_once() {
+    std::call_once(decoded_, [this] {
+      try {
+        value_.emplace(decoder_(outcomes()));
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    });
+  }
+  const std::optional<Stored>& value() const { return value_; }
+  std::exception_ptr error() const { return error_; }
+
+ private:
+  void on_done() override {
+    if (!callbacks_.callback && !callbacks_.error_callback) return;
+    decode_once();
+    try {
+      if (error_) {
+        if (callbacks_.error_callback) callbacks_.error_callback(error_);
+      } else if (callbacks_.callback) {
+        if constexpr (std::is_void_v<T>) {
+          callbacks_.callback();
+        } else {
+          callbacks_.callback(*value_);
+        }
+      }
+    } catch (...) {
+      // Documented: exceptions escaping callbacks are dropped.
+    }
+  }
+
+  Decoder decoder_;
+  Callbacks<T> callbacks_;
+  std::once_flag decoded_;
+  std::optional<Stored> value_;
+  std::exception_ptr error_;
+};
+
+}  // namespace detail
+
+template <class T>
+class AsyncResult {
+ public:
+  explicit AsyncResult(std::shared_ptr<detail::TypedCallState<T>> state) : state_(std::move(state)) {}
+
+  // Waits for the result and returns it, or throws the call's error (RemoteError, WorkerLost, ...).
+  T get() {
+    state_->wait();
+    return value();
+  }
+
+  // As get(), but throws TimeoutError if the result is not ready within `timeout` (a timeout of
+  // zero only looks).
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) {
+    if (!wait(timeout)) throw TimeoutError("result not ready within the timeout");
+    return value();
+  }
+
+  void wait() const { state_->wait(); }
+
+  // True if the result became ready within `timeout`.
+  template <class Rep, class Period>
+  bool wait(std::chrono::duration<Rep, Period> timeout) const {
+    return state_->wait_until(std::chrono::steady_clock::now() +
+                              std::chrono::ceil<std::chrono::steady_clock::duration>(timeout));
+  }
+
+  bool ready() const { return state_->ready(); }
+
+  // Whether the call completed without error. Throws UsageError (a std::logic_error) if it is not
+  // ready yet, as Python raises ValueError.
+  bool successful() const {
+    if (!state_->ready()) throw UsageError("successful() called before the result is ready");
+    state_->decode_once();
+    return state_->error() == nullptr;
+  }
+
+ private:
+  T value() {
+    state_->decode_once();
+    if (state_->error()) std::rethrow_exception(state_->error());
+    if constexpr (!std::is_void_v<T>) return *state_->value();
+  }
+
+  std::shared_ptr<detail::TypedCallState<T>> state_;
+};
+
+}  // namespace pipepool

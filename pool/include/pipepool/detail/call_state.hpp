@@ -1,0 +1,74 @@
+// pipepool/detail/call_state.hpp: the shared state of one API call (internal; used by templates).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pipepool::detail {
+
+// What became of one task (one chunk of a map).
+struct Outcome {
+  enum class Kind : uint8_t { Result, RemoteError, WorkerLost, ProtocolError, Timeout, Terminated };
+  Kind kind = Kind::Result;
+  std::string payload;  // Result: the encoded results; RemoteError: the encoded exception
+  std::string message;  // the other kinds: a sentence for the user
+  int signal = 0;
+  int exit_code = -1;
+  bool ok() const { return kind == Kind::Result; }
+};
+
+// The exception a failed outcome stands for (RemoteError combined with the original type, or
+// WorkerLost, ProtocolError, TimeoutError).
+std::exception_ptr to_exception(const Outcome& outcome);
+
+// Completion of a call's tasks, shared by the pool's I/O thread (which completes tasks) and the
+// user's threads (which wait). Thread-safe.
+class CallState {
+ public:
+  explicit CallState(size_t tasks) : outcomes_(tasks), remaining_(tasks) {}
+  virtual ~CallState() = default;
+  CallState(const CallState&) = delete;
+  CallState& operator=(const CallState&) = delete;
+
+  // Records task `index`'s outcome; the last one runs on_done() on this thread, after waking
+  // waiters.
+  void complete(size_t index, Outcome outcome);
+
+  // A call with no task (map over an empty input) is ready at once: runs on_done().
+  void finish_empty() {
+    if (outcomes_.empty()) on_done();
+  }
+
+  size_t tasks() const { return outcomes_.size(); }
+  bool ready() const;
+  void wait() const;
+  // True if ready by `deadline`.
+  bool wait_until(std::chrono::steady_clock::time_point deadline) const;
+
+  // Valid once ready(); not to be mixed with take().
+  const std::vector<std::optional<Outcome>>& outcomes() const { return outcomes_; }
+
+  // imap: waits for task `index` and moves its outcome out.
+  Outcome take(size_t index);
+  // imap_unordered: waits for the next task to complete (in completion order) and moves it out.
+  Outcome take_next();
+
+ protected:
+  virtual void on_done() {}
+
+ private:
+  mutable std::mutex mutex_;
+  mutable std::condition_variable cv_;
+  std::vector<std::optional<Outcome>> outcomes_;
+  std::deque<size_t> completion_order_;
+  size_t remaining_;
+};
+
+}  // namespace pipepool::detail

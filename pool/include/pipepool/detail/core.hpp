@@ -1,0 +1,46 @@
+// pipepool/detail/core.hpp: the non-template part of Pool (internal; the templates in pool.hpp
+// encode calls and hand them here).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pipepool/detail/call_state.hpp"
+#include "pipepool/options.hpp"
+
+namespace pipepool {
+
+struct PoolStats {
+  uint64_t tasks_submitted = 0;
+  uint64_t tasks_completed = 0;
+  uint64_t workers_started = 0;
+  uint64_t workers_lost = 0;
+  uint64_t tasks_retried = 0;
+};
+
+namespace detail {
+
+class Core;
+
+std::shared_ptr<Core> make_core(Options options);
+
+// Submits tasks [first_index, first_index + payloads.size()) of `call`. Throws PoolClosed after
+// close() or terminate() unless `continuation` (a lazy imap feeding itself after close(), which
+// Python would have submitted eagerly).
+void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
+            size_t first_index, bool continuation = false);
+
+void close(Core& core);
+void join(Core& core);
+void terminate(Core& core);
+int processes(const Core& core);
+uint64_t pipe_capacity_bytes(const Core& core);
+std::string_view strategy_name(const Core& core);
+std::string_view scheduler_name(const Core& core);
+PoolStats stats(const Core& core);
+
+}  // namespace detail
+}  // namespace pipepool

@@ -1,0 +1,104 @@
+// pipepool/detail/task.hpp: how a call becomes bytes and back (internal).
+//
+// Task payload:   u64 trampoline address | callable bytes (sizeof F) | u64 item count | items
+// Result payload: u64 item count | results (void results encode as Unit, i.e. nothing)
+// Error payload:  u64 failing item index | dynamic type name | nearest standard type | message
+//
+// Workers are forked from the parent's image, so the trampoline's address and the callable's bytes
+// mean the same thing there. That is why a task must be trivially copyable: its bytes are sent.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pipepool/codec.hpp"
+#include "pipepool/detail/call_state.hpp"
+
+namespace pipepool::detail {
+
+using Trampoline = bool (*)(Reader& in, std::string& out);
+
+// Writes the exception being handled (inside a catch block) as an error payload.
+void encode_current_exception(std::string& out, uint64_t index);
+
+// Runs a task payload in this process: the worker's (and Pool(0)'s) only entry point. Returns
+// false with an error payload in `out` when the task threw; throws ProtocolError for bad bytes.
+bool execute_task(std::string_view payload, std::string& out);
+
+template <class F>
+inline constexpr bool is_sendable_callable_v =
+    std::is_trivially_copyable_v<F> && !std::is_member_pointer_v<F>;
+
+template <class R>
+using Stored = std::conditional_t<std::is_void_v<R>, Unit, R>;
+
+// Invokes f on one item (a tuple of arguments) and encodes the result.
+template <class F, class ArgsTuple>
+void run_item(const F& f, ArgsTuple&& args, Writer& writer) {
+  using R = decltype(std::apply(f, std::move(args)));
+  if constexpr (std::is_void_v<R>) {
+    std::apply(f, std::move(args));
+  } else {
+    pipepool::encode(writer, std::apply(f, std::move(args)));
+  }
+}
+
+// The worker-side entry of one (F, argument tuple) pair.
+template <class F, class ArgsTuple>
+bool run_chunk(Reader& in, std::string& out) {
+  std::array<char, sizeof(F)> raw;
+  in.read_bytes(raw.data(), sizeof(F));
+  const F f = std::bit_cast<F>(raw);
+  const auto count = in.read_trivial<uint64_t>();
+  Writer writer(out);
+  writer.write_trivial<uint64_t>(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    ArgsTuple args = pipepool::decode<ArgsTuple>(in);
+    try {
+      run_item(f, std::move(args), writer);
+    } catch (...) {
+      out.clear();
+      encode_current_exception(out, i);
+      return false;
+    }
+  }
+  in.expect_end();
+  return true;
+}
+
+// Starts a task payload for callable f, to be followed by `count` encoded items.
+template <class F, class ArgsTuple>
+void begin_task(std::string& out, const F& f, uint64_t count) {
+  const Trampoline trampoline = &run_chunk<F, ArgsTuple>;
+  Writer writer(out);
+  writer.write_trivial(reinterpret_cast<uintptr_t>(trampoline));
+  writer.write_trivial(f);
+  writer.write_trivial<uint64_t>(count);
+}
+
+// Decodes a chunk's results, appending them to `out`.
+template <class R>
+void decode_results(const std::string& payload, std::vector<Stored<R>>& out) {
+  Reader reader(payload);
+  const size_t count = reader.read_size(min_encoded_size<Stored<R>>());
+  out.reserve(out.size() + count);
+  for (size_t i = 0; i < count; ++i) out.push_back(pipepool::decode<Stored<R>>(reader));
+  reader.expect_end();
+}
+
+// Python's default chunksize rule for map: ceil(n / (4 * workers)), at least 1.
+inline size_t default_chunksize(size_t items, int workers) {
+  if (items == 0) return 1;
+  size_t divisor = 4 * static_cast<size_t>(workers > 0 ? workers : 1);
+  return (items + divisor - 1) / divisor;
+}
+
+}  // namespace pipepool::detail

@@ -1,0 +1,74 @@
+// pipepool/options.hpp: how a Pool is built.
+//
+//   pipepool::Pool pool(pipepool::Options{.processes = 2, .strategy = pipepool::Strategy::Batched});
+//
+// Every field has a default that is safe for production: the Epoll strategy (deadlock-free), the
+// Demand scheduler, pipes enlarged to /proc/sys/fs/pipe-max-size.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "pipepool/scheduler.hpp"
+#include "pipepool/strategy.hpp"
+
+namespace pipepool {
+
+struct Options {
+  // Worker processes. -1: as many as CPUs this process may use (affinity mask and cgroup CPU quota,
+  // not the machine's core count). 0: inline, every task runs in the submitting call, still encoded
+  // and decoded. Other negative values are rejected with std::invalid_argument.
+  int processes = -1;
+
+  // The I/O discipline (see strategy.hpp). Unbatched and Batched reproduce designs that deadlock.
+  Strategy strategy = Strategy::Epoll;
+
+  // Which worker gets each task (see scheduler.hpp).
+  SchedulerKind scheduler = SchedulerKind::Demand;
+  // Demand only: most tasks outstanding on one worker (1 = a worker gets its next task only once
+  // its previous result is back; larger values hide the round trip for tiny tasks).
+  uint32_t demand_max_in_flight = 1;
+
+  // Run once in each worker process when it starts (Python's initializer + initargs: capture what
+  // you need; it is copied into the workers by fork, so captures of any kind are fine here). If it
+  // throws, the worker exits with code 5 and tasks sent to it fail with WorkerLost.
+  std::function<void()> initializer{};
+
+  // A worker exits after this many tasks and is replaced (Python's maxtasksperchild); 0: never.
+  uint32_t maxtasksperchild = 0;
+
+  // Enlarge every pipe to /proc/sys/fs/pipe-max-size (F_SETPIPE_SZ). false keeps the kernel's
+  // default (64 KiB, 16 pages). The deadlock threshold of Unbatched and Batched and the throughput
+  // of all strategies depend on it; Pool::pipe_capacity_bytes() reports the size in use.
+  bool enlarge_pipes = true;
+  // Explicit pipe capacity in bytes (rounded up by the kernel to a power-of-two number of pages);
+  // overrides enlarge_pipes when non-zero.
+  uint64_t pipe_capacity_bytes = 0;
+
+  // Largest frame payload either side accepts (a task's encoded arguments, a result); a larger
+  // length in a header is a ProtocolError before anything is allocated.
+  uint64_t max_frame_bytes = uint64_t{16} << 30;
+
+  // Per-task timeout, measured from the moment the worker starts the task; 0: none. On expiry the
+  // worker is killed and replaced and the task fails with TimeoutError.
+  std::chrono::milliseconds task_timeout{0};
+
+  // Times a task whose worker died while running it is submitted again before it fails with
+  // WorkerLost. 0 (default): never run a task twice.
+  uint32_t max_retries = 0;
+
+  // Per-worker address-space limit (setrlimit RLIMIT_AS) in bytes; 0: none. A task that exceeds it
+  // typically dies of std::bad_alloc (a RemoteError) or of a signal (WorkerLost).
+  uint64_t memory_limit_bytes = 0;
+
+  // Seed of the scheduler's generator (ShortestBacklog's tie-breaks). Same seed, same choices.
+  uint64_t seed = 0x5eed;
+
+  // A user-written scheduler or strategy replaces the built-in one selected above.
+  std::shared_ptr<Scheduler> custom_scheduler{};
+  std::shared_ptr<const IoStrategy> custom_strategy{};
+};
+
+}  // namespace pipepool

@@ -1,0 +1,379 @@
+// pipepool/pool.hpp: Python's multiprocessing.Pool, in C++, over nothing but fork and pipes.
+//
+//   int square(int x) { return x * x; }
+//   int sum_two(int a, int b) { return a + b; }
+//
+//   pipepool::Pool pool(4);                                      // four worker processes
+//   std::vector<int> v = pool.map(square, std::vector<int>{1, 2, 3});          // {1, 4, 9}
+//   int s = pool.apply(sum_two, 3, 4);                                         // 7
+//   pipepool::AsyncResult<int> r = pool.apply_async(square, 7);                // r.get() == 49
+//   auto pairs = pool.starmap(sum_two, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}});
+//   auto all = pool.map_async(square, xs);            // AsyncResult<std::vector<int>>
+//   for (int y : pool.imap(square, xs, 16)) {}         // lazy, input order, bounded memory
+//   for (int y : pool.imap_unordered(square, xs)) {}   // lazy, completion order
+//   pool.close(); pool.join();                         // or pool.terminate()
+//
+// What can be sent. A task is a plain function, a captureless lambda, or any trivially copyable
+// callable: its bytes are copied into a worker forked from this process's image, so pointers it
+// holds point at the worker's copy of memory as of the fork, not at live parent objects.
+// Arguments and results are any type pipepool::Codec supports (see codec.hpp); anything else is a
+// compile-time error.
+//
+// Errors (errors.hpp). A task that throws makes get()/map()/... throw a RemoteError that is also
+// the original standard exception type; map raises the error of the lowest failing index.
+// WorkerLost when the worker died, TimeoutError for get(timeout) and task timeouts, PoolClosed
+// for submissions after close()/terminate(), ProtocolError for malformed frames.
+//
+// Lifetime. The destructor closes and joins: it waits for the submitted work (never for anyone to
+// read results) and returns once every worker has exited. terminate() returns at once, kills
+// every worker and fails their unfinished tasks with WorkerLost ("terminated").
+//
+// Threads. Each pool with processes > 0 runs one I/O thread and one single-threaded fork server
+// process (started in the constructor, before the thread) from which every worker is forked.
+// Callbacks run on the I/O thread. The Pool's methods may be called from any thread.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pipepool/async_result.hpp"
+#include "pipepool/codec.hpp"
+#include "pipepool/detail/core.hpp"
+#include "pipepool/detail/task.hpp"
+#include "pipepool/errors.hpp"
+#include "pipepool/options.hpp"
+
+namespace pipepool {
+
+namespace detail {
+
+template <class T>
+inline constexpr bool is_callbacks_v = false;
+template <class T>
+inline constexpr bool is_callbacks_v<Callbacks<T>> = true;
+
+template <class F>
+constexpr void check_callable() {
+  static_assert(is_sendable_callable_v<F>,
+                "pipepool: a task must be a plain function, a captureless lambda or a trivially "
+                "copyable callable: its bytes are sent to the worker");
+}
+
+template <class T>
+constexpr void check_result() {
+  static_assert(std::is_void_v<T> || Encodable<std::decay_t<T>>,
+                "pipepool: the task's return type cannot be sent back from a worker: see codec.hpp");
+}
+
+template <class F, class Tuple>
+using apply_result_t = decltype(std::apply(std::declval<const F&>(), std::declval<Tuple>()));
+
+// Builds the payloads of a map over items [begin, end), `chunksize` items per task.
+template <class ArgsTuple, class F, class It, class Encode>
+std::vector<std::string> encode_chunks(const F& f, It begin, size_t items, size_t chunksize,
+                                       Encode encode_item) {
+  std::vector<std::string> payloads;
+  payloads.reserve((items + chunksize - 1) / chunksize);
+  for (size_t done = 0; done < items;) {
+    const size_t n = std::min(chunksize, items - done);
+    std::string& payload = payloads.emplace_back();
+    begin_task<F, ArgsTuple>(payload, f, n);
+    Writer writer(payload);
+    for (size_t i = 0; i < n; ++i, ++begin) encode_item(writer, *begin);
+    done += n;
+  }
+  return payloads;
+}
+
+// Throws the error of the lowest failing task, else returns the concatenated results.
+template <class R>
+std::vector<Stored<R>> gather_results(const std::vector<std::optional<Outcome>>& outcomes) {
+  for (const auto& outcome : outcomes) {
+    if (!outcome->ok()) std::rethrow_exception(to_exception(*outcome));
+  }
+  std::vector<Stored<R>> results;
+  for (const auto& outcome : outcomes) decode_results<R>(outcome->payload, results);
+  return results;
+}
+
+// A lazy imap / imap_unordered over an owned or borrowed range.
+template <class R, class F, class ArgsTuple, class View, class Encode, bool Ordered>
+class ImapRange {
+ public:
+  using value_type = Stored<R>;
+
+  ImapRange(std::shared_ptr<Core> core, F f, View view, size_t chunksize, Encode encode_item)
+      : core_(std::move(core)),
+        f_(f),
+        view_(std::move(view)),
+        cursor_(std::ranges::begin(view_)),
+        items_(static_cast<size_t>(std::ranges::distance(view_))),
+        chunksize_(chunksize == 0 ? 1 : chunksize),
+        chunks_((items_ + chunksize_ - 1) / chunksize_),
+        window_(std::max<size_t>(4, 2 * static_cast<size_t>(std::max(1, processes(*core_))))),
+        encode_item_(encode_item),
+        state_(std::make_shared<CallState>(chunks_)) {
+    top_up(false);
+  }
+  ImapRange(const ImapRange&) = delete;
+  ImapRange(ImapRange&&) = default;
+
+  class iterator {
+   public:
+    using value_type = Stored<R>;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(ImapRange* range) : range_(range) { range_->advance(); }
+    const value_type& operator*() const { return range_->buffer_[range_->position_]; }
+    iterator& operator++() {
+      range_->advance();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const { return range_->done_; }
+
+   private:
+    ImapRange* range_ = nullptr;
+  };
+
+  // Single pass: begin() may be called once.
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() { return {}; }
+
+ private:
+  void top_up(bool continuation) {
+    const size_t limit = std::min(chunks_, consumed_ + window_);
+    if (submitted_ >= limit) return;
+    std::vector<std::string> payloads;
+    const size_t first = submitted_;
+    for (; submitted_ < limit; ++submitted_) {
+      const size_t n = std::min(chunksize_, items_ - submitted_ * chunksize_);
+      std::string& payload = payloads.emplace_back();
+      begin_task<F, ArgsTuple>(payload, f_, n);
+      Writer writer(payload);
+      for (size_t i = 0; i < n; ++i, ++cursor_) encode_item_(writer, *cursor_);
+    }
+    submit(*core_, std::move(payloads), state_, first, continuation);
+  }
+
+  void advance() {
+    if (++position_ < buffer_.size()) return;
+    buffer_.clear();
+    position_ = 0;
+    while (buffer_.empty()) {
+      if (consumed_ == chunks_) {
+        done_ = true;
+        return;
+      }
+      Outcome outcome = Ordered ? state_->take(consumed_) : state_->take_next();
+      ++consumed_;
+      if (!outcome.ok()) std::rethrow_exception(to_exception(outcome));
+      decode_results<R>(outcome.payload, buffer_);
+      top_up(true);
+    }
+  }
+
+  std::shared_ptr<Core> core_;
+  F f_;
+  View view_;
+  std::ranges::iterator_t<View> cursor_;
+  size_t items_, chunksize_, chunks_, window_;
+  Encode encode_item_;
+  std::shared_ptr<CallState> state_;
+  size_t submitted_ = 0, consumed_ = 0;
+  std::vector<Stored<R>> buffer_;
+  size_t position_ = static_cast<size_t>(-1);
+  bool done_ = false;
+};
+
+struct EncodeOne {
+  template <class T>
+  void operator()(Writer& writer, const T& item) const {
+    pipepool::encode(writer, item);
+  }
+};
+
+}  // namespace detail
+
+class Pool {
+ public:
+  // As many workers as CPUs this process may use (affinity and cgroup CPU quota).
+  Pool() : Pool(Options{}) {}
+  // `processes` workers; 0 runs tasks inline. Throws std::invalid_argument if negative.
+  explicit Pool(int processes) : Pool(Options{.processes = processes}) {}
+  // Throws std::invalid_argument for impossible options, std::system_error if processes cannot be
+  // started.
+  explicit Pool(Options options) : core_(detail::make_core(std::move(options))) {}
+
+  ~Pool() {
+    try {
+      detail::close(*core_);
+      detail::join(*core_);
+    } catch (...) {
+    }
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // ---- apply ---------------------------------------------------------------------------------
+
+  // f(args...) in a worker; waits for it. Throws what the task threw (see errors.hpp).
+  template <class F, class... Args>
+    requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...))
+  auto apply(F f, Args&&... args) {
+    return apply_async(f, std::forward<Args>(args)...).get();
+  }
+
+  // f(args...) in a worker; returns at once.
+  template <class F, class... Args>
+    requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...))
+  auto apply_async(F f, Args&&... args) {
+    using R = std::invoke_result_t<const F&, std::decay_t<Args>...>;
+    return apply_async(Callbacks<R>{}, f, std::forward<Args>(args)...);
+  }
+
+  // As above, with callbacks run on completion.
+  template <class R, class F, class... Args>
+  AsyncResult<R> apply_async(Callbacks<R> callbacks, F f, Args&&... args) {
+    using ArgsTuple = std::tuple<std::decay_t<Args>...>;
+    static_assert(std::is_same_v<R, std::invoke_result_t<const F&, std::decay_t<Args>...>>,
+                  "pipepool: Callbacks<R> must name the task's return type");
+    detail::check_callable<F>();
+    detail::check_result<R>();
+    std::string payload;
+    detail::begin_task<F, ArgsTuple>(payload, f, 1);
+    Writer writer(payload);
+    (pipepool::encode(writer, std::decay_t<Args>(args)), ...);
+    auto state = std::make_shared<detail::TypedCallState<R>>(
+        1,
+        [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
+          auto results = detail::gather_results<R>(outcomes);
+          if constexpr (std::is_void_v<R>) {
+            return std::monostate{};
+          } else {
+            return std::move(results.at(0));
+          }
+        },
+        std::move(callbacks));
+    std::vector<std::string> payloads;
+    payloads.push_back(std::move(payload));
+    detail::submit(*core_, std::move(payloads), state, 0);
+    return AsyncResult<R>(std::move(state));
+  }
+
+  // ---- map family ----------------------------------------------------------------------------
+
+  // [f(x) for x in xs], in order; chunksize 0 picks Python's default. Raises the error of the
+  // lowest failing index.
+  template <class F, std::ranges::forward_range Range>
+  auto map(F f, const Range& xs, size_t chunksize = 0) {
+    return map_async(f, xs, chunksize).get();
+  }
+
+  template <class F, std::ranges::forward_range Range,
+            class R = std::invoke_result_t<const F&, std::ranges::range_value_t<Range>>>
+  AsyncResult<std::vector<detail::Stored<R>>> map_async(
+      F f, const Range& xs, size_t chunksize = 0,
+      Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
+    using Item = std::ranges::range_value_t<Range>;
+    return submit_map<R, std::tuple<Item>>(f, xs, chunksize, std::move(callbacks));
+  }
+
+  // [f(*args) for args in xs] where each element is a tuple, pair or array of arguments.
+  template <class F, std::ranges::forward_range Range>
+  auto starmap(F f, const Range& xs, size_t chunksize = 0) {
+    return starmap_async(f, xs, chunksize).get();
+  }
+
+  template <class F, std::ranges::forward_range Range,
+            class R = detail::apply_result_t<F, std::ranges::range_value_t<Range>>>
+  AsyncResult<std::vector<detail::Stored<R>>> starmap_async(
+      F f, const Range& xs, size_t chunksize = 0,
+      Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
+    using Item = std::ranges::range_value_t<Range>;
+    return submit_map<R, Item>(f, xs, chunksize, std::move(callbacks));
+  }
+
+  // Lazy map: yields f(x) in input order as results arrive, keeping at most a few chunks per
+  // worker in flight (bounded memory). Chunks are submitted as you iterate, so iterate before
+  // join(). An rvalue range is moved into the result; an lvalue one is borrowed and must outlive
+  // it. The returned range is single-pass and throws a task's error when iteration reaches it.
+  template <class F, std::ranges::viewable_range Range>
+    requires std::ranges::forward_range<Range>
+  auto imap(F f, Range&& xs, size_t chunksize = 1) {
+    return make_imap<true>(f, std::forward<Range>(xs), chunksize);
+  }
+
+  // As imap, in completion order.
+  template <class F, std::ranges::viewable_range Range>
+    requires std::ranges::forward_range<Range>
+  auto imap_unordered(F f, Range&& xs, size_t chunksize = 1) {
+    return make_imap<false>(f, std::forward<Range>(xs), chunksize);
+  }
+
+  // ---- lifetime ------------------------------------------------------------------------------
+
+  // No more submissions (PoolClosed after this); work already submitted goes on. Returns at once.
+  void close() { detail::close(*core_); }
+  // Waits for every worker to exit after close() (UsageError if the pool is still open).
+  void join() { detail::join(*core_); }
+  // Kills every worker now; unfinished tasks fail with WorkerLost. Returns at once.
+  void terminate() { detail::terminate(*core_); }
+
+  // ---- facts ---------------------------------------------------------------------------------
+
+  int processes() const { return detail::processes(*core_); }
+  // Capacity of each task and result pipe in use, in bytes (0 for Pool(0)).
+  uint64_t pipe_capacity_bytes() const { return detail::pipe_capacity_bytes(*core_); }
+  std::string_view strategy_name() const { return detail::strategy_name(*core_); }
+  std::string_view scheduler_name() const { return detail::scheduler_name(*core_); }
+  PoolStats stats() const { return detail::stats(*core_); }
+
+ private:
+  template <class R, class ArgsTuple, class F, class Range>
+  AsyncResult<std::vector<detail::Stored<R>>> submit_map(
+      F f, const Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
+    detail::check_callable<F>();
+    detail::check_result<R>();
+    using Value = std::vector<detail::Stored<R>>;
+    const size_t items = static_cast<size_t>(std::ranges::distance(xs));
+    if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
+    auto payloads = detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize,
+                                                     detail::EncodeOne{});
+    auto state = std::make_shared<detail::TypedCallState<Value>>(
+        payloads.size(),
+        [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
+          return detail::gather_results<R>(outcomes);
+        },
+        std::move(callbacks));
+    if (payloads.empty()) {
+      state->finish_empty();
+    } else {
+      detail::submit(*core_, std::move(payloads), state, 0);
+    }
+    return AsyncResult<Value>(std::move(state));
+  }
+
+  template <bool Ordered, class F, class Range>
+  auto make_imap(F f, Range&& xs, size_t chunksize) {
+    detail::check_callable<F>();
+    using Item = std::ranges::range_value_t<Range>;
+    using R = std::invoke_result_t<const F&, Item>;
+    detail::check_result<R>();
+    using View = std::views::all_t<Range>;
+    return detail::ImapRange<R, F, std::tuple<Item>, View, detail::EncodeOne, Ordered>(
+        core_, f, std::views::all(std::forward<Range>(xs)), chunksize, detail::EncodeOne{});
+  }
+
+  std::shared_ptr<detail::Core> core_;
+};
+
+}  // namespace pipepool

@@ -1,0 +1,66 @@
+// pipepool/scheduler.hpp: which worker gets the next task.
+//
+// A Scheduler is pure logic: no I/O, no clock, no global randomness. The pool's protocol engine
+// calls it whenever a task is waiting and the workers' loads change (a task was submitted, a result
+// came back, a worker started). It sees every worker that may take a task now and answers with one
+// of them, or with nothing to hold the task back until the loads change. The engine calls it on the
+// pool's I/O thread (or the simulator's single thread), never concurrently for one pool.
+//
+// Built in:
+//   ShortestBacklog  fewest outstanding tasks, random among ties (lambda_multiprocessing >= 0.4).
+//   RoundRobin       worker 0, 1, 2, ... regardless of load (lambda_multiprocessing's first version).
+//   Demand           a worker gets a task only while it has fewer than `max_in_flight` outstanding,
+//                    so one long task never holds quick ones behind it (Python's Pool behaves
+//                    roughly so, with its shared queue).
+//
+// Writing your own (no library code to touch):
+//
+//   class LowestIndexFirst : public pipepool::Scheduler {
+//    public:
+//     std::optional<uint32_t> pick(std::span<const pipepool::WorkerLoad> workers,
+//                                  pipepool::Random&) override {
+//       for (const auto& w : workers) if (w.outstanding < 4) return w.worker;
+//       return std::nullopt;  // everyone has 4 queued: wait for a result
+//     }
+//     std::string_view name() const override { return "lowest-index-first"; }
+//   };
+//   pipepool::Pool pool(pipepool::Options{.processes = 2,
+//                                         .custom_scheduler = std::make_shared<LowestIndexFirst>()});
+//
+// Contract: pick() returns one of the `worker` values it was given, or nullopt. Returning nullopt
+// while no task is outstanding anywhere would stall the pool forever, so the engine treats that as
+// a contract violation and assigns to the least-loaded worker instead (and counts it).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "pipepool/random.hpp"
+
+namespace pipepool {
+
+// One worker as a scheduler sees it.
+struct WorkerLoad {
+  uint32_t worker = 0;         // slot index, 0 .. processes-1
+  uint32_t outstanding = 0;    // tasks assigned to it whose result has not come back
+  uint64_t assigned_total = 0; // tasks ever assigned to this slot (all its processes)
+};
+
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+  // `workers` is never empty and lists only workers that can take a task now, in slot order.
+  virtual std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random& random) = 0;
+  virtual std::string_view name() const = 0;
+};
+
+enum class SchedulerKind { Demand, ShortestBacklog, RoundRobin };
+
+// Built-in schedulers, by kind. `demand_max_in_flight` applies to Demand only (at least 1).
+std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, uint32_t demand_max_in_flight = 1);
+std::string_view to_string(SchedulerKind kind);
+
+}  // namespace pipepool

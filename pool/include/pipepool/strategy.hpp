@@ -1,0 +1,63 @@
+// pipepool/strategy.hpp: the I/O discipline of parent and workers.
+//
+// A strategy decides *when* each side reads and writes; the frames and the schedulers are the same
+// for all. Three are built in, chosen with Options::strategy:
+//
+//   Epoll      (default) the parent never blocks on one pipe: task pipes are non-blocking and are
+//              written only as far as they take, results are read whenever they arrive, all from
+//              one epoll loop. Deadlock-free for any payload size in either direction.
+//   Batched    lambda_multiprocessing 1.0, reproduced with its weaknesses: the parent writes each
+//              call's tasks with blocking writes, then one RunBatch frame to every worker it used;
+//              a worker reads every task until RunBatch, runs them all, then writes all results.
+//              Still deadlocks for two back-to-back apply_async on one busy worker with payloads
+//              larger than the pipe, or map_async followed by map. For study, not for production.
+//   Unbatched  lambda_multiprocessing before 1.0: blocking writes of each task as soon as it is
+//              submitted; a worker reads one task, runs it, writes its result, reads again.
+//              DEADLOCKS as soon as a task and a result are both larger than the pipe holds: that
+//              is its purpose. Never the default; never use it outside the toolkit's experiments.
+//
+// A fourth strategy implements IoStrategy and is passed as Options::custom_strategy; nothing else
+// changes. The protocol engine consults it at each decision; both the real driver and the
+// simulator obey the answers, so a strategy's deadlocks are real in both.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string_view>
+
+namespace pipepool {
+
+enum class Strategy { Epoll, Batched, Unbatched };
+
+// How a worker consumes the tasks in its pipe.
+enum class ChildMode {
+  OneAtATime,     // read exactly one task frame, run it, write its result, then read again
+  UntilRunBatch,  // read every frame into memory until RunBatch, run them all, write all results
+};
+
+class IoStrategy {
+ public:
+  virtual ~IoStrategy() = default;
+  virtual std::string_view name() const = 0;
+
+  // Parent. true: each frame goes out with one blocking write, in the order frames were produced,
+  // and the parent does nothing else (reads no result) until it is written. false: task pipes are
+  // non-blocking, written as far as they take while results are read whenever they come.
+  virtual bool parent_blocking_writes() const = 0;
+
+  // Parent. true: after each scheduling pass, a RunBatch frame goes to every worker that was given
+  // tasks in that pass.
+  virtual bool parent_sends_run_batch() const = 0;
+
+  // Worker.
+  virtual ChildMode child_mode() const = 0;
+
+  // Parent, non-blocking mode: most frames gathered into one writev.
+  virtual size_t max_frames_per_write() const { return 64; }
+};
+
+// The built-in strategies (static lifetime).
+const IoStrategy& builtin_strategy(Strategy strategy);
+std::string_view to_string(Strategy strategy);
+
+}  // namespace pipepool

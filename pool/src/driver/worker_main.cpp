@@ -1,0 +1,82 @@
+#include "driver/worker_main.hpp"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+
+#include <string>
+#include <vector>
+
+#include "os/io.hpp"
+#include "pipepool/detail/task.hpp"
+#include "pipepool/errors.hpp"
+#include "protocol/child_engine.hpp"
+
+namespace pipepool::driver {
+
+int worker_main(void* context, int task_fd, int result_fd) {
+  const auto& config = *static_cast<const WorkerContext*>(context);
+  // A write to a parent that is gone must come back as EPIPE, not kill the worker.
+  sigset_t pipe_only;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  sigprocmask(SIG_BLOCK, &pipe_only, nullptr);
+
+  if (config.memory_limit_bytes != 0) {
+    rlimit limit{config.memory_limit_bytes, config.memory_limit_bytes};
+    setrlimit(RLIMIT_AS, &limit);
+  }
+  if (config.initializer) {
+    try {
+      config.initializer();
+    } catch (...) {
+      return kExitInitializerFailed;
+    }
+  }
+
+  protocol::ChildEngine engine({.mode = config.mode,
+                                .max_task_payload_bytes = config.max_frame_bytes,
+                                .max_tasks = config.max_tasks,
+                                .send_started = config.send_started});
+  std::vector<iovec> pieces;
+  for (;;) {
+    protocol::ChildEngine::Action action = engine.next();
+    switch (action.op) {
+      case protocol::ChildEngine::Op::Read: {
+        os::IoResult r = os::read_some(task_fd, action.read_into);
+        engine.bytes_read(r.status == os::IoResult::Ok ? r.bytes : 0);
+        break;
+      }
+      case protocol::ChildEngine::Op::Run: {
+        std::string out;
+        bool ok;
+        try {
+          ok = detail::execute_task(*action.task_payload, out);
+        } catch (const ProtocolError&) {
+          return protocol::kExitProtocolError;
+        }
+        engine.task_finished(ok, std::move(out));
+        break;
+      }
+      case protocol::ChildEngine::Op::Write: {
+        pieces.clear();
+        size_t total = 0;
+        for (auto segment : action.write) {
+          pieces.push_back({const_cast<std::byte*>(segment.data()), segment.size()});
+          total += segment.size();
+        }
+        os::Result<void> r = os::writev_all(result_fd, pieces);
+        if (r.ok()) {
+          engine.bytes_written(total);
+        } else {
+          engine.write_failed(r.error());
+        }
+        break;
+      }
+      case protocol::ChildEngine::Op::Exit:
+        return action.exit_code;
+    }
+  }
+}
+
+}  // namespace pipepool::driver

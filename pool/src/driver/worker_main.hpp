@@ -1,0 +1,27 @@
+// The worker process's loop: the child engine driven over two blocking pipe descriptors.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "pipepool/strategy.hpp"
+
+namespace pipepool::driver {
+
+inline constexpr int kExitInitializerFailed = 5;
+
+// Everything a worker needs, built in the parent before the fork server is forked (so that the
+// server's copy, and every worker's, holds it).
+struct WorkerContext {
+  ChildMode mode = ChildMode::OneAtATime;
+  uint64_t max_frame_bytes = 0;
+  uint32_t max_tasks = 0;
+  bool send_started = false;
+  uint64_t memory_limit_bytes = 0;
+  std::function<void()> initializer;
+};
+
+// Matches driver::WorkerMain. Returns the worker's exit code.
+int worker_main(void* context, int task_read_fd, int result_write_fd);
+
+}  // namespace pipepool::driver

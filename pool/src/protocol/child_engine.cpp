@@ -1,0 +1,122 @@
+#include "protocol/child_engine.hpp"
+
+#include <memory>
+
+namespace pipepool::protocol {
+
+void ChildEngine::exit_with(int code, std::string reason) {
+  if (exiting_) return;
+  exiting_ = true;
+  exit_code_ = code;
+  exit_reason_ = std::move(reason);
+}
+
+ChildEngine::Action ChildEngine::next() {
+  Action action;
+  if (exiting_) {
+    action.op = Op::Exit;
+    action.exit_code = exit_code_;
+    action.exit_reason = exit_reason_;
+    return action;
+  }
+  if (!notices_.empty()) {
+    action.op = Op::Write;
+    notices_.gather(action.write, 1);
+    return action;
+  }
+  const bool may_run = config_.mode == ChildMode::OneAtATime || batch_ready_;
+  // Batched: results wait until the whole batch has run.
+  const bool may_write = config_.mode == ChildMode::OneAtATime || run_queue_.empty();
+  if (!results_.empty() && may_write) {
+    action.op = Op::Write;
+    results_.gather(action.write, 1);
+    return action;
+  }
+  if (!run_queue_.empty() && may_run) {
+    Frame& task = run_queue_.front();
+    if (config_.send_started && !started_sent_) {
+      started_sent_ = true;
+      notices_.push({encode_header(FrameKind::Started, task.header.task_id, 0), nullptr, sequence_++});
+      action.op = Op::Write;
+      notices_.gather(action.write, 1);
+      return action;
+    }
+    action.op = Op::Run;
+    action.task = task.header.task_id;
+    action.task_payload = &task.payload;
+    return action;
+  }
+  if (run_queue_.empty()) batch_ready_ = false;
+  if (config_.max_tasks != 0 && tasks_done_ >= config_.max_tasks) {
+    exit_with(0, "completed its maximum number of tasks");
+    return next();
+  }
+  if (shutdown_received_) {
+    exit_with(0, "shut down by the parent");
+    return next();
+  }
+  action.op = Op::Read;
+  action.read_into = reader_.buffer();
+  return action;
+}
+
+void ChildEngine::bytes_read(size_t n) {
+  if (n == 0) {
+    if (reader_.mid_frame()) {
+      exit_with(kExitProtocolError, "the task pipe ended inside a frame");
+    } else {
+      exit_with(0, "the parent closed the task pipe");
+    }
+    return;
+  }
+  switch (reader_.commit(n)) {
+    case FrameReader::Status::NeedMore:
+      return;
+    case FrameReader::Status::Malformed:
+      exit_with(kExitProtocolError, "malformed frame from the parent: " + reader_.error());
+      return;
+    case FrameReader::Status::FrameReady:
+      break;
+  }
+  Frame frame = reader_.take();
+  switch (frame.header.kind) {
+    case FrameKind::Task:
+      run_queue_.push_back(std::move(frame));
+      break;
+    case FrameKind::RunBatch:
+      batch_ready_ = true;
+      break;
+    case FrameKind::Shutdown:
+      shutdown_received_ = true;
+      break;
+    default:
+      exit_with(kExitProtocolError, "unexpected frame kind from the parent");
+      break;
+  }
+}
+
+void ChildEngine::task_finished(bool ok, std::string payload) {
+  const TaskId id = run_queue_.front().header.task_id;
+  run_queue_.pop_front();
+  started_sent_ = false;
+  ++tasks_done_;
+  OutFrame frame;
+  frame.header = encode_header(ok ? FrameKind::Result : FrameKind::Error, id, payload.size());
+  if (!payload.empty()) frame.payload = std::make_shared<const std::string>(std::move(payload));
+  frame.sequence = sequence_++;
+  results_.push(std::move(frame));
+}
+
+void ChildEngine::bytes_written(size_t n) {
+  if (!notices_.empty()) {
+    notices_.consume(n);
+  } else {
+    results_.consume(n);
+  }
+}
+
+void ChildEngine::write_failed(int /*error*/) {
+  exit_with(kExitParentGone, "writing to the parent failed: nobody reads the result pipe");
+}
+
+}  // namespace pipepool::protocol

@@ -1,0 +1,141 @@
+#include "protocol/frame.hpp"
+
+#include <cstdio>
+#include <cstring>
+
+namespace pipepool::protocol {
+namespace {
+
+uint32_t header_check(const std::byte* bytes) {
+  // FNV-1a over the first 24 bytes.
+  uint32_t hash = 2166136261u;
+  for (size_t i = 0; i < 24; ++i) {
+    hash ^= static_cast<uint8_t>(bytes[i]);
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+bool kind_allowed(uint8_t kind, Direction direction) {
+  switch (static_cast<FrameKind>(kind)) {
+    case FrameKind::Task:
+    case FrameKind::RunBatch:
+    case FrameKind::Shutdown:
+      return direction == Direction::ToWorker;
+    case FrameKind::Started:
+    case FrameKind::Result:
+    case FrameKind::Error:
+      return direction == Direction::ToParent;
+  }
+  return false;
+}
+
+bool kind_has_payload(FrameKind kind) {
+  return kind == FrameKind::Task || kind == FrameKind::Result || kind == FrameKind::Error;
+}
+
+}  // namespace
+
+HeaderBytes encode_header(FrameKind kind, TaskId task_id, uint64_t payload_bytes) {
+  HeaderBytes out{};
+  std::memcpy(out.data(), &kFrameMagic, 4);
+  out[4] = static_cast<std::byte>(kind);
+  std::memcpy(out.data() + 8, &task_id, 8);
+  std::memcpy(out.data() + 16, &payload_bytes, 8);
+  uint32_t check = header_check(out.data());
+  std::memcpy(out.data() + 24, &check, 4);
+  return out;
+}
+
+bool decode_header(std::span<const std::byte, kHeaderBytes> bytes, Direction direction,
+                   uint64_t max_payload_bytes, FrameHeader& out, std::string& error) {
+  uint32_t magic, check;
+  std::memcpy(&magic, bytes.data(), 4);
+  std::memcpy(&check, bytes.data() + 24, 4);
+  if (magic != kFrameMagic) {
+    char text[64];
+    std::snprintf(text, sizeof text, "bad frame magic 0x%08x", magic);
+    error = text;
+    return false;
+  }
+  if (check != header_check(bytes.data())) {
+    error = "frame header check value mismatch";
+    return false;
+  }
+  for (size_t i : {5, 6, 7, 28, 29, 30, 31}) {
+    if (bytes[i] != std::byte{0}) {
+      error = "non-zero reserved byte in frame header";
+      return false;
+    }
+  }
+  uint8_t kind = static_cast<uint8_t>(bytes[4]);
+  if (!kind_allowed(kind, direction)) {
+    error = "frame kind " + std::to_string(kind) + " not allowed " +
+            (direction == Direction::ToParent ? "from a worker" : "from the parent");
+    return false;
+  }
+  out.kind = static_cast<FrameKind>(kind);
+  std::memcpy(&out.task_id, bytes.data() + 8, 8);
+  std::memcpy(&out.payload_bytes, bytes.data() + 16, 8);
+  if (!kind_has_payload(out.kind) && out.payload_bytes != 0) {
+    error = std::string(to_string(out.kind)) + " frame with a payload";
+    return false;
+  }
+  if (out.payload_bytes > max_payload_bytes) {
+    error = "frame payload of " + std::to_string(out.payload_bytes) + " bytes exceeds the maximum of " +
+            std::to_string(max_payload_bytes) + " bytes";
+    return false;
+  }
+  return true;
+}
+
+const char* to_string(FrameKind kind) {
+  switch (kind) {
+    case FrameKind::Task: return "Task";
+    case FrameKind::RunBatch: return "RunBatch";
+    case FrameKind::Shutdown: return "Shutdown";
+    case FrameKind::Started: return "Started";
+    case FrameKind::Result: return "Result";
+    case FrameKind::Error: return "Error";
+  }
+  return "Unknown";
+}
+
+std::span<std::byte> FrameReader::buffer() {
+  if (ready_) return {};
+  if (!in_payload_) return {header_bytes_.data() + header_filled_, kHeaderBytes - header_filled_};
+  auto* base = reinterpret_cast<std::byte*>(frame_.payload.data());
+  return {base + payload_filled_, frame_.payload.size() - payload_filled_};
+}
+
+FrameReader::Status FrameReader::commit(size_t n) {
+  if (!in_payload_) {
+    header_filled_ += n;
+    if (header_filled_ < kHeaderBytes) return Status::NeedMore;
+    if (!decode_header(header_bytes_, direction_, max_payload_bytes_, frame_.header, error_)) {
+      return Status::Malformed;
+    }
+    header_filled_ = 0;
+    frame_.payload.clear();
+    if (frame_.header.payload_bytes == 0) {
+      ready_ = true;
+      return Status::FrameReady;
+    }
+    frame_.payload.resize(frame_.header.payload_bytes);
+    payload_filled_ = 0;
+    in_payload_ = true;
+    return Status::NeedMore;
+  }
+  payload_filled_ += n;
+  if (payload_filled_ < frame_.payload.size()) return Status::NeedMore;
+  in_payload_ = false;
+  ready_ = true;
+  return Status::FrameReady;
+}
+
+Frame FrameReader::take() {
+  ready_ = false;
+  return std::move(frame_);
+}
+
+}  // namespace pipepool::protocol

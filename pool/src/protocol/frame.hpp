@@ -1,0 +1,102 @@
+// Frames: what parent and worker say to each other. No system calls.
+//
+// A frame is a fixed 32-byte header followed by `payload_bytes` of payload:
+//
+//   offset size field
+//   0      4    magic        'PPF1' (0x31465050 little endian)
+//   4      1    kind         FrameKind
+//   5      3    reserved     zero
+//   8      8    task_id
+//   16     8    payload_bytes
+//   24     4    check        a hash of bytes 0..24: catches torn or misaligned streams
+//   28     4    reserved     zero
+//
+// Parent -> worker: Task, RunBatch, Shutdown. Worker -> parent: Started, Result, Error.
+// A reader validates the header (magic, kind allowed in its direction, check, reserved bytes,
+// payload_bytes <= its configured maximum) before it allocates anything.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace pipepool::protocol {
+
+using TaskId = uint64_t;
+using WorkerId = uint32_t;
+
+inline constexpr size_t kHeaderBytes = 32;
+inline constexpr uint32_t kFrameMagic = 0x31465050;  // "PPF1"
+
+enum class FrameKind : uint8_t {
+  Task = 1,      // payload: the encoded task (opaque to the engine)
+  RunBatch = 2,  // no payload: run what you have read (Batched)
+  Shutdown = 3,  // no payload: exit once idle
+  Started = 16,  // no payload: the worker began task_id (sent when task timeouts are on)
+  Result = 17,   // payload: the encoded result
+  Error = 18,    // payload: the encoded error
+};
+
+enum class Direction { ToWorker, ToParent };
+
+using HeaderBytes = std::array<std::byte, kHeaderBytes>;
+
+struct FrameHeader {
+  FrameKind kind{};
+  TaskId task_id = 0;
+  uint64_t payload_bytes = 0;
+};
+
+HeaderBytes encode_header(FrameKind kind, TaskId task_id, uint64_t payload_bytes);
+
+// Validates and decodes a header. On failure returns false and sets `error` to a sentence that
+// names what was wrong ("bad magic 0x...", "payload of 9 GiB exceeds the 1 GiB maximum", ...).
+bool decode_header(std::span<const std::byte, kHeaderBytes> bytes, Direction direction,
+                   uint64_t max_payload_bytes, FrameHeader& out, std::string& error);
+
+const char* to_string(FrameKind kind);
+
+struct Frame {
+  FrameHeader header;
+  std::string payload;
+};
+
+// Incremental frame reader that asks for exactly the bytes of the frame it is in (header, then
+// payload), as Python's Connection.recv does; so a worker never takes bytes of the next task out of
+// the pipe before it is ready for it. That exactness is what makes pipe deadlocks reproducible.
+class FrameReader {
+ public:
+  enum class Status { NeedMore, FrameReady, Malformed };
+
+  FrameReader(Direction direction, uint64_t max_payload_bytes)
+      : direction_(direction), max_payload_bytes_(max_payload_bytes) {}
+
+  // Where the next bytes go: the rest of the header, or the rest of the payload. Never empty
+  // unless a frame is ready and not yet taken.
+  std::span<std::byte> buffer();
+
+  // n bytes were stored at buffer().
+  Status commit(size_t n);
+
+  // The completed frame (only after FrameReady).
+  Frame take();
+
+  // True when part of a frame has been read: end of file now means a truncated frame.
+  bool mid_frame() const { return header_filled_ > 0 || in_payload_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  Direction direction_;
+  uint64_t max_payload_bytes_;
+  HeaderBytes header_bytes_{};
+  size_t header_filled_ = 0;
+  bool in_payload_ = false;
+  bool ready_ = false;
+  size_t payload_filled_ = 0;
+  Frame frame_;
+  std::string error_;
+};
+
+}  // namespace pipepool::protocol

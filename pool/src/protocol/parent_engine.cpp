@@ -1,0 +1,396 @@
+#include "protocol/parent_engine.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <utility>
+
+namespace pipepool::protocol {
+
+ParentEngine::ParentEngine(ParentConfig config, const IoStrategy& strategy, Scheduler& scheduler)
+    : config_(config), strategy_(strategy), scheduler_(scheduler), random_(config.seed) {
+  assert(config_.workers > 0);
+  slots_.resize(config_.workers);
+  for (WorkerId w = 0; w < config_.workers; ++w) {
+    slots_[w].reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes);
+    slots_[w].state = SlotState::Starting;
+    commands_.push_back({Command::Kind::StartWorker, w, 0});
+  }
+}
+
+std::string ParentEngine::worker_name(WorkerId w) const { return "worker " + std::to_string(w); }
+
+// ---- events ------------------------------------------------------------------------------------
+
+void ParentEngine::submit(std::vector<TaskSubmission> tasks) {
+  for (TaskSubmission& task : tasks) {
+    ++stats_.tasks_submitted;
+    if (terminated_) {
+      completions_.push_back({task.id, Completion::Kind::Terminated, {},
+                              "the pool was terminated before this task was submitted"});
+      continue;
+    }
+    TaskState& state = tasks_[task.id];
+    state.payload = std::make_shared<const std::string>(std::move(task.payload));
+    pending_.push_back(task.id);
+  }
+  schedule();
+}
+
+void ParentEngine::worker_started(WorkerId w) {
+  Slot& slot = slots_[w];
+  assert(slot.state == SlotState::Starting);
+  slot.state = SlotState::Live;
+  ++stats_.workers_started;
+  schedule();
+  maybe_send_shutdown();
+}
+
+void ParentEngine::bytes_read(WorkerId w, size_t n) {
+  Slot& slot = slots_[w];
+  switch (slot.reader.commit(n)) {
+    case FrameReader::Status::NeedMore:
+      return;
+    case FrameReader::Status::FrameReady:
+      ++stats_.frames_read;
+      handle_frame(w, slot.reader.take());
+      return;
+    case FrameReader::Status::Malformed:
+      fail_worker(w, Completion::Kind::ProtocolError,
+                  worker_name(w) + " sent a malformed frame: " + slot.reader.error());
+      return;
+  }
+}
+
+void ParentEngine::result_eof(WorkerId w) {
+  Slot& slot = slots_[w];
+  slot.eof = true;
+  if (slot.reader.mid_frame() && !slot.failure_kind) {
+    slot.failure_message = "its result pipe ended inside a frame";
+  }
+  if (slot.state == SlotState::Live || slot.state == SlotState::Closing) {
+    // It closed its end: it is gone or going. No more tasks for it.
+    if (slot.state == SlotState::Live) slot.state = SlotState::Failed;
+    slot.outbox.clear();
+  }
+  maybe_finalize(w);
+}
+
+void ParentEngine::bytes_written(WorkerId w, size_t n) {
+  stats_.frames_written += slots_[w].outbox.consume(n);
+}
+
+void ParentEngine::write_failed(WorkerId w, int /*error*/) {
+  // The worker closed its task pipe (it died). Keep reading what it wrote before; its exit status
+  // and end of file finalize it.
+  Slot& slot = slots_[w];
+  slot.outbox.clear();
+  if (slot.state == SlotState::Live || slot.state == SlotState::Closing) {
+    slot.state = SlotState::Failed;
+  }
+}
+
+void ParentEngine::worker_exited(WorkerId w, const ExitInfo& info) {
+  Slot& slot = slots_[w];
+  slot.exit = info;
+  bool retiring = config_.max_tasks_per_child != 0 &&
+                  slot.assigned_this_process >= config_.max_tasks_per_child &&
+                  slot.outstanding.empty();
+  if (slot.state == SlotState::Live || slot.state == SlotState::Starting) {
+    slot.state = SlotState::Failed;
+    if (retiring && info.signal == 0 && info.exit_code == 0) slot.state = SlotState::Closing;
+  }
+  slot.outbox.clear();
+  maybe_finalize(w);
+}
+
+void ParentEngine::timer_fired(TaskId task) {
+  auto it = tasks_.find(task);
+  if (it == tasks_.end() || !it->second.started) return;  // finished in time
+  WorkerId w = it->second.worker;
+  Slot& slot = slots_[w];
+  auto pos = std::find(slot.outstanding.begin(), slot.outstanding.end(), task);
+  if (pos == slot.outstanding.end() || slot.state == SlotState::Absent) return;
+  slot.outstanding.erase(pos);
+  complete(task, {task, Completion::Kind::Timeout, {},
+                  "task " + std::to_string(task) + " exceeded the pool's task timeout on " +
+                      worker_name(w) + ", which was killed and replaced",
+                  w});
+  fail_worker(w, Completion::Kind::WorkerLost,
+              worker_name(w) + " was killed because task " + std::to_string(task) +
+                  " exceeded the pool's task timeout");
+}
+
+void ParentEngine::begin_shutdown() {
+  shutting_down_ = true;
+  maybe_send_shutdown();
+}
+
+void ParentEngine::terminate() {
+  terminated_ = true;
+  shutting_down_ = true;
+  std::vector<TaskId> unfinished;
+  unfinished.reserve(tasks_.size());
+  for (const auto& [id, state] : tasks_) unfinished.push_back(id);
+  std::sort(unfinished.begin(), unfinished.end());
+  for (TaskId id : unfinished) {
+    complete(id, {id, Completion::Kind::Terminated, {},
+                  "the pool was terminated before this task completed"});
+  }
+  pending_.clear();
+  for (WorkerId w = 0; w < config_.workers; ++w) {
+    Slot& slot = slots_[w];
+    slot.outstanding.clear();
+    slot.outbox.clear();
+    if (slot.state == SlotState::Absent) continue;
+    slot.state = SlotState::Failed;
+    slot.reading_abandoned = true;
+    commands_.push_back({Command::Kind::KillWorker, w, 0});
+    maybe_finalize(w);
+  }
+}
+
+// ---- scheduling --------------------------------------------------------------------------------
+
+bool ParentEngine::accepting(const Slot& slot) const {
+  return slot.state == SlotState::Live &&
+         (config_.max_tasks_per_child == 0 ||
+          slot.assigned_this_process < config_.max_tasks_per_child);
+}
+
+void ParentEngine::schedule() {
+  if (pending_.empty()) return;
+  std::vector<bool> touched(config_.workers, false);
+  while (!pending_.empty()) {
+    loads_scratch_.clear();
+    for (WorkerId w = 0; w < config_.workers; ++w) {
+      const Slot& slot = slots_[w];
+      if (accepting(slot)) {
+        loads_scratch_.push_back(
+            {w, static_cast<uint32_t>(slot.outstanding.size()), slot.assigned_total});
+      }
+    }
+    if (loads_scratch_.empty()) break;
+    std::optional<uint32_t> pick = scheduler_.pick(loads_scratch_, random_);
+    bool valid = pick && std::any_of(loads_scratch_.begin(), loads_scratch_.end(),
+                                     [&](const WorkerLoad& l) { return l.worker == *pick; });
+    if (!valid) {
+      bool anything_running = false;
+      for (const Slot& slot : slots_) {
+        anything_running |= !slot.outstanding.empty() || slot.state == SlotState::Starting;
+      }
+      if (!pick && anything_running) break;  // hold the task until loads change
+      // Contract violation: an unknown worker, or holding back with nothing that could change the
+      // loads. Assign to the least loaded worker rather than stall forever.
+      ++stats_.scheduler_contract_violations;
+      pick = std::min_element(loads_scratch_.begin(), loads_scratch_.end(),
+                              [](const WorkerLoad& a, const WorkerLoad& b) {
+                                return a.outstanding < b.outstanding;
+                              })
+                 ->worker;
+    }
+    WorkerId w = *pick;
+    TaskId id = pending_.front();
+    pending_.pop_front();
+    TaskState& task = tasks_.at(id);
+    task.worker = w;
+    task.started = false;
+    ++task.attempts;
+    Slot& slot = slots_[w];
+    slot.outstanding.push_back(id);
+    ++slot.assigned_this_process;
+    ++slot.assigned_total;
+    touched[w] = true;
+    // The task record keeps the payload (for a retry); the frame shares it.
+    queue_frame(w, FrameKind::Task, id, task.payload);
+  }
+  if (strategy_.parent_sends_run_batch()) {
+    for (WorkerId w = 0; w < config_.workers; ++w) {
+      if (touched[w]) queue_frame(w, FrameKind::RunBatch, 0, nullptr);
+    }
+  }
+}
+
+void ParentEngine::queue_frame(WorkerId w, FrameKind kind, TaskId task,
+                               std::shared_ptr<const std::string> payload) {
+  OutFrame frame;
+  frame.header = encode_header(kind, task, payload ? payload->size() : 0);
+  frame.payload = std::move(payload);
+  frame.sequence = next_sequence_++;
+  slots_[w].outbox.push(std::move(frame));
+}
+
+void ParentEngine::maybe_send_shutdown() {
+  if (!shutting_down_ || terminated_ || !pending_.empty()) return;
+  for (WorkerId w = 0; w < config_.workers; ++w) {
+    Slot& slot = slots_[w];
+    if (slot.state != SlotState::Live) continue;
+    queue_frame(w, FrameKind::Shutdown, 0, nullptr);
+    slot.state = SlotState::Closing;
+  }
+}
+
+// ---- frames from workers -----------------------------------------------------------------------
+
+void ParentEngine::handle_frame(WorkerId w, Frame frame) {
+  Slot& slot = slots_[w];
+  const TaskId id = frame.header.task_id;
+  if (frame.header.kind == FrameKind::Started) {
+    auto pos = std::find(slot.outstanding.begin(), slot.outstanding.end(), id);
+    if (pos == slot.outstanding.end()) {
+      fail_worker(w, Completion::Kind::ProtocolError,
+                  worker_name(w) + " reported starting task " + std::to_string(id) +
+                      ", which it was not given");
+      return;
+    }
+    tasks_.at(id).started = true;
+    if (config_.task_timeouts) commands_.push_back({Command::Kind::ArmTimer, w, id});
+    return;
+  }
+  if (slot.outstanding.empty() || slot.outstanding.front() != id) {
+    fail_worker(w, Completion::Kind::ProtocolError,
+                worker_name(w) + " sent a result for task " + std::to_string(id) +
+                    (slot.outstanding.empty()
+                         ? std::string(", but it has no task")
+                         : ", but its next task is " + std::to_string(slot.outstanding.front())));
+    return;
+  }
+  slot.outstanding.pop_front();
+  Completion::Kind kind = frame.header.kind == FrameKind::Result ? Completion::Kind::Result
+                                                                  : Completion::Kind::RemoteError;
+  complete(id, {id, kind, std::move(frame.payload), {}, w});
+  schedule();
+  maybe_send_shutdown();
+}
+
+void ParentEngine::complete(TaskId task, Completion completion) {
+  tasks_.erase(task);
+  ++stats_.tasks_completed;
+  completions_.push_back(std::move(completion));
+}
+
+// ---- failures ----------------------------------------------------------------------------------
+
+void ParentEngine::fail_worker(WorkerId w, Completion::Kind kind, std::string message) {
+  Slot& slot = slots_[w];
+  if (slot.state == SlotState::Absent || slot.state == SlotState::Starting) return;
+  if (!slot.failure_kind) {
+    slot.failure_kind = kind;
+    slot.failure_message = std::move(message);
+  }
+  if (!slot.reading_abandoned || slot.state != SlotState::Failed) {
+    commands_.push_back({Command::Kind::KillWorker, w, 0});
+  }
+  slot.state = SlotState::Failed;
+  slot.reading_abandoned = true;
+  slot.outbox.clear();
+  maybe_finalize(w);
+}
+
+void ParentEngine::maybe_finalize(WorkerId w) {
+  Slot& slot = slots_[w];
+  if (slot.state == SlotState::Absent || !slot.exit) return;
+  if (!slot.eof && !slot.reading_abandoned) return;  // results may still be in the pipe
+  const ExitInfo exit = *slot.exit;
+  const bool clean = slot.state == SlotState::Closing && slot.outstanding.empty() &&
+                     exit.signal == 0 && exit.exit_code == 0 && !slot.failure_kind;
+  if (!clean) ++stats_.workers_lost;
+
+  if (!slot.outstanding.empty()) {
+    // Which of its tasks may have run? Those that never started go back to the queue; those that
+    // may have started fail (or are retried, if the pool allows), never silently run twice.
+    std::vector<TaskId> lost, requeue;
+    bool first = true;
+    for (TaskId id : slot.outstanding) {
+      bool may_have_run;
+      if (config_.task_timeouts) {
+        may_have_run = tasks_.at(id).started;
+      } else if (strategy_.child_mode() == ChildMode::OneAtATime) {
+        may_have_run = first;
+      } else {
+        may_have_run = true;
+      }
+      first = false;
+      (may_have_run ? lost : requeue).push_back(id);
+    }
+    Completion::Kind kind = slot.failure_kind.value_or(Completion::Kind::WorkerLost);
+    std::string why = slot.failure_kind ? slot.failure_message
+                                        : worker_name(w) + " " + exit.description;
+    if (!slot.failure_kind && !slot.failure_message.empty()) why += " (" + slot.failure_message + ")";
+    for (TaskId id : lost) {
+      TaskState& task = tasks_.at(id);
+      if (task.attempts <= config_.max_retries && !terminated_) {
+        ++stats_.tasks_retried;
+        requeue.push_back(id);
+        continue;
+      }
+      Completion completion{id, kind, {}, why + " while task " + std::to_string(id) + " was running",
+                            w};
+      completion.signal = exit.signal;
+      completion.exit_code = exit.exit_code;
+      complete(id, std::move(completion));
+    }
+    std::sort(requeue.begin(), requeue.end());  // ids grow with submission order
+    for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) pending_.push_front(*it);
+  }
+
+  const uint64_t assigned_total = slot.assigned_total;
+  slot = Slot{};
+  slot.reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes);
+  slot.assigned_total = assigned_total;
+  slot.state = SlotState::Absent;
+  if (!terminated_ && (!shutting_down_ || !tasks_.empty())) {
+    slot.state = SlotState::Starting;
+    commands_.push_back({Command::Kind::StartWorker, w, 0});
+  }
+  schedule();
+  maybe_send_shutdown();
+}
+
+// ---- requests ----------------------------------------------------------------------------------
+
+std::optional<WorkerId> ParentEngine::blocking_write_due() const {
+  if (!strategy_.parent_blocking_writes()) return std::nullopt;
+  std::optional<WorkerId> best;
+  for (WorkerId w = 0; w < config_.workers; ++w) {
+    if (!wants_write(w)) continue;
+    if (!best || slots_[w].outbox.front().sequence < slots_[*best].outbox.front().sequence) {
+      best = w;
+    }
+  }
+  return best;
+}
+
+size_t ParentEngine::pending_write(WorkerId w,
+                                   std::vector<std::span<const std::byte>>& segments) const {
+  size_t frames = strategy_.parent_blocking_writes() ? 1 : strategy_.max_frames_per_write();
+  return slots_[w].outbox.gather(segments, frames);
+}
+
+bool ParentEngine::wants_write(WorkerId w) const {
+  const Slot& slot = slots_[w];
+  return (slot.state == SlotState::Live || slot.state == SlotState::Closing) &&
+         !slot.outbox.empty();
+}
+
+bool ParentEngine::wants_read(WorkerId w) const {
+  const Slot& slot = slots_[w];
+  return (slot.state == SlotState::Live || slot.state == SlotState::Closing ||
+          slot.state == SlotState::Failed) &&
+         !slot.eof && !slot.reading_abandoned;
+}
+
+std::span<std::byte> ParentEngine::read_buffer(WorkerId w) { return slots_[w].reader.buffer(); }
+
+std::vector<Command> ParentEngine::take_commands() { return std::exchange(commands_, {}); }
+
+std::vector<Completion> ParentEngine::take_completions() {
+  return std::exchange(completions_, {});
+}
+
+bool ParentEngine::finished() const {
+  if (!shutting_down_ || !tasks_.empty()) return false;
+  return std::all_of(slots_.begin(), slots_.end(),
+                     [](const Slot& s) { return s.state == SlotState::Absent; });
+}
+
+}  // namespace pipepool::protocol

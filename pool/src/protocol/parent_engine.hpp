@@ -1,0 +1,197 @@
+// The parent's side of the protocol: which worker gets which task, what to write to which pipe and
+// when, what the bytes read from a worker mean, and what a worker's death costs. No system calls,
+// no clock, no global randomness: the real driver (driver/) and the simulator (sim/) feed it events
+// and carry out its requests, so both run exactly this code.
+//
+// Events in:   submit, worker_started, bytes_read / result_eof, bytes_written / write_failed,
+//              worker_exited, timer_fired, begin_shutdown, terminate.
+// Requests out: pending writes per worker (and whether the driver must finish one blocking write
+//              before anything else), read buffers, Commands (start / kill a worker, arm a timer),
+//              Completions (a task's result or error).
+//
+// Lifecycle of a worker slot: Absent -> (StartWorker) Starting -> (worker_started) Live ->
+// Closing (Shutdown sent) or Failed (we asked to kill it) -> exited (exit status known and its pipe
+// drained to end of file, unless we gave up reading it) -> Absent, and started again unless the
+// pool is shutting down with nothing left to do.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pipepool/random.hpp"
+#include "pipepool/scheduler.hpp"
+#include "pipepool/strategy.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/outbox.hpp"
+
+namespace pipepool::protocol {
+
+struct ParentConfig {
+  uint32_t workers = 1;
+  uint64_t max_result_payload_bytes = uint64_t{1} << 40;
+  uint32_t max_tasks_per_child = 0;    // 0: unlimited (Python's maxtasksperchild=None)
+  bool task_timeouts = false;          // workers send Started; engine asks for timers
+  uint32_t max_retries = 0;            // times a lost task may be submitted again
+  uint64_t seed = 0;                   // for the scheduler's tie-breaks
+};
+
+struct TaskSubmission {
+  TaskId id = 0;
+  std::string payload;
+};
+
+// How a worker process ended, as the driver observed it.
+struct ExitInfo {
+  int signal = 0;      // > 0: killed by this signal
+  int exit_code = -1;  // when signal == 0
+  std::string description;  // "killed by signal 9 (SIGKILL)", "exited with code 3"
+};
+
+struct Completion {
+  enum class Kind { Result, RemoteError, WorkerLost, ProtocolError, Timeout, Terminated };
+  TaskId task = 0;
+  Kind kind = Kind::Result;
+  std::string payload;  // Result / RemoteError: the worker's encoded bytes
+  std::string message;  // the others: a sentence for the user
+  WorkerId worker = 0;
+  int signal = 0;
+  int exit_code = -1;
+};
+
+struct Command {
+  enum class Kind {
+    StartWorker,  // start a process for slot `worker`, then call worker_started(worker)
+    KillWorker,   // SIGKILL the process of slot `worker`; stop reading and writing its pipes
+    ArmTimer,     // call timer_fired(task) once the pool's task timeout has elapsed from now
+  };
+  Kind kind;
+  WorkerId worker = 0;
+  TaskId task = 0;
+};
+
+struct EngineStats {
+  uint64_t tasks_submitted = 0;
+  uint64_t tasks_completed = 0;
+  uint64_t frames_written = 0;
+  uint64_t frames_read = 0;
+  uint64_t workers_started = 0;
+  uint64_t workers_lost = 0;
+  uint64_t tasks_retried = 0;
+  uint64_t scheduler_contract_violations = 0;
+};
+
+class ParentEngine {
+ public:
+  enum class SlotState { Absent, Starting, Live, Closing, Failed };
+
+  // `strategy` and `scheduler` must outlive the engine.
+  ParentEngine(ParentConfig config, const IoStrategy& strategy, Scheduler& scheduler);
+
+  // ---- events ------------------------------------------------------------------------------
+  // One API call's tasks (one scheduling pass; Batched sends one RunBatch per worker after it).
+  void submit(std::vector<TaskSubmission> tasks);
+  void worker_started(WorkerId w);
+  // Bytes were read into read_buffer(w).
+  void bytes_read(WorkerId w, size_t n);
+  // The result pipe of w reached end of file.
+  void result_eof(WorkerId w);
+  // n bytes of pending_write(w) were written.
+  void bytes_written(WorkerId w, size_t n);
+  // Writing to w failed (EPIPE: the worker is gone). `error` is errno.
+  void write_failed(WorkerId w, int error);
+  // The process of slot w exited.
+  void worker_exited(WorkerId w, const ExitInfo& info);
+  // A timer requested with ArmTimer expired.
+  void timer_fired(TaskId task);
+  // Pool.join(): once every submitted task is done, workers get Shutdown and are not replaced.
+  void begin_shutdown();
+  // Pool.terminate(): every unfinished task completes as Terminated, every live worker is killed.
+  void terminate();
+
+  // ---- requests ----------------------------------------------------------------------------
+  // Blocking strategies: the worker whose frame must be written next, with blocking writes and
+  // nothing else done meanwhile (nullopt: nothing to write).
+  std::optional<WorkerId> blocking_write_due() const;
+  // Unwritten bytes for w, as writev segments (at most max_frames_per_write frames; one frame for
+  // blocking strategies). Empty when nothing is queued.
+  size_t pending_write(WorkerId w, std::vector<std::span<const std::byte>>& segments) const;
+  bool wants_write(WorkerId w) const;
+  // Whether the driver should read w's result pipe now, and where the bytes go.
+  bool wants_read(WorkerId w) const;
+  std::span<std::byte> read_buffer(WorkerId w);
+
+  std::vector<Command> take_commands();
+  std::vector<Completion> take_completions();
+  bool has_output() const { return !commands_.empty() || !completions_.empty(); }
+
+  // ---- state -------------------------------------------------------------------------------
+  uint32_t workers() const { return config_.workers; }
+  SlotState slot_state(WorkerId w) const { return slots_[w].state; }
+  size_t outstanding(WorkerId w) const { return slots_[w].outstanding.size(); }
+  size_t pending_tasks() const { return pending_.size(); }
+  size_t unfinished_tasks() const { return tasks_.size(); }
+  // join() may return: shutting down, no task left, every slot Absent.
+  bool finished() const;
+  bool shutting_down() const { return shutting_down_; }
+  const EngineStats& stats() const { return stats_; }
+  const IoStrategy& strategy() const { return strategy_; }
+
+ private:
+  struct TaskState {
+    // Kept until the task completes, so a task that never started can be sent again.
+    std::shared_ptr<const std::string> payload;
+    uint32_t attempts = 0;
+    bool started = false;  // a Started frame came back
+    WorkerId worker = 0;
+  };
+  struct Slot {
+    SlotState state = SlotState::Absent;
+    Outbox outbox;
+    FrameReader reader{Direction::ToParent, 0};
+    std::deque<TaskId> outstanding;  // in the order the worker runs them
+    uint64_t assigned_this_process = 0;
+    uint64_t assigned_total = 0;
+    bool eof = false;
+    bool reading_abandoned = false;
+    std::optional<ExitInfo> exit;
+    // Why we gave up on it (a protocol error or a timeout), reported instead of a plain death.
+    std::optional<Completion::Kind> failure_kind;
+    std::string failure_message;
+    TaskId timed_out_task = 0;
+  };
+
+  void schedule();
+  bool accepting(const Slot& slot) const;
+  void queue_frame(WorkerId w, FrameKind kind, TaskId task,
+                   std::shared_ptr<const std::string> payload);
+  void handle_frame(WorkerId w, Frame frame);
+  void fail_worker(WorkerId w, Completion::Kind kind, std::string message);
+  void maybe_finalize(WorkerId w);
+  void complete(TaskId task, Completion completion);
+  void maybe_send_shutdown();
+  std::string worker_name(WorkerId w) const;
+
+  ParentConfig config_;
+  const IoStrategy& strategy_;
+  Scheduler& scheduler_;
+  Random random_;
+  std::vector<Slot> slots_;
+  std::deque<TaskId> pending_;
+  std::unordered_map<TaskId, TaskState> tasks_;
+  std::vector<Command> commands_;
+  std::vector<Completion> completions_;
+  std::vector<WorkerLoad> loads_scratch_;
+  uint64_t next_sequence_ = 0;
+  bool shutting_down_ = false;
+  bool shutdown_sent_ = false;
+  bool terminated_ = false;
+  EngineStats stats_;
+};
+
+}  // namespace pipepool::protocol

@@ -1,0 +1,84 @@
+// The built-in schedulers. Pure functions of the loads they are shown and the seeded generator.
+#include <algorithm>
+
+#include "pipepool/scheduler.hpp"
+
+namespace pipepool {
+namespace {
+
+// Fewest outstanding tasks; a uniformly random one among ties (lambda_multiprocessing).
+class ShortestBacklog final : public Scheduler {
+ public:
+  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random& random) override {
+    uint32_t best = workers[0].outstanding;
+    for (const WorkerLoad& w : workers) best = std::min(best, w.outstanding);
+    uint64_t ties = std::count_if(workers.begin(), workers.end(),
+                                  [&](const WorkerLoad& w) { return w.outstanding == best; });
+    uint64_t chosen = ties == 1 ? 0 : random.below(ties);
+    for (const WorkerLoad& w : workers) {
+      if (w.outstanding == best && chosen-- == 0) return w.worker;
+    }
+    return workers[0].worker;  // unreachable
+  }
+  std::string_view name() const override { return "shortest-backlog"; }
+};
+
+// Next slot in turn among those accepting, whatever their load.
+class RoundRobin final : public Scheduler {
+ public:
+  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random&) override {
+    for (const WorkerLoad& w : workers) {
+      if (w.worker >= next_) {
+        next_ = w.worker + 1;
+        return w.worker;
+      }
+    }
+    next_ = workers[0].worker + 1;
+    return workers[0].worker;
+  }
+  std::string_view name() const override { return "round-robin"; }
+
+ private:
+  uint32_t next_ = 0;
+};
+
+// Least loaded worker with fewer than max_in_flight outstanding; otherwise hold the task.
+class Demand final : public Scheduler {
+ public:
+  explicit Demand(uint32_t max_in_flight) : max_in_flight_(std::max<uint32_t>(1, max_in_flight)) {}
+  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random&) override {
+    const WorkerLoad* best = nullptr;
+    for (const WorkerLoad& w : workers) {
+      if (w.outstanding >= max_in_flight_) continue;
+      if (!best || w.outstanding < best->outstanding) best = &w;
+    }
+    if (!best) return std::nullopt;
+    return best->worker;
+  }
+  std::string_view name() const override { return "demand"; }
+
+ private:
+  uint32_t max_in_flight_;
+};
+
+}  // namespace
+
+std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, uint32_t demand_max_in_flight) {
+  switch (kind) {
+    case SchedulerKind::ShortestBacklog: return std::make_unique<ShortestBacklog>();
+    case SchedulerKind::RoundRobin: return std::make_unique<RoundRobin>();
+    case SchedulerKind::Demand: break;
+  }
+  return std::make_unique<Demand>(demand_max_in_flight);
+}
+
+std::string_view to_string(SchedulerKind kind) {
+  switch (kind) {
+    case SchedulerKind::ShortestBacklog: return "shortest-backlog";
+    case SchedulerKind::RoundRobin: return "round-robin";
+    case SchedulerKind::Demand: break;
+  }
+  return "demand";
+}
+
+}  // namespace pipepool

@@ -1,0 +1,152 @@
+// Exceptions across the pipe: encoding in the worker, rethrowing in the parent.
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "pipepool/codec.hpp"
+#include "pipepool/detail/call_state.hpp"
+#include "pipepool/detail/task.hpp"
+#include "pipepool/remote_exceptions.hpp"
+
+namespace pipepool::detail {
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::unordered_map<std::string, ExceptionFactory> factories;
+};
+
+template <class E>
+std::exception_ptr make_standard(const std::string& type_name, const std::string& message) {
+  return std::make_exception_ptr(RemoteException<E>(type_name, message, message));
+}
+
+Registry& registry() {
+  static Registry* instance = [] {
+    auto* r = new Registry;
+    r->factories["std::invalid_argument"] = &make_standard<std::invalid_argument>;
+    r->factories["std::out_of_range"] = &make_standard<std::out_of_range>;
+    r->factories["std::domain_error"] = &make_standard<std::domain_error>;
+    r->factories["std::length_error"] = &make_standard<std::length_error>;
+    r->factories["std::logic_error"] = &make_standard<std::logic_error>;
+    r->factories["std::range_error"] = &make_standard<std::range_error>;
+    r->factories["std::overflow_error"] = &make_standard<std::overflow_error>;
+    r->factories["std::underflow_error"] = &make_standard<std::underflow_error>;
+    r->factories["std::runtime_error"] = &make_standard<std::runtime_error>;
+    return r;
+  }();
+  return *instance;
+}
+
+ExceptionFactory find_factory(const std::string& name) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  auto it = r.factories.find(name);
+  return it == r.factories.end() ? nullptr : it->second;
+}
+
+// The nearest standard base of the exception being handled.
+const char* standard_base() {
+  try {
+    throw;
+  } catch (const std::invalid_argument&) {
+    return "std::invalid_argument";
+  } catch (const std::out_of_range&) {
+    return "std::out_of_range";
+  } catch (const std::domain_error&) {
+    return "std::domain_error";
+  } catch (const std::length_error&) {
+    return "std::length_error";
+  } catch (const std::logic_error&) {
+    return "std::logic_error";
+  } catch (const std::range_error&) {
+    return "std::range_error";
+  } catch (const std::overflow_error&) {
+    return "std::overflow_error";
+  } catch (const std::underflow_error&) {
+    return "std::underflow_error";
+  } catch (const std::runtime_error&) {
+    return "std::runtime_error";
+  } catch (...) {
+    return "";
+  }
+}
+
+}  // namespace
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* text = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  if (status != 0 || text == nullptr) return mangled;
+  std::string out(text);
+  std::free(text);
+  return out;
+}
+
+void register_exception_factory(const std::string& type_name, ExceptionFactory factory) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.factories[type_name] = factory;
+}
+
+void encode_current_exception(std::string& out, uint64_t index) {
+  std::string type_name = "unknown exception";
+  std::string message = "a value that is not a std::exception was thrown";
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    type_name = demangle(typeid(e).name());
+    message = e.what();
+  } catch (...) {
+  }
+  Writer writer(out);
+  writer.write_trivial<uint64_t>(index);
+  pipepool::encode(writer, type_name);
+  pipepool::encode(writer, std::string(standard_base()));
+  pipepool::encode(writer, message);
+}
+
+bool execute_task(std::string_view payload, std::string& out) {
+  Reader reader(payload);
+  const auto address = reader.read_trivial<uintptr_t>();
+  if (address == 0) throw ProtocolError("task payload without a function");
+  const auto trampoline = reinterpret_cast<Trampoline>(address);
+  return trampoline(reader, out);
+}
+
+std::exception_ptr to_exception(const Outcome& outcome) {
+  switch (outcome.kind) {
+    case Outcome::Kind::Result:
+      return nullptr;
+    case Outcome::Kind::RemoteError: {
+      std::string type_name, base, message;
+      try {
+        Reader reader(outcome.payload);
+        reader.read_trivial<uint64_t>();
+        type_name = pipepool::decode<std::string>(reader);
+        base = pipepool::decode<std::string>(reader);
+        message = pipepool::decode<std::string>(reader);
+      } catch (const ProtocolError& e) {
+        return std::make_exception_ptr(e);
+      }
+      if (ExceptionFactory factory = find_factory(type_name)) return factory(type_name, message);
+      if (ExceptionFactory factory = find_factory(base)) return factory(type_name, message);
+      return std::make_exception_ptr(
+          RemoteException<std::runtime_error>(type_name, message, type_name + ": " + message));
+    }
+    case Outcome::Kind::WorkerLost:
+    case Outcome::Kind::Terminated:
+      return std::make_exception_ptr(WorkerLost(outcome.message, outcome.signal, outcome.exit_code));
+    case Outcome::Kind::ProtocolError:
+      return std::make_exception_ptr(ProtocolError(outcome.message));
+    case Outcome::Kind::Timeout:
+      return std::make_exception_ptr(TimeoutError(outcome.message));
+  }
+  return nullptr;
+}
+
+}  // namespace pipepool::detail
