@@ -119,7 +119,7 @@ class PipeModel {
 
   // pipe_poll on the read end.
   bool readable() const { return head_ != tail_; }  // POLLIN
-  bool hup() const { return !has_writer_; }          // POLLHUP
+  bool hup() const { return !has_writer_; }         // POLLHUP
   // pipe_poll on the write end.
   bool writable() const { return head_ - tail_ < max_usage_; }  // POLLOUT
   bool err() const { return !has_reader_; }                     // POLLERR
@@ -128,13 +128,14 @@ class PipeModel {
   bool reader_can_proceed() const { return readable() || !has_writer_; }
   bool writer_can_proceed() const { return writable() || !has_reader_; }
 
-  size_t bytes() const { return bytes_; }                   // FIONREAD
-  uint32_t slots_used() const { return head_ - tail_; }     // pipe_occupancy
-  uint32_t slots() const { return max_usage_; }             // F_GETPIPE_SZ / page_size
+  size_t bytes() const { return bytes_; }                // FIONREAD
+  uint32_t slots_used() const { return head_ - tail_; }  // pipe_occupancy
+  uint32_t slots() const { return max_usage_; }          // F_GETPIPE_SZ / page_size
   uint32_t page_size() const { return page_size_; }
   size_t capacity_bytes() const { return size_t{max_usage_} * page_size_; }  // F_GETPIPE_SZ
 
-  // Offset and length of the i-th used slot, oldest first (i < slots_used()). For tests and reports.
+  // Offset and length of the i-th used slot, oldest first (i < slots_used()). For tests and
+  // reports.
   struct BufferView {
     uint32_t offset;
     uint32_t len;
@@ -155,7 +156,8 @@ class PipeModel {
   bool has_reader() const { return has_reader_; }
   bool has_writer() const { return has_writer_; }
 
-  // "7/16 slots, 28672 bytes", then ", no reader" / ", no writer" when closed; for deadlock reports.
+  // "7/16 slots, 28672 bytes", then ", no reader" / ", no writer" when closed; for deadlock
+  // reports.
   std::string describe() const;
 
   // Calls that change or consume state (write, continue, read, resize, close) so far.

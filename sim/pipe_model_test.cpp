@@ -101,14 +101,15 @@ TEST(PipeModel, PageSizedWritesTakeASlotEach) {
   EXPECT_EQ(pipe.describe(), "16/16 slots, 65535 bytes");
 }
 
-TEST(PipeModel, SixteenOneByteWritesWithFullPagesBetweenFillThePipe) {
+TEST(PipeModel, CapacityIsCountedInSlotsNotBytes) {
   // Capacity is in slots, not bytes: a 4096-byte write never merges (4096 % PAGE_SIZE == 0).
   PipeModel pipe;
   pipe.write(bytes_of("a"), true);
   const auto page = filled(kPage, 1);
   for (int i = 0; i < 15; ++i) ASSERT_EQ(pipe.write(page, true).result, kPage);
   EXPECT_FALSE(pipe.writable());
-  EXPECT_EQ(pipe.bytes(), 1u + 15 * kPage);
+  EXPECT_EQ(pipe.bytes(), 1u + 15 * kPage);                    // 61441 bytes: full
+  EXPECT_EQ(pipe.write(bytes_of("b"), true).result, -EAGAIN);  // no room behind a full page
 }
 
 TEST(PipeModel, OnlyTheRemainderMergesAndOnlyIfItFits) {
@@ -376,8 +377,8 @@ enum class OpKind { kWrite, kWritev, kRead, kSetSize, kCloseReader, kCloseWriter
 
 struct Op {
   OpKind kind;
-  int64_t size = 0;                 // write/read length, or F_SETPIPE_SZ argument (an int)
-  std::vector<size_t> parts = {};   // writev part lengths
+  int64_t size = 0;                // write/read length, or F_SETPIPE_SZ argument (an int)
+  std::vector<size_t> parts = {};  // writev part lengths
 };
 
 std::string describe(const Op& op) {
@@ -408,18 +409,44 @@ struct Totals {
   uint64_t operations = 0;
   uint64_t checks = 0;
   uint64_t bytes_compared = 0;
+  // How often each edge was reached (and agreed on).
+  uint64_t merged_writes = 0;   // bytes added, no slot taken
+  uint64_t partial_writes = 0;  // 0 < result < length
+  uint64_t eagain_writes = 0;
+  uint64_t epipe_writes = 0;
+  uint64_t eagain_reads = 0;
+  uint64_t eof_reads = 0;
+  uint64_t ebusy = 0;
+  uint64_t einval_or_eperm = 0;
+  uint64_t writer_wakeups = 0;  // continue_write calls of blocked writers
+
+  void add(const Totals& o) {
+    sequences += o.sequences;
+    operations += o.operations;
+    checks += o.checks;
+    bytes_compared += o.bytes_compared;
+    merged_writes += o.merged_writes;
+    partial_writes += o.partial_writes;
+    eagain_writes += o.eagain_writes;
+    epipe_writes += o.epipe_writes;
+    eagain_reads += o.eagain_reads;
+    eof_reads += o.eof_reads;
+    ebusy += o.ebusy;
+    einval_or_eperm += o.einval_or_eperm;
+    writer_wakeups += o.writer_wakeups;
+  }
 };
 
 // One real pipe and one model, driven by the same calls and compared after each.
 class Differential {
  public:
-  Differential(std::string name, PipeConfig config)
-      : name_(std::move(name)), model_(config) {}
+  Differential(std::string name, PipeConfig config) : name_(std::move(name)), model_(config) {}
 
   PipeModel& model() { return model_; }
   rp::RealPipe& real() { return real_; }
   bool failed() const { return !failure_.empty(); }
   const Totals& totals() const { return totals_; }
+  Totals& totals() { return totals_; }
 
   // Plays `op` on both and compares the results; then, if `check`, the whole observable state.
   // Returns false on the first difference (see report()).
@@ -439,15 +466,21 @@ class Differential {
             pos += len;
           }
         }
-        const int64_t real = nowait_writes_                ? real_.writev_nowait(parts)
+        const int64_t real = nowait_writes_              ? real_.writev_nowait(parts)
                              : op.kind == OpKind::kWrite ? real_.write(parts[0])
                                                          : real_.writev(parts);
         const bool real_sigpipe = rp::ScopedBlockSigpipe::take_pending_sigpipe();
-        const auto model = op.kind == OpKind::kWrite ? model_.write(parts[0], true)
-                                                     : model_.writev(parts, true);
+        const uint32_t slots_before = model_.slots_used();
+        const auto model =
+            op.kind == OpKind::kWrite ? model_.write(parts[0], true) : model_.writev(parts, true);
+        if (model.result > 0 && model_.slots_used() == slots_before) ++totals_.merged_writes;
+        if (model.result > 0 && model.result < op.size) ++totals_.partial_writes;
+        if (model.result == -EAGAIN) ++totals_.eagain_writes;
+        if (model.result == -EPIPE) ++totals_.epipe_writes;
         log(what + " -> " + std::to_string(real) + (real_sigpipe ? " SIGPIPE" : ""));
-        if (real != model.result) return fail(what + ": kernel " + std::to_string(real) +
-                                              ", model " + std::to_string(model.result));
+        if (real != model.result)
+          return fail(what + ": kernel " + std::to_string(real) + ", model " +
+                      std::to_string(model.result));
         if (real_sigpipe != model.sigpipe) return fail(what + ": SIGPIPE differs");
         if (real > 0) {
           write_pos_ += static_cast<uint64_t>(real);
@@ -461,6 +494,8 @@ class Differential {
         auto& model_buf = buffer(1, n);
         const int64_t real = real_.read(std::span(real_buf).first(n));
         const auto model = model_.read(std::span(model_buf).first(n), true);
+        if (model.result == -EAGAIN) ++totals_.eagain_reads;
+        if (model.result == 0 && n != 0) ++totals_.eof_reads;
         log(what + " -> " + std::to_string(real));
         if (real != model.result || model.would_block) {
           return fail(what + ": kernel " + std::to_string(real) + ", model " +
@@ -483,9 +518,12 @@ class Differential {
         const int64_t real = real_.set_size(arg);
         // fcntl passes the int through the kernel's unsigned int.
         const int64_t model = model_.set_capacity_bytes(static_cast<uint32_t>(arg));
+        if (model == -EBUSY) ++totals_.ebusy;
+        if (model == -EINVAL || model == -EPERM) ++totals_.einval_or_eperm;
         log(what + " -> " + std::to_string(real));
         if (real != model) {
-          return fail(what + ": kernel " + std::to_string(real) + ", model " + std::to_string(model));
+          return fail(what + ": kernel " + std::to_string(real) + ", model " +
+                      std::to_string(model));
         }
         break;
       }
@@ -569,9 +607,12 @@ class Differential {
   void set_nowait_writes(bool on) { nowait_writes_ = on; }
 
   std::string report() const {
-    std::string s = name_ + " differs from the kernel: " + failure_ + "\n  model: " +
-                    model_.describe() + "\n  calls:\n";
-    for (size_t i = 0; i < log_.size(); ++i) s += "    #" + std::to_string(i) + " " + log_[i] + "\n";
+    return name_ + " differs from the kernel: " + failure_ + "\n" + transcript();
+  }
+  std::string transcript() const {
+    std::string s = "  model: " + model_.describe() + "\n  calls (kernel's result):\n";
+    for (size_t i = 0; i < log_.size(); ++i)
+      s += "    #" + std::to_string(i) + " " + log_[i] + "\n";
     return s;
   }
 
@@ -605,7 +646,7 @@ class Differential {
     return true;
   }
 
-  uint64_t write_pos_ = 0;                              // next unused byte of the stream
+  uint64_t write_pos_ = 0;                           // next unused byte of the stream
   std::deque<std::span<const std::byte>> expected_;  // accepted, not yet read, oldest first
   std::vector<std::string> log_;
   std::string failure_;
@@ -630,7 +671,7 @@ class OpGenerator {
     const int64_t page = m.page_size();
     const int64_t cap = static_cast<int64_t>(m.capacity_bytes());
     const int64_t free_slots = m.slots() - m.slots_used();
-    int64_t room = 0;  // merge room behind the last buffer's data
+    int64_t room = 0;   // merge room behind the last buffer's data
     int64_t first = 0;  // bytes in the oldest buffer
     if (m.slots_used() != 0) {
       const auto last = m.buffer(m.slots_used() - 1);
@@ -639,24 +680,58 @@ class OpGenerator {
     }
     int64_t n = 1;
     switch (uniform(0, for_read ? 16 : 13)) {
-      case 0: n = 1; break;
-      case 1: n = static_cast<int64_t>(uniform(1, 64)); break;
-      case 2: n = page + jitter(); break;
-      case 3: n = static_cast<int64_t>(uniform(1, m.slots() + 2)) * page + jitter(); break;
-      case 4: n = cap + jitter(); break;
-      case 5: n = static_cast<int64_t>(uniform(1, 2 * page)); break;
-      case 6: n = static_cast<int64_t>(uniform(1, cap)); break;
-      case 7: n = static_cast<int64_t>(uniform(1, 4 << 20)); break;
-      case 8: n = free_slots * page + jitter(); break;
-      case 9: n = room + jitter(); break;
-      case 10: n = static_cast<int64_t>(uniform(0, 3)) * page + room + jitter(); break;
-      case 11: n = static_cast<int64_t>(uniform(1, kMaxWrite)); break;
-      case 12: n = static_cast<int64_t>(uniform(1, 16)); break;
-      case 13: n = static_cast<int64_t>(uniform(1, page / 2)); break;
+      case 0:
+        n = 1;
+        break;
+      case 1:
+        n = static_cast<int64_t>(uniform(1, 64));
+        break;
+      case 2:
+        n = page + jitter();
+        break;
+      case 3:
+        n = static_cast<int64_t>(uniform(1, m.slots() + 2)) * page + jitter();
+        break;
+      case 4:
+        n = cap + jitter();
+        break;
+      case 5:
+        n = static_cast<int64_t>(uniform(1, 2 * page));
+        break;
+      case 6:
+        n = static_cast<int64_t>(uniform(1, cap));
+        break;
+      case 7:
+        n = static_cast<int64_t>(uniform(1, 4 << 20));
+        break;
+      case 8:
+        n = free_slots * page + jitter();
+        break;
+      case 9:
+        n = room + jitter();
+        break;
+      case 10:
+        n = static_cast<int64_t>(uniform(0, 3)) * page + room + jitter();
+        break;
+      case 11:
+        n = static_cast<int64_t>(uniform(1, kMaxWrite));
+        break;
+      case 12:
+        n = static_cast<int64_t>(uniform(1, 16));
+        break;
+      case 13:
+        n = static_cast<int64_t>(uniform(1, page / 2));
+        break;
       // reads only
-      case 14: n = static_cast<int64_t>(m.bytes()) + jitter(); break;
-      case 15: n = first + jitter(); break;
-      case 16: n = first + static_cast<int64_t>(uniform(0, 2)) * page + jitter(); break;
+      case 14:
+        n = static_cast<int64_t>(m.bytes()) + jitter();
+        break;
+      case 15:
+        n = first + jitter();
+        break;
+      case 16:
+        n = first + static_cast<int64_t>(uniform(0, 2)) * page + jitter();
+        break;
     }
     return static_cast<size_t>(std::clamp<int64_t>(n, 1, kMaxWrite));
   }
@@ -666,18 +741,30 @@ class OpGenerator {
     const int64_t page = m.page_size();
     const int64_t used = m.slots_used();
     switch (uniform(0, 11)) {
-      case 0: return 0;
-      case 1: return static_cast<int64_t>(uniform(1, page - 1));
-      case 2: return page + jitter();
-      case 3: return page << uniform(0, 8);  // 4 KiB .. 1 MiB
-      case 4: return static_cast<int64_t>(uniform(1, 1 << 20));
-      case 5: return std::max<int64_t>(used * page + jitter(), 0);
-      case 6: return std::max<int64_t>((used - 1) * page, 0);
-      case 7: return (int64_t{1} << 20) + jitter();  // 2 MiB needs CAP_SYS_RESOURCE
-      case 8: return -1;                              // (unsigned) 0xffffffff: EINVAL
-      case 9: return chance(0.1) ? INT_MAX : (int64_t{4} << 20);
-      case 10: return static_cast<int64_t>(m.capacity_bytes()) + jitter();
-      default: return 3 * page;
+      case 0:
+        return 0;
+      case 1:
+        return static_cast<int64_t>(uniform(1, page - 1));
+      case 2:
+        return page + jitter();
+      case 3:
+        return page << uniform(0, 8);  // 4 KiB .. 1 MiB
+      case 4:
+        return static_cast<int64_t>(uniform(1, 1 << 20));
+      case 5:
+        return std::max<int64_t>(used * page + jitter(), 0);
+      case 6:
+        return std::max<int64_t>((used - 1) * page, 0);
+      case 7:
+        return (int64_t{1} << 20) + jitter();  // 2 MiB needs CAP_SYS_RESOURCE
+      case 8:
+        return -1;  // (unsigned) 0xffffffff: EINVAL
+      case 9:
+        return chance(0.1) ? INT_MAX : (int64_t{4} << 20);
+      case 10:
+        return static_cast<int64_t>(m.capacity_bytes()) + jitter();
+      default:
+        return 3 * page;
     }
   }
 
@@ -722,20 +809,20 @@ uint64_t env_number(const char* name, uint64_t fallback) {
 // The model of the test process's privilege over F_SETPIPE_SZ (pipe_set_size's EPERM check).
 PipeConfig config_for_this_thread() {
   PipeConfig config;
+  config.page_size = static_cast<uint32_t>(sysconf(_SC_PAGESIZE));
   if (!rp::has_cap_sys_resource()) config.unprivileged_max_bytes = rp::pipe_max_size();
   return config;
 }
 
 void add_totals(Totals& totals, const Differential& d) {
+  totals.add(d.totals());
   totals.sequences += 1;
-  totals.operations += d.totals().operations;
-  totals.checks += d.totals().checks;
-  totals.bytes_compared += d.totals().bytes_compared;
 }
 
 // One random sequence: capacity, 10..160 calls, sometimes closing an end. Adds to `totals`.
 // Returns the failure report, or nothing.
-std::optional<std::string> run_random_sequence(uint64_t seed, Totals& totals) {
+std::optional<std::string> run_random_sequence(uint64_t seed, Totals& totals,
+                                               bool print_calls = false) {
   OpGenerator gen(seed);
   Differential d("random sequence seed " + std::to_string(seed), config_for_this_thread());
   const uint64_t length = gen.uniform(10, 160);
@@ -743,8 +830,9 @@ std::optional<std::string> run_random_sequence(uint64_t seed, Totals& totals) {
   const uint64_t close_writer_at = gen.chance(0.25) ? gen.uniform(0, length) : UINT64_MAX;
   bool ok = d.check_state("pipe2");
   if (ok && gen.chance(0.5)) ok = d.play(Op{OpKind::kSetSize, gen.capacity_argument(d.model())});
+  uint64_t after_reader_closed = 0;  // EPIPE again and again teaches little: a few, then stop
   for (uint64_t i = 0; ok && i < length; ++i) {
-    if (!d.model().has_reader() && !d.model().has_writer()) break;
+    if (!d.model().has_reader() && (!d.model().has_writer() || ++after_reader_closed > 6)) break;
     if (i == close_reader_at && d.model().has_reader()) {
       ok = d.play(Op{OpKind::kCloseReader});
     } else if (i == close_writer_at && d.model().has_writer()) {
@@ -754,18 +842,30 @@ std::optional<std::string> run_random_sequence(uint64_t seed, Totals& totals) {
     }
   }
   add_totals(totals, d);
+  if (print_calls) std::printf("%s", d.transcript().c_str());
   if (ok) return std::nullopt;
   return d.report() + "  replay: PIPEPOOL_PIPE_MODEL_SEED=" + std::to_string(seed) +
          " sim_tests --gtest_filter='PipeModelDifferential.Replay'\n";
 }
 
 void report_totals(const char* what, const Totals& t, double seconds) {
-  std::printf("[ pipe model ] %s: %llu sequences, %llu calls, %llu state checks, %llu bytes read "
-              "compared with the kernel in %.1f s\n",
-              what, static_cast<unsigned long long>(t.sequences),
-              static_cast<unsigned long long>(t.operations),
-              static_cast<unsigned long long>(t.checks),
-              static_cast<unsigned long long>(t.bytes_compared), seconds);
+  std::printf(
+      "[ pipe model ] %s: %llu sequences, %llu calls, %llu state checks, %llu bytes read "
+      "compared with the kernel in %.1f s\n",
+      what, static_cast<unsigned long long>(t.sequences),
+      static_cast<unsigned long long>(t.operations), static_cast<unsigned long long>(t.checks),
+      static_cast<unsigned long long>(t.bytes_compared), seconds);
+  std::printf(
+      "[ pipe model ]   agreed on: %llu merging writes, %llu partial writes, %llu write "
+      "EAGAIN, %llu EPIPE, %llu read EAGAIN, %llu EOF, %llu EBUSY, %llu EINVAL/EPERM, "
+      "%llu blocked-writer wake-ups\n",
+      static_cast<unsigned long long>(t.merged_writes),
+      static_cast<unsigned long long>(t.partial_writes),
+      static_cast<unsigned long long>(t.eagain_writes),
+      static_cast<unsigned long long>(t.epipe_writes),
+      static_cast<unsigned long long>(t.eagain_reads), static_cast<unsigned long long>(t.eof_reads),
+      static_cast<unsigned long long>(t.ebusy), static_cast<unsigned long long>(t.einval_or_eperm),
+      static_cast<unsigned long long>(t.writer_wakeups));
   ::testing::Test::RecordProperty("sequences", std::to_string(t.sequences));
   ::testing::Test::RecordProperty("operations", std::to_string(t.operations));
   ::testing::Test::RecordProperty("state_checks", std::to_string(t.checks));
@@ -911,6 +1011,7 @@ class BlockedWrite {
     if (!step_.blocked || !d_.model().writer_can_proceed()) return true;
     // With the CPU held, the kernel's writer cannot have run yet: the state must still agree.
     if (exclusive_ && !d_.check_state(when + ", writer woken but not yet run")) return false;
+    ++d_.totals().writer_wakeups;
     const auto so_far = static_cast<size_t>(step_.result);
     step_ = d_.model().continue_writev(parts_, so_far);
     d_.expect(parts_, so_far, step_.written);
@@ -948,21 +1049,26 @@ class BlockedWrite {
 // writer" and F_SETPIPE_SZ between a wake-up and the writer running; sometimes closing the
 // reader) until it returns; then random non-blocking calls, which see where the continuation put
 // its bytes.
-std::optional<std::string> run_blocking_scenario(uint64_t seed, Totals& totals, int cpu) {
+std::optional<std::string> run_blocking_scenario(uint64_t seed, Totals& totals, int cpu,
+                                                 bool print_calls = false) {
   OpGenerator gen(seed);
-  Differential d("blocking-writer scenario seed " + std::to_string(seed),
-                 config_for_this_thread());
+  Differential d("blocking-writer scenario seed " + std::to_string(seed), config_for_this_thread());
   auto finish = [&](bool ok) -> std::optional<std::string> {
     add_totals(totals, d);
+    if (print_calls) std::printf("%s", d.transcript().c_str());
     if (ok) return std::nullopt;
     return d.report() + "  replay: PIPEPOOL_PIPE_MODEL_BLOCKING_SEED=" + std::to_string(seed) +
            (cpu >= 0 ? " PIPEPOOL_PIPE_MODEL_SAME_CPU=1" : "") +
            " sim_tests --gtest_filter='PipeModelDifferential.Replay'\n";
   };
 
-  static constexpr int kCapacities[] = {4096, 8192, 16384, 65536, 65536, 262144};
-  const int capacity = kCapacities[gen.uniform(0, std::size(kCapacities) - 1)];
-  if (capacity != 65536 && !d.play(Op{OpKind::kSetSize, capacity})) return finish(false);
+  static constexpr int kCapacityPages[] = {1, 2, 4, 16, 16, 64};
+  const int capacity = kCapacityPages[gen.uniform(0, std::size(kCapacityPages) - 1)] *
+                       static_cast<int>(d.model().page_size());
+  if (capacity != static_cast<int>(d.model().capacity_bytes()) &&
+      !d.play(Op{OpKind::kSetSize, capacity})) {
+    return finish(false);
+  }
   // Leave some bytes (maybe partly read) so that the merge step has something to merge into.
   for (uint64_t i = gen.uniform(0, 3); i > 0; --i) {
     const bool read = gen.chance(0.3);
@@ -975,7 +1081,7 @@ std::optional<std::string> run_blocking_scenario(uint64_t seed, Totals& totals, 
 
   // The blocking write: one to four capacities, plus a remainder that often is not page-aligned.
   const size_t total = static_cast<size_t>(capacity) * gen.uniform(1, 4) +
-                       (gen.chance(0.8) ? gen.uniform(1, 2 * kPage) : 0);
+                       (gen.chance(0.8) ? gen.uniform(1, 2 * d.model().page_size()) : 0);
   std::vector<size_t> lengths = {total};
   if (gen.chance(0.3)) {
     const size_t header = gen.uniform(1, 64);
@@ -1010,7 +1116,7 @@ std::optional<std::string> run_blocking_scenario(uint64_t seed, Totals& totals, 
   }
   if (!blocked.finish()) return finish(false);
   for (uint64_t i = gen.uniform(10, 40); i > 0; --i) {
-    if (!d.model().has_reader() && !d.model().has_writer()) break;
+    if (!d.model().has_reader() && (!d.model().has_writer() || i % 8 == 0)) break;
     if (!d.play(gen.next(d.model()))) return finish(false);
   }
   return finish(true);
@@ -1060,9 +1166,11 @@ TEST(PipeModelDifferential, WokenWriterNeverMerges) {
   if (cpu.cpu() < 0) GTEST_SKIP() << "cannot pin this thread at SCHED_FIFO";
   Differential d("woken writer, no merge", config_for_this_thread());
   {
-    BlockedWrite blocked(d, {16 * kPage + 904}, cpu.cpu());
+    const size_t page = d.model().page_size();
+    BlockedWrite blocked(d, {16 * page + 904}, cpu.cpu());
     ASSERT_TRUE(blocked.settle("start")) << d.report();
-    ASSERT_TRUE(d.play(Op{OpKind::kRead, 2 * kPage}, false)) << d.report();  // wakes the writer
+    ASSERT_TRUE(d.play(Op{OpKind::kRead, static_cast<int64_t>(2 * page)}, false))  // wakes it
+        << d.report();
     ASSERT_TRUE(d.play(Op{OpKind::kWrite, 1}, false)) << d.report();  // another writer, first
     ASSERT_TRUE(blocked.wake("woken")) << d.report();
     ASSERT_TRUE(blocked.settle("end")) << d.report();
@@ -1082,6 +1190,7 @@ TEST(PipeModelDifferential, UnprivilegedCapacityLimit) {
   std::optional<std::string> failure;
   Totals totals;
   bool dropped = false;
+  const auto start = std::chrono::steady_clock::now();
   std::thread unprivileged([&] {
     rp::ScopedBlockSigpipe block_sigpipe;
     dropped = !rp::has_cap_sys_resource() || rp::drop_cap_sys_resource_in_this_thread();
@@ -1095,14 +1204,12 @@ TEST(PipeModelDifferential, UnprivilegedCapacityLimit) {
     for (int arg : {max, max + 1, 4096, max + 1, max, 2 * max}) {
       if (!failure && !d.play(Op{OpKind::kSetSize, arg})) failure = d.report();
     }
-    totals.operations += d.totals().operations;
+    add_totals(totals, d);
   });
   unprivileged.join();
   if (!dropped) GTEST_SKIP() << "could not drop CAP_SYS_RESOURCE in a thread";
   if (failure) ADD_FAILURE() << *failure;
-  std::printf("[ pipe model ] unprivileged: %llu sequences, %llu calls compared\n",
-              static_cast<unsigned long long>(totals.sequences),
-              static_cast<unsigned long long>(totals.operations));
+  report_totals("without CAP_SYS_RESOURCE", totals, seconds_since(start));
 }
 
 // Replays one seed given in the environment, printing every call.
@@ -1115,13 +1222,15 @@ TEST(PipeModelDifferential, Replay) {
   rp::ScopedBlockSigpipe block_sigpipe;
   Totals totals;
   if (seed != UINT64_MAX) {
-    if (auto failure = run_random_sequence(seed, totals)) ADD_FAILURE() << *failure;
+    if (auto failure = run_random_sequence(seed, totals, true)) ADD_FAILURE() << *failure;
   }
   if (blocking_seed != UINT64_MAX) {
     std::optional<rp::ExclusiveCpu> cpu;
     if (env_number("PIPEPOOL_PIPE_MODEL_SAME_CPU", 0) != 0) cpu.emplace();
     const int on = cpu ? cpu->cpu() : -1;
-    if (auto failure = run_blocking_scenario(blocking_seed, totals, on)) ADD_FAILURE() << *failure;
+    if (auto failure = run_blocking_scenario(blocking_seed, totals, on, true)) {
+      ADD_FAILURE() << *failure;
+    }
   }
   std::printf("[ pipe model ] replay: %llu calls agree\n",
               static_cast<unsigned long long>(totals.operations));

@@ -27,7 +27,9 @@
 
 namespace pipepool::sim::testing {
 
-inline int64_t result_or_errno(int64_t r) { return r < 0 ? -errno : r; }
+inline int64_t result_or_errno(int64_t r) {
+  return r < 0 ? -errno : r;
+}
 
 // One pipe2(O_CLOEXEC | O_NONBLOCK) pair. Either end can be closed early; the destructor closes
 // what is left.
@@ -140,7 +142,9 @@ class ScopedBlockSigpipe {
   sigset_t old_;
 };
 
-inline pid_t current_tid() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+inline pid_t current_tid() {
+  return static_cast<pid_t>(syscall(SYS_gettid));
+}
 
 // Scheduler state letter of a thread of this process ('R', 'S', 'D', ...), or '?' if it is gone.
 inline char thread_state(pid_t tid) {

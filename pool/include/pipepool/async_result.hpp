@@ -33,12 +33,21 @@ namespace pipepool {
 // with the error. They must be quick and must not block on this pool's results (that would stall
 // the I/O thread); an exception escaping them is caught and dropped. With Pool(0) they run in the
 // submitting call.
+namespace detail {
+template <class T>
+struct ValueCallback {
+  using type = std::function<void(const T&)>;
+};
+template <>
+struct ValueCallback<void> {
+  using type = std::function<void()>;
+};
+}  // namespace detail
+
 template <class T>
 struct Callbacks {
-  using ValueCallback =
-      std::conditional_t<std::is_void_v<T>, std::function<void()>, std::function<void(const T&)>>;
-  ValueCallback callback;
-  std::function<void(std::exception_ptr)> error_callback;
+  typename detail::ValueCallback<T>::type callback{};
+  std::function<void(std::exception_ptr)> error_callback{};
 };
 
 namespace detail {
@@ -63,6 +72,7 @@ class TypedCallState final : public CallState {
     });
   }
   const std::optional<Stored>& value() const { return value_; }
+  std::optional<Stored>& mutable_value() { return value_; }
   std::exception_ptr error() const { return error_; }
 
  private:
@@ -98,16 +108,29 @@ class AsyncResult {
  public:
   explicit AsyncResult(std::shared_ptr<detail::TypedCallState<T>> state) : state_(std::move(state)) {}
 
-  // Waits for the result and returns it, or throws the call's error (RemoteError, WorkerLost, ...).
-  T get() {
+  // Waits for the result and returns (a copy of) it, or throws the call's error (RemoteError,
+  // WorkerLost, ...).
+  T get() & {
     state_->wait();
+    return value();
+  }
+  // On a temporary that is the last handle of its result, moves the value out instead of copying.
+  T get() && {
+    state_->wait();
+    if constexpr (!std::is_void_v<T>) {
+      if (state_.use_count() == 1) {
+        state_->decode_once();
+        if (state_->error()) std::rethrow_exception(state_->error());
+        return std::move(*state_->mutable_value());
+      }
+    }
     return value();
   }
 
   // As get(), but throws TimeoutError if the result is not ready within `timeout` (a timeout of
   // zero only looks).
   template <class Rep, class Period>
-  T get(std::chrono::duration<Rep, Period> timeout) {
+  T get(std::chrono::duration<Rep, Period> timeout) const {
     if (!wait(timeout)) throw TimeoutError("result not ready within the timeout");
     return value();
   }
@@ -132,7 +155,7 @@ class AsyncResult {
   }
 
  private:
-  T value() {
+  T value() const {
     state_->decode_once();
     if (state_->error()) std::rethrow_exception(state_->error());
     if constexpr (!std::is_void_v<T>) return *state_->value();

@@ -229,7 +229,7 @@ class Pool {
   template <class F, class... Args>
     requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...))
   auto apply(F f, Args&&... args) {
-    return apply_async(f, std::forward<Args>(args)...).get();
+    return apply_async(f, std::forward<Args>(args)...).get();  // rvalue get(): moves the value
   }
 
   // f(args...) in a worker; returns at once.
@@ -251,7 +251,7 @@ class Pool {
     std::string payload;
     detail::begin_task<F, ArgsTuple>(payload, f, 1);
     Writer writer(payload);
-    (pipepool::encode(writer, std::decay_t<Args>(args)), ...);
+    (pipepool::encode(writer, static_cast<const std::decay_t<Args>&>(args)), ...);
     auto state = std::make_shared<detail::TypedCallState<R>>(
         1,
         [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
@@ -275,7 +275,7 @@ class Pool {
   // lowest failing index.
   template <class F, std::ranges::forward_range Range>
   auto map(F f, const Range& xs, size_t chunksize = 0) {
-    return map_async(f, xs, chunksize).get();
+    return map_async(f, xs, chunksize).get();  // rvalue get(): moves the value
   }
 
   template <class F, std::ranges::forward_range Range,

@@ -248,6 +248,29 @@ TEST(ForkServerTest, DestructorShutsDownAndMoveKeepsOneOwner) {
   EXPECT_TRUE(os::test::process_gone(worker_pid));
 }
 
+TEST(ForkServerTest, AServerThatDiesIsReportedNotWaitedFor) {
+  os::test::ScopedSubreaper subreaper;  // the orphaned worker comes to us, to be reaped
+  os::Result<ForkServer> server = ForkServer::start(&command_main, &g_exit_code_seven);
+  ASSERT_TRUE(server.ok());
+  os::Result<WorkerHandle> worker = server.value().spawn();
+  ASSERT_TRUE(worker.ok());
+  ASSERT_TRUE(os::send_signal(server.value().pid(), SIGKILL).ok());
+
+  // The events socket reaches end of file, and the worker follows its server (death signal).
+  EXPECT_TRUE(collect_exits(server.value(), 1, 5000).empty());
+  EXPECT_TRUE(server.value().events_closed());
+  pollfd entry{worker.value().pidfd.get(), POLLIN, 0};
+  EXPECT_EQ(os::poll_fds(std::span(&entry, 1), 2000).value(), 1) << "worker outlived its server";
+  os::test::Disappearance gone = os::test::wait_until_gone(worker.value().pid, 2000);
+  EXPECT_TRUE(gone.gone);
+  os::Result<WorkerHandle> again = server.value().spawn();
+  EXPECT_FALSE(again.ok());
+  EXPECT_TRUE(again.error() == EPIPE || again.error() == ECONNRESET) << again.message();
+  const pid_t server_pid = server.value().pid();
+  server.value().shutdown();  // reaps the dead server
+  EXPECT_TRUE(os::test::process_gone(server_pid));
+}
+
 // The pool's process dies abruptly: its fork server and the workers must follow, quickly.
 TEST(ForkServerTest, KillingTheServersParentKillsServerAndWorkers) {
   os::test::ScopedSubreaper subreaper;  // orphans come to this process, which reaps them
@@ -274,14 +297,27 @@ TEST(ForkServerTest, KillingTheServersParentKillsServerAndWorkers) {
 
   ASSERT_TRUE(os::send_signal(intermediate.value(), SIGKILL).ok());
   EXPECT_EQ(intermediate_guard.wait().value().signal, SIGKILL);
+  // Both must be gone within 2 s, whoever reaps them (orphans come to this subreaper).
+  // The server is SIGKILLed by its death signal, or sees end of file on its control socket first
+  // and exits 0 after killing and reaping its workers. A worker is SIGKILLed (death signal, or
+  // by the server), or exits kParentGoneExitCode if its server died while it was still starting.
   const long long start = os::test::monotonic_ms();
-  for (pid_t pid : pids) {
-    const int left = static_cast<int>(std::max(0LL, start + 2000 - os::test::monotonic_ms()));
-    std::optional<os::ExitStatus> status = os::test::wait_with_deadline(pid, left);
-    if (!status) (void)!system(("cat /proc/" + std::to_string(pid) + "/status | head -12; ps -ef | head -30").c_str());
-    ASSERT_TRUE(status.has_value()) << "pid " << pid << " still alive 2 s after its parent died";
-    EXPECT_EQ(status->signal, SIGKILL) << status->describe();
-    EXPECT_TRUE(os::test::process_gone(pid));
+  const auto left_ms = [&] {
+    return static_cast<int>(std::max(0LL, start + 2000 - os::test::monotonic_ms()));
+  };
+  os::test::Disappearance server = os::test::wait_until_gone(pids[0], left_ms());
+  ASSERT_TRUE(server.gone) << "the fork server outlived its parent by 2 s";
+  if (server.status) {
+    EXPECT_TRUE(*server.status == (os::ExitStatus{SIGKILL, 0, false}) ||
+                *server.status == (os::ExitStatus{0, 0, false}))
+        << server.status->describe();
+  }
+  os::test::Disappearance worker = os::test::wait_until_gone(pids[1], left_ms());
+  ASSERT_TRUE(worker.gone) << "the worker outlived its parent's parent by 2 s";
+  if (worker.status) {
+    EXPECT_TRUE(*worker.status == (os::ExitStatus{SIGKILL, 0, false}) ||
+                *worker.status == (os::ExitStatus{0, os::kParentGoneExitCode, false}))
+        << worker.status->describe();
   }
 }
 

@@ -6,6 +6,7 @@
 //
 //   ScopedSubreaper subreaper;        // orphans of our children are reparented to us
 //   auto st = wait_with_deadline(grandchild_pid, 2000);   // reap something that became ours
+//   auto gone = wait_until_gone(pid, 2000);                // ... or that its parent reaped
 #pragma once
 
 #include <signal.h>
@@ -80,6 +81,29 @@ inline std::optional<ExitStatus> wait_with_deadline(pid_t pid, int timeout_ms) {
     if (r == pid) return ExitStatus::from_wait_status(status);
     if (r < 0 && errno != ECHILD && errno != EINTR) return std::nullopt;
     if (monotonic_ms() >= deadline) return std::nullopt;
+    const timespec one_ms{0, 1'000'000};
+    ::nanosleep(&one_ms, nullptr);
+  }
+}
+
+// How a process disappeared, for wait_until_gone.
+struct Disappearance {
+  bool gone = false;                 // false: still there at the deadline
+  std::optional<ExitStatus> status;  // set if we reaped it; nullopt if someone else did
+};
+
+// Waits up to `timeout_ms` until `pid` no longer exists: reaped here (the pid may become our child
+// only later, as an orphan on its way to a subreaper) or by its own parent.
+inline Disappearance wait_until_gone(pid_t pid, int timeout_ms) {
+  const long long deadline = monotonic_ms() + timeout_ms;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return Disappearance{true, ExitStatus::from_wait_status(status)};
+    if (r < 0 && errno == ECHILD && ::kill(pid, 0) != 0 && errno == ESRCH) {
+      return Disappearance{true, std::nullopt};
+    }
+    if (monotonic_ms() >= deadline) return Disappearance{};
     const timespec one_ms{0, 1'000'000};
     ::nanosleep(&one_ms, nullptr);
   }

@@ -92,12 +92,8 @@ void ParentEngine::write_failed(WorkerId w, int /*error*/) {
 void ParentEngine::worker_exited(WorkerId w, const ExitInfo& info) {
   Slot& slot = slots_[w];
   slot.exit = info;
-  bool retiring = config_.max_tasks_per_child != 0 &&
-                  slot.assigned_this_process >= config_.max_tasks_per_child &&
-                  slot.outstanding.empty();
   if (slot.state == SlotState::Live || slot.state == SlotState::Starting) {
     slot.state = SlotState::Failed;
-    if (retiring && info.signal == 0 && info.exit_code == 0) slot.state = SlotState::Closing;
   }
   slot.outbox.clear();
   maybe_finalize(w);
@@ -291,8 +287,12 @@ void ParentEngine::maybe_finalize(WorkerId w) {
   if (slot.state == SlotState::Absent || !slot.exit) return;
   if (!slot.eof && !slot.reading_abandoned) return;  // results may still be in the pipe
   const ExitInfo exit = *slot.exit;
-  const bool clean = slot.state == SlotState::Closing && slot.outstanding.empty() &&
-                     exit.signal == 0 && exit.exit_code == 0 && !slot.failure_kind;
+  // A clean end: after Shutdown, or by itself after maxtasksperchild tasks, with nothing owed.
+  const bool retired = config_.max_tasks_per_child != 0 &&
+                       slot.assigned_this_process >= config_.max_tasks_per_child;
+  const bool clean = (slot.state == SlotState::Closing || retired) && slot.outstanding.empty() &&
+                     exit.signal == 0 && exit.exit_code == 0 && !slot.failure_kind &&
+                     slot.failure_message.empty();
   if (!clean) ++stats_.workers_lost;
 
   if (!slot.outstanding.empty()) {

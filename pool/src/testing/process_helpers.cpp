@@ -1,0 +1,95 @@
+#include "process_helpers.hpp"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace pipepool::testing {
+namespace {
+
+struct ProcInfo {
+  pid_t ppid;
+  char state;
+};
+
+std::map<pid_t, ProcInfo> all_processes() {
+  std::map<pid_t, ProcInfo> out;
+  DIR* dir = opendir("/proc");
+  if (!dir) return out;
+  while (dirent* entry = readdir(dir)) {
+    char* end;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0) continue;
+    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    auto close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    out[static_cast<pid_t>(pid)] = {ppid, state};
+  }
+  closedir(dir);
+  return out;
+}
+
+}  // namespace
+
+std::vector<pid_t> descendants(bool include_zombies) {
+  auto processes = all_processes();
+  std::vector<pid_t> out;
+  std::vector<pid_t> frontier{getpid()};
+  while (!frontier.empty()) {
+    pid_t parent = frontier.back();
+    frontier.pop_back();
+    for (const auto& [pid, info] : processes) {
+      if (info.ppid != parent) continue;
+      frontier.push_back(pid);
+      if (include_zombies || info.state != 'Z') out.push_back(pid);
+    }
+  }
+  return out;
+}
+
+size_t thread_count() {
+  size_t n = 0;
+  DIR* dir = opendir("/proc/self/task");
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++n;
+  }
+  closedir(dir);
+  return n;
+}
+
+std::set<int> open_fds() {
+  std::set<int> out;
+  DIR* dir = opendir("/proc/self/fd");
+  const int own = dirfd(dir);
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] == '.') continue;
+    int fd = std::atoi(entry->d_name);
+    if (fd != own) out.insert(fd);
+  }
+  closedir(dir);
+  return out;
+}
+
+std::vector<pid_t> wait_for_no_descendants(int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    auto left = descendants();
+    if (left.empty() || std::chrono::steady_clock::now() > deadline) return left;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace pipepool::testing

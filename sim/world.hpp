@@ -1,0 +1,220 @@
+// The simulated world: a user, the pool's parent and its workers as processes that run the real
+// protocol engines (protocol::ParentEngine, protocol::ChildEngine) over PipeModel pipes, in virtual
+// time. No system calls, no clock, no randomness: the explorer (explore.hpp) picks which runnable
+// process takes the next step, and that choice alone decides the run.
+//
+// One step is one system call of one process (a read(2), a write(2) or one wake-up of a blocked
+// write, an epoll_wait, a kill, a fork, an exit) or one task run. Example:
+//
+//   World world(make_script(scenario), {});
+//   while (uint64_t runnable = world.poll()) {
+//     world.step(std::countr_zero(runnable));      // always the lowest-numbered runnable process
+//   }
+//   if (world.status() == RunStatus::Deadlock) std::puts(world.deadlock().summary.c_str());
+//
+// Processes are numbered: 0 the user (U), 1 the parent (P), 2 + w worker slot w (Ww). A slot keeps
+// its number across the worker processes the parent starts for it.
+//
+// Virtual time. System calls take no time; a task takes its scenario duration. A worker that begins
+// a task sleeps until then; when no process can run, time jumps to the next wake-up (a task's end or
+// a task timeout). If nothing is left to wake and the user has not returned from join(), the world
+// is deadlocked.
+//
+// How each process behaves (the parent mirrors the real driver, pool/src/driver/):
+//   user    each call is one step that queues its tasks (one submit() each, as the real pool's
+//           queue + eventfd); apply and map then wait for their results, join for the pool.
+//   parent  each loop iteration: (1) if submissions or engine commands are queued, one step applies
+//           them all (commands, then submissions, then the commands those made: StartWorker forks
+//           a worker with fresh pipes and calls worker_started, KillWorker kills it, ArmTimer arms a
+//           timer); (2) else if blocking_write_due() names w, one blocking writev(2) of
+//           pending_write(w), which may sleep on a full pipe and go on in later steps
+//           (PipeModel::continue_writev) until it returns; (3) else one epoll_wait step takes a
+//           snapshot of what is ready (result pipes it wants_read, task pipes it wants_write,
+//           exited workers, expired timers; new submissions wake it too), then one step per ready
+//           item: a non-blocking read(2) of read_buffer(w), a non-blocking writev(2), reaping a
+//           worker (worker_exited) or a timer (timer_fired). It leaves the snapshot early, back to
+//           (1), when the engine asks for commands or a blocking write.
+//   worker  ChildEngine::next(): Read is one blocking read(2) (runnable once the pipe has bytes or
+//           no writer), Run one step at the end of the task's duration, Write one blocking
+//           writev(2) (and one step per wake-up while the pipe is full), Exit one step that closes
+//           its pipe ends. The pool is built synchronously: workers exist from the start.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pipe_model.hpp"
+#include "protocol/child_engine.hpp"
+#include "protocol/parent_engine.hpp"
+#include "scenario.hpp"
+
+namespace pipepool::sim {
+
+inline constexpr uint32_t kUserProcess = 0;
+inline constexpr uint32_t kParentProcess = 1;
+inline constexpr uint32_t kFirstWorkerProcess = 2;
+inline constexpr uint32_t kMaxProcesses = 64;
+
+// "U", "P", "W0", ...
+std::string process_name(uint32_t process);
+// "the user", "the parent", "worker 0", ...
+std::string process_long_name(uint32_t process);
+
+enum class RunStatus {
+  Running,
+  Finished,   // the user returned from join() and every task completed as expected
+  Deadlock,   // nobody can run, nothing is left to wake, the user has not finished
+  StepLimit,  // the step bound was reached first: livelock, or a bound too small
+  Failed,     // a wrong completion, an engine contract broken, or a replay that diverged
+};
+const char* to_string(RunStatus status);
+
+// One pipe, as a report shows it.
+struct PipeState {
+  std::string name;  // "task pipe of worker 0"
+  uint32_t worker = 0;
+  bool task_pipe = true;
+  uint32_t slots_used = 0;
+  uint32_t slots = 0;
+  uint64_t bytes = 0;
+  bool has_reader = true;
+  bool has_writer = true;
+  std::string describe;  // PipeModel::describe()
+};
+
+// What one process is doing when the world deadlocks.
+struct ProcessWait {
+  uint32_t process = 0;
+  // "write", "read", "epoll_wait", "results", "join", "exited", "done"
+  std::string call;
+  std::string text;  // one sentence: "blocked in write(2) to the task pipe of worker 0 ..."
+  std::optional<PipeState> pipe;  // the pipe of a blocked read or write
+  std::string frame;              // the frame a blocked write carries
+  uint64_t call_bytes = 0;        // bytes the blocked call was asked for
+  uint64_t done_bytes = 0;        // bytes it moved so far
+  uint64_t wanted_bytes = 0;      // bytes it still wants
+  std::vector<uint32_t> waits_for;  // processes that could unblock it
+};
+
+struct DeadlockReport {
+  uint64_t step = 0;
+  uint64_t virtual_time_us = 0;
+  std::vector<ProcessWait> processes;  // every process that exists, in process order
+  std::vector<uint32_t> cycle;         // a wait-for cycle, first == last (empty if none)
+  std::vector<PipeState> pipes;        // every pipe of every worker slot
+  std::string summary;                 // the cycle in one paragraph
+};
+
+struct WorldOptions {
+  uint64_t max_steps = 1'000'000;
+  bool trace = false;  // keep one line of text per step (slow; for reports and replays)
+};
+
+class World {
+ public:
+  World(std::shared_ptr<const Script> script, WorldOptions options);
+  ~World();
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
+
+  uint32_t process_count() const { return kFirstWorkerProcess + workers_count_; }
+
+  // Bit p set: process p can take a step now. When none can, advances virtual time to the next
+  // wake-up, and ends the run (status() no longer Running) when nothing is left to wake, when the
+  // user has finished, or at the step bound. Returns 0 once the run has ended.
+  uint64_t poll();
+  // One step of `process`, which the last poll() reported runnable.
+  void step(uint32_t process);
+
+  RunStatus status() const { return status_; }
+  uint64_t steps() const { return schedule_.size(); }
+  // The process of each step so far.
+  const std::vector<uint8_t>& schedule() const { return schedule_; }
+  // A hash of every step (process, call, outcome, time): equal traces, equal hashes.
+  uint64_t trace_hash() const { return trace_hash_; }
+  // A hash of the whole world's state (every process's history, every pipe, time, queues). Two
+  // schedules that reach the same state have the same fingerprint (used by the exhaustive explorer).
+  uint64_t fingerprint() const;
+  uint64_t now_us() const { return now_us_; }
+  uint64_t pipe_ops() const;
+  const std::string& failure() const { return failure_; }
+  const DeadlockReport& deadlock() const { return *deadlock_; }
+  const std::vector<std::string>& trace() const { return trace_; }
+  const protocol::EngineStats& engine_stats() const;
+  uint64_t tasks_completed() const { return completed_count_; }
+
+  // Ends the run as Failed with `why` (a replay that asks for a process that cannot run).
+  void fail(std::string why);
+
+ private:
+  struct Pipe;
+  struct Worker;
+  struct Parent;
+  struct User;
+  struct QueueItem {
+    enum class Kind : uint8_t { Tasks, Shutdown, Terminate };
+    Kind kind;
+    size_t op;  // Tasks: index in script ops
+  };
+
+  bool user_runnable();
+  bool parent_runnable();
+  bool worker_runnable(uint32_t w) const;
+  bool epoll_ready() const;
+  void advance_user();
+
+  void step_user();
+  void step_parent();
+  void step_worker(uint32_t w);
+
+  void parent_apply();
+  void parent_start_write(protocol::WorkerId w);
+  void parent_continue_write();
+  void parent_finish_write(int64_t result);
+  void parent_epoll_wait();
+  void parent_dispatch();
+  void parent_after_step();
+  void execute(const protocol::Command& command);
+  void drain_engine();
+  void record_completion(protocol::Completion completion);
+
+  void fetch_action(uint32_t w);
+  void worker_exit(uint32_t w, int signal, int exit_code, const std::string& reason);
+
+  void finish_run();
+  void build_deadlock_report();
+  PipeState pipe_state(uint32_t w, bool task_pipe) const;
+  void note(uint32_t process, uint64_t kind, uint64_t value);
+  void trace_line(uint32_t process, const std::string& text);
+
+  std::shared_ptr<const Script> script_;
+  WorldOptions options_;
+  uint32_t workers_count_;
+  PipeConfig pipe_config_;
+  protocol::ChildConfig child_config_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<protocol::ParentEngine> engine_;
+  std::unique_ptr<User> user_;
+  std::unique_ptr<Parent> parent_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::deque<QueueItem> queue_;
+  std::vector<uint8_t> completions_;  // per task: completions received
+  uint64_t completed_count_ = 0;
+  bool terminate_applied_ = false;
+  uint64_t now_us_ = 0;
+  RunStatus status_ = RunStatus::Running;
+  std::vector<uint8_t> schedule_;
+  uint64_t trace_hash_ = 0;
+  uint64_t closed_pipe_ops_ = 0;  // ops of pipes already replaced
+  std::string failure_;
+  std::unique_ptr<DeadlockReport> deadlock_;
+  std::vector<std::string> trace_;
+  std::vector<protocol::Completion> completion_scratch_;
+};
+
+}  // namespace pipepool::sim
