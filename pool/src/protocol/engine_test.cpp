@@ -1,0 +1,309 @@
+// The protocol engines without any process: events in, requests out.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "protocol/child_engine.hpp"
+#include "protocol/parent_engine.hpp"
+
+namespace pipepool::protocol {
+namespace {
+
+// Collects the bytes the engine wants written to worker w, and marks them written.
+std::string drain_writes(ParentEngine& engine, WorkerId w) {
+  std::string out;
+  while (engine.wants_write(w)) {
+    std::vector<std::span<const std::byte>> segments;
+    size_t n = engine.pending_write(w, segments);
+    for (auto s : segments) out.append(reinterpret_cast<const char*>(s.data()), s.size());
+    engine.bytes_written(w, n);
+  }
+  return out;
+}
+
+std::vector<FrameKind> kinds(const std::string& stream) {
+  std::vector<FrameKind> out;
+  FrameReader reader(Direction::ToWorker, 1 << 20);
+  size_t pos = 0;
+  while (pos < stream.size()) {
+    auto buffer = reader.buffer();
+    size_t n = std::min(buffer.size(), stream.size() - pos);
+    std::memcpy(buffer.data(), stream.data() + pos, n);
+    pos += n;
+    if (reader.commit(n) == FrameReader::Status::FrameReady) out.push_back(reader.take().header.kind);
+  }
+  return out;
+}
+
+void feed(ParentEngine& engine, WorkerId w, const std::string& bytes) {
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    auto buffer = engine.read_buffer(w);
+    size_t n = std::min(buffer.size(), bytes.size() - pos);
+    std::memcpy(buffer.data(), bytes.data() + pos, n);
+    pos += n;
+    engine.bytes_read(w, n);
+  }
+}
+
+std::string frame(FrameKind kind, TaskId id, const std::string& payload = "") {
+  auto header = encode_header(kind, id, payload.size());
+  return std::string(reinterpret_cast<const char*>(header.data()), kHeaderBytes) + payload;
+}
+
+std::vector<TaskSubmission> tasks(TaskId first, int n) {
+  std::vector<TaskSubmission> out;
+  for (int i = 0; i < n; ++i) out.push_back({first + i, "payload" + std::to_string(first + i)});
+  return out;
+}
+
+struct Fixture {
+  Fixture(Strategy strategy, SchedulerKind kind, uint32_t workers, ParentConfig config = {})
+      : scheduler(make_scheduler(kind)),
+        engine([&] {
+          config.workers = workers;
+          return config;
+        }(),
+               builtin_strategy(strategy), *scheduler) {
+    for (const Command& c : engine.take_commands()) {
+      EXPECT_EQ(c.kind, Command::Kind::StartWorker);
+      engine.worker_started(c.worker);
+    }
+  }
+  std::unique_ptr<Scheduler> scheduler;
+  ParentEngine engine;
+};
+
+TEST(ParentEngine, DemandHoldsTasksUntilAResultComesBack) {
+  Fixture f(Strategy::Epoll, SchedulerKind::Demand, 2);
+  f.engine.submit(tasks(1, 5));
+  EXPECT_EQ(f.engine.outstanding(0), 1u);
+  EXPECT_EQ(f.engine.outstanding(1), 1u);
+  EXPECT_EQ(f.engine.pending_tasks(), 3u);
+  EXPECT_EQ(kinds(drain_writes(f.engine, 0)), std::vector<FrameKind>{FrameKind::Task});
+  feed(f.engine, 0, frame(FrameKind::Result, 1, "r1"));
+  auto done = f.engine.take_completions();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].task, 1u);
+  EXPECT_EQ(done[0].payload, "r1");
+  EXPECT_EQ(f.engine.outstanding(0), 1u);  // task 3 went to the worker that freed up
+  EXPECT_EQ(f.engine.pending_tasks(), 2u);
+}
+
+TEST(ParentEngine, BatchedSendsOneRunBatchPerWorkerUsedPerCall) {
+  Fixture f(Strategy::Batched, SchedulerKind::RoundRobin, 2);
+  f.engine.submit(tasks(1, 3));
+  f.engine.submit(tasks(4, 1));
+  // Blocking discipline: frames go out one at a time, in the order they were produced.
+  std::vector<std::pair<WorkerId, FrameKind>> order;
+  while (auto w = f.engine.blocking_write_due()) {
+    std::vector<std::span<const std::byte>> segments;
+    size_t n = f.engine.pending_write(*w, segments);
+    std::string bytes;
+    for (auto s : segments) bytes.append(reinterpret_cast<const char*>(s.data()), s.size());
+    ASSERT_EQ(kinds(bytes).size(), 1u);  // one frame per blocking write
+    order.push_back({*w, kinds(bytes)[0]});
+    f.engine.bytes_written(*w, n);
+  }
+  using K = FrameKind;
+  std::vector<std::pair<WorkerId, FrameKind>> expected{
+      {0, K::Task}, {1, K::Task}, {0, K::Task}, {0, K::RunBatch}, {1, K::RunBatch},
+      {1, K::Task}, {1, K::RunBatch}};
+  EXPECT_EQ(order, expected);
+}
+
+TEST(ParentEngine, EpollNeverAsksForABlockingWrite) {
+  Fixture f(Strategy::Epoll, SchedulerKind::ShortestBacklog, 2);
+  f.engine.submit(tasks(1, 10));
+  EXPECT_FALSE(f.engine.blocking_write_due());
+  EXPECT_TRUE(f.engine.wants_write(0) || f.engine.wants_write(1));
+}
+
+TEST(ParentEngine, DeathFailsTheRunningTaskAndRequeuesTheRest) {
+  Fixture f(Strategy::Epoll, SchedulerKind::ShortestBacklog, 1);
+  f.engine.submit(tasks(1, 3));
+  drain_writes(f.engine, 0);
+  feed(f.engine, 0, frame(FrameKind::Result, 1, "ok"));
+  f.engine.result_eof(0);
+  f.engine.worker_exited(0, {9, -1, "killed by signal 9 (SIGKILL)"});
+  auto done = f.engine.take_completions();
+  ASSERT_EQ(done.size(), 2u);
+  EXPECT_EQ(done[0].kind, Completion::Kind::Result);
+  EXPECT_EQ(done[1].task, 2u);  // the one it was running
+  EXPECT_EQ(done[1].kind, Completion::Kind::WorkerLost);
+  EXPECT_EQ(done[1].signal, 9);
+  EXPECT_NE(done[1].message.find("SIGKILL"), std::string::npos);
+  // Task 3 never started: it waits for the replacement, which gets it first.
+  auto commands = f.engine.take_commands();
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].kind, Command::Kind::StartWorker);
+  EXPECT_EQ(f.engine.pending_tasks(), 1u);
+  f.engine.worker_started(0);
+  EXPECT_EQ(f.engine.outstanding(0), 1u);
+  EXPECT_EQ(f.engine.stats().workers_lost, 1u);
+}
+
+TEST(ParentEngine, RetriesAreBounded) {
+  Fixture f(Strategy::Epoll, SchedulerKind::Demand, 1, ParentConfig{.max_retries = 1});
+  f.engine.submit(tasks(1, 1));
+  for (int death = 0; death < 2; ++death) {
+    drain_writes(f.engine, 0);
+    f.engine.result_eof(0);
+    f.engine.worker_exited(0, {0, 139, "exited with code 139"});
+    f.engine.take_commands();
+    f.engine.worker_started(0);
+  }
+  auto done = f.engine.take_completions();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].kind, Completion::Kind::WorkerLost);
+  EXPECT_EQ(f.engine.stats().tasks_retried, 1u);
+}
+
+TEST(ParentEngine, MalformedResultIsAProtocolErrorAndTheWorkerIsKilled) {
+  Fixture f(Strategy::Epoll, SchedulerKind::Demand, 1);
+  f.engine.submit(tasks(1, 1));
+  drain_writes(f.engine, 0);
+  std::string bad = frame(FrameKind::Result, 1, "x");
+  bad[0] = 'Z';
+  feed(f.engine, 0, bad.substr(0, kHeaderBytes));
+  auto commands = f.engine.take_commands();
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].kind, Command::Kind::KillWorker);
+  EXPECT_FALSE(f.engine.wants_read(0));
+  f.engine.worker_exited(0, {9, -1, "killed by signal 9 (SIGKILL)"});
+  auto done = f.engine.take_completions();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].kind, Completion::Kind::ProtocolError);
+  EXPECT_NE(done[0].message.find("worker 0"), std::string::npos);
+  EXPECT_NE(done[0].message.find("magic"), std::string::npos);
+}
+
+TEST(ParentEngine, ResultForAnotherTaskIsAProtocolError) {
+  Fixture f(Strategy::Epoll, SchedulerKind::Demand, 1);
+  f.engine.submit(tasks(1, 1));
+  drain_writes(f.engine, 0);
+  feed(f.engine, 0, frame(FrameKind::Result, 99, "x"));
+  f.engine.worker_exited(0, {9, -1, "killed"});
+  auto done = f.engine.take_completions();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].kind, Completion::Kind::ProtocolError);
+  EXPECT_NE(done[0].message.find("task 99"), std::string::npos);
+}
+
+TEST(ParentEngine, ShutdownAfterTheLastTaskAndNoReplacement) {
+  Fixture f(Strategy::Epoll, SchedulerKind::Demand, 1);
+  f.engine.submit(tasks(1, 1));
+  f.engine.begin_shutdown();
+  // Nothing is pending, so Shutdown follows the task at once: the worker exits after running it.
+  EXPECT_EQ(kinds(drain_writes(f.engine, 0)),
+            (std::vector<FrameKind>{FrameKind::Task, FrameKind::Shutdown}));
+  feed(f.engine, 0, frame(FrameKind::Result, 1, "r"));
+  EXPECT_FALSE(f.engine.finished());
+  f.engine.result_eof(0);
+  f.engine.worker_exited(0, {0, 0, "exited with code 0"});
+  EXPECT_TRUE(f.engine.take_commands().empty());
+  EXPECT_TRUE(f.engine.finished());
+  EXPECT_EQ(f.engine.stats().workers_lost, 0u);
+}
+
+TEST(ParentEngine, TerminateCompletesEverythingAndKillsEveryone) {
+  Fixture f(Strategy::Unbatched, SchedulerKind::ShortestBacklog, 2);
+  f.engine.submit(tasks(1, 6));
+  f.engine.terminate();
+  auto done = f.engine.take_completions();
+  EXPECT_EQ(done.size(), 6u);
+  for (const auto& c : done) EXPECT_EQ(c.kind, Completion::Kind::Terminated);
+  auto commands = f.engine.take_commands();
+  EXPECT_EQ(commands.size(), 2u);
+  EXPECT_FALSE(f.engine.blocking_write_due());
+}
+
+TEST(ParentEngine, TimerKillsTheWorkerAndFailsOnlyThatTask) {
+  Fixture f(Strategy::Epoll, SchedulerKind::ShortestBacklog, 1, ParentConfig{.task_timeouts = true});
+  f.engine.submit(tasks(1, 2));
+  drain_writes(f.engine, 0);
+  feed(f.engine, 0, frame(FrameKind::Started, 1));
+  auto commands = f.engine.take_commands();
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].kind, Command::Kind::ArmTimer);
+  f.engine.timer_fired(1);
+  auto done = f.engine.take_completions();
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].kind, Completion::Kind::Timeout);
+  commands = f.engine.take_commands();
+  ASSERT_EQ(commands.size(), 1u);
+  EXPECT_EQ(commands[0].kind, Command::Kind::KillWorker);
+  f.engine.worker_exited(0, {9, -1, "killed"});
+  EXPECT_TRUE(f.engine.take_completions().empty());  // task 2 never started: requeued
+  EXPECT_EQ(f.engine.pending_tasks(), 1u);
+}
+
+TEST(ChildEngine, OneAtATimeReadsExactlyOneFrameThenRuns) {
+  ChildEngine child(ChildConfig{.mode = ChildMode::OneAtATime});
+  std::string stream = frame(FrameKind::Task, 1, "abc") + frame(FrameKind::Task, 2, "de");
+  size_t pos = 0;
+  auto action = child.next();
+  ASSERT_EQ(action.op, ChildEngine::Op::Read);
+  EXPECT_EQ(action.read_into.size(), kHeaderBytes);  // asks for the header only
+  while ((action = child.next()).op == ChildEngine::Op::Read) {
+    size_t n = std::min(action.read_into.size(), stream.size() - pos);
+    std::memcpy(action.read_into.data(), stream.data() + pos, n);
+    pos += n;
+    child.bytes_read(n);
+  }
+  EXPECT_EQ(pos, kHeaderBytes + 3);  // not one byte of task 2 taken
+  ASSERT_EQ(action.op, ChildEngine::Op::Run);
+  EXPECT_EQ(*action.task_payload, "abc");
+  child.task_finished(true, "out");
+  action = child.next();
+  ASSERT_EQ(action.op, ChildEngine::Op::Write);
+}
+
+TEST(ChildEngine, BatchedRunsEverythingBeforeWritingAnything) {
+  ChildEngine child(ChildConfig{.mode = ChildMode::UntilRunBatch});
+  std::string stream = frame(FrameKind::Task, 1, "a") + frame(FrameKind::Task, 2, "b") +
+                       frame(FrameKind::RunBatch, 0);
+  size_t pos = 0;
+  std::vector<ChildEngine::Op> ops;
+  for (int i = 0; i < 40; ++i) {
+    auto action = child.next();
+    if (action.op == ChildEngine::Op::Read) {
+      if (pos == stream.size()) break;
+      size_t n = std::min(action.read_into.size(), stream.size() - pos);
+      std::memcpy(action.read_into.data(), stream.data() + pos, n);
+      pos += n;
+      child.bytes_read(n);
+      continue;
+    }
+    ops.push_back(action.op);
+    if (action.op == ChildEngine::Op::Run) child.task_finished(true, "r");
+    if (action.op == ChildEngine::Op::Write) {
+      size_t n = 0;
+      for (auto s : action.write) n += s.size();
+      child.bytes_written(n);
+    }
+  }
+  using Op = ChildEngine::Op;
+  EXPECT_EQ(ops, (std::vector<Op>{Op::Run, Op::Run, Op::Write, Op::Write}));
+}
+
+TEST(ChildEngine, ExitsAfterMaxTasksAndOnShutdownAndOnEof) {
+  ChildEngine eof(ChildConfig{});
+  ASSERT_EQ(eof.next().op, ChildEngine::Op::Read);
+  eof.bytes_read(0);
+  EXPECT_EQ(eof.next().op, ChildEngine::Op::Exit);
+  EXPECT_EQ(eof.next().exit_code, 0);
+
+  ChildEngine truncated(ChildConfig{});
+  auto a = truncated.next();
+  a.read_into[0] = std::byte{1};
+  truncated.bytes_read(1);
+  truncated.next();
+  truncated.bytes_read(0);
+  EXPECT_EQ(truncated.next().exit_code, kExitProtocolError);
+}
+
+}  // namespace
+}  // namespace pipepool::protocol
