@@ -2,6 +2,7 @@
 // never crash, never read out of bounds, never allocate past its bound.
 #include <cstddef>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 #include "protocol/frame.hpp"
@@ -13,7 +14,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FrameReader reader(Direction::ToParent, 1 << 16);
   for (size_t pos = 1; pos < size;) {
     auto buffer = reader.buffer();
-    size_t n = std::min({piece, buffer.size(), size - pos});
+    size_t n = std::min<size_t>({piece, buffer.size(), size - pos});
     std::memcpy(buffer.data(), data + pos, n);
     pos += n;
     auto status = reader.commit(n);

@@ -4,7 +4,7 @@
 // and carry out its requests, so both run exactly this code.
 //
 // Events in:   submit, worker_started, bytes_read / result_eof, bytes_written / write_failed,
-//              worker_exited, timer_fired, begin_shutdown, terminate.
+//              worker_exited, timer_fired, begin_shutdown, terminate, abort.
 // Requests out: pending writes per worker (and whether the driver must finish one blocking write
 //              before anything else), read buffers, Commands (start / kill a worker, arm a timer),
 //              Completions (a task's result or error).
@@ -73,6 +73,9 @@ struct Command {
   Kind kind;
   WorkerId worker = 0;
   TaskId task = 0;
+  // ArmTimer: which attempt of the task the timer is for (a retried task gets a timer per attempt;
+  // timer_fired(task, attempt) ignores the timers of earlier attempts).
+  uint32_t attempt = 0;
 };
 
 struct EngineStats {
@@ -107,12 +110,21 @@ class ParentEngine {
   void write_failed(WorkerId w, int error);
   // The process of slot w exited.
   void worker_exited(WorkerId w, const ExitInfo& info);
-  // A timer requested with ArmTimer expired.
+  // A timer requested with ArmTimer expired. The one-argument form applies to whichever attempt of
+  // the task is running; the two-argument form only to the attempt the timer was armed for.
   void timer_fired(TaskId task);
+  void timer_fired(TaskId task, uint32_t attempt);
   // Pool.join(): once every submitted task is done, workers get Shutdown and are not replaced.
   void begin_shutdown();
   // Pool.terminate(): every unfinished task completes as Terminated, every live worker is killed.
   void terminate();
+  // The pool cannot go on (the real driver: its fork server died). As terminate(), but every
+  // unfinished task, and every task submitted later, completes as WorkerLost with `reason`.
+  void abort(const std::string& reason);
+
+  // How messages name worker w from now on ("worker 0 (pid 1234)"); by default "worker 0". The
+  // driver sets it when it starts a process for the slot. Optional.
+  void set_worker_label(WorkerId w, std::string label);
 
   // ---- requests ----------------------------------------------------------------------------
   // Blocking strategies: the worker whose frame must be written next, with blocking writes and
@@ -158,6 +170,7 @@ class ParentEngine {
     uint64_t assigned_this_process = 0;
     uint64_t assigned_total = 0;
     bool eof = false;
+    bool truncated = false;  // its result pipe ended inside a frame
     bool reading_abandoned = false;
     std::optional<ExitInfo> exit;
     // Why we gave up on it (a protocol error or a timeout), reported instead of a plain death.
@@ -182,6 +195,8 @@ class ParentEngine {
   Scheduler& scheduler_;
   Random random_;
   std::vector<Slot> slots_;
+  std::vector<std::string> labels_;  // set_worker_label; empty: "worker N"
+  std::string abort_reason_;         // set by abort()
   std::deque<TaskId> pending_;
   std::unordered_map<TaskId, TaskState> tasks_;
   std::vector<Command> commands_;
@@ -189,7 +204,6 @@ class ParentEngine {
   std::vector<WorkerLoad> loads_scratch_;
   uint64_t next_sequence_ = 0;
   bool shutting_down_ = false;
-  bool shutdown_sent_ = false;
   bool terminated_ = false;
   EngineStats stats_;
 };
