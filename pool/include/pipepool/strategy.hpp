@@ -54,6 +54,12 @@ class IoStrategy {
 
   // Parent, non-blocking mode: most frames gathered into one writev.
   virtual size_t max_frames_per_write() const { return 64; }
+
+  // Worker: 0 reads exactly one frame's bytes at a time (Python's Connection.recv), so tasks not
+  // yet due stay in the pipe; > 0 lets a worker read up to that many bytes of queued small tasks
+  // at once. Reading ahead enlarges the buffer between the two sides, so it changes where a
+  // blocking design deadlocks: only a strategy whose parent never blocks should use it.
+  virtual size_t child_read_ahead_bytes() const { return 0; }
 };
 
 // The built-in strategies (static lifetime).

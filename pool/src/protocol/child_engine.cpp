@@ -78,20 +78,22 @@ void ChildEngine::bytes_read(size_t n) {
     case FrameReader::Status::FrameReady:
       break;
   }
-  Frame frame = reader_.take();
-  switch (frame.header.kind) {
-    case FrameKind::Task:
-      run_queue_.push_back(std::move(frame));
-      break;
-    case FrameKind::RunBatch:
-      batch_ready_ = true;
-      break;
-    case FrameKind::Shutdown:
-      shutdown_received_ = true;
-      break;
-    default:
-      exit_with(kExitProtocolError, "unexpected frame kind from the parent");
-      break;
+  while (reader_.has_frame() && !exiting_) {
+    Frame frame = reader_.take();
+    switch (frame.header.kind) {
+      case FrameKind::Task:
+        run_queue_.push_back(std::move(frame));
+        break;
+      case FrameKind::RunBatch:
+        batch_ready_ = true;
+        break;
+      case FrameKind::Shutdown:
+        shutdown_received_ = true;
+        break;
+      default:
+        exit_with(kExitProtocolError, "unexpected frame kind from the parent");
+        break;
+    }
   }
 }
 

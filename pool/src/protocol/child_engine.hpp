@@ -33,6 +33,7 @@ struct ChildConfig {
   uint64_t max_task_payload_bytes = uint64_t{1} << 40;
   uint32_t max_tasks = 0;      // exit after this many tasks (maxtasksperchild); 0 = never
   bool send_started = false;   // announce each task before running it (for task timeouts)
+  size_t read_ahead_bytes = 0; // 0: read exactly one frame at a time (see FrameReader)
 };
 
 class ChildEngine {
@@ -49,7 +50,7 @@ class ChildEngine {
   };
 
   explicit ChildEngine(ChildConfig config)
-      : config_(config), reader_(Direction::ToWorker, config.max_task_payload_bytes) {}
+      : config_(config), reader_(Direction::ToWorker, config.max_task_payload_bytes, config.read_ahead_bytes) {}
 
   Action next();
   void bytes_read(size_t n);  // 0 means end of file

@@ -1,5 +1,6 @@
 #include "protocol/frame.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -101,41 +102,71 @@ const char* to_string(FrameKind kind) {
   return "Unknown";
 }
 
-std::span<std::byte> FrameReader::buffer() {
-  if (ready_) return {};
+std::span<std::byte> FrameReader::exact_buffer() {
   if (!in_payload_) return {header_bytes_.data() + header_filled_, kHeaderBytes - header_filled_};
   auto* base = reinterpret_cast<std::byte*>(frame_.payload.data());
   return {base + payload_filled_, frame_.payload.size() - payload_filled_};
 }
 
-FrameReader::Status FrameReader::commit(size_t n) {
+bool FrameReader::commit_exact(size_t n) {
   if (!in_payload_) {
     header_filled_ += n;
-    if (header_filled_ < kHeaderBytes) return Status::NeedMore;
-    if (!decode_header(header_bytes_, direction_, max_payload_bytes_, frame_.header, error_)) {
-      return Status::Malformed;
-    }
+    if (header_filled_ < kHeaderBytes) return true;
     header_filled_ = 0;
+    if (!decode_header(header_bytes_, direction_, max_payload_bytes_, frame_.header, error_)) {
+      return false;
+    }
     frame_.payload.clear();
     if (frame_.header.payload_bytes == 0) {
-      ready_ = true;
-      return Status::FrameReady;
+      ready_.push_back(std::move(frame_));
+      frame_ = Frame{};
+      return true;
     }
     frame_.payload.resize(frame_.header.payload_bytes);
     payload_filled_ = 0;
     in_payload_ = true;
-    return Status::NeedMore;
+    return true;
   }
   payload_filled_ += n;
-  if (payload_filled_ < frame_.payload.size()) return Status::NeedMore;
+  if (payload_filled_ < frame_.payload.size()) return true;
   in_payload_ = false;
-  ready_ = true;
-  return Status::FrameReady;
+  ready_.push_back(std::move(frame_));
+  frame_ = Frame{};
+  return true;
+}
+
+std::span<std::byte> FrameReader::buffer() {
+  std::span<std::byte> exact = exact_buffer();
+  direct_ = stage_.empty() || exact.size() >= stage_.size();
+  return direct_ ? exact : std::span<std::byte>(stage_);
+}
+
+FrameReader::Status FrameReader::commit(size_t n) {
+  if (broken_) return Status::Malformed;
+  if (direct_) {
+    if (!commit_exact(n)) broken_ = true;
+  } else {
+    // Feed the staged bytes through the exact state machine, frame after frame.
+    size_t used = 0;
+    while (used < n) {
+      std::span<std::byte> into = exact_buffer();
+      size_t take = std::min(into.size(), n - used);
+      std::copy_n(stage_.data() + used, take, into.data());
+      used += take;
+      if (!commit_exact(take)) {
+        broken_ = true;
+        break;
+      }
+    }
+  }
+  if (broken_) return Status::Malformed;
+  return ready_.empty() ? Status::NeedMore : Status::FrameReady;
 }
 
 Frame FrameReader::take() {
-  ready_ = false;
-  return std::move(frame_);
+  Frame frame = std::move(ready_.front());
+  ready_.pop_front();
+  return frame;
 }
 
 }  // namespace pipepool::protocol

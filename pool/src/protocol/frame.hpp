@@ -19,8 +19,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace pipepool::protocol {
 
@@ -63,24 +65,30 @@ struct Frame {
   std::string payload;
 };
 
-// Incremental frame reader that asks for exactly the bytes of the frame it is in (header, then
-// payload), as Python's Connection.recv does; so a worker never takes bytes of the next task out of
-// the pipe before it is ready for it. That exactness is what makes pipe deadlocks reproducible.
+// Incremental frame reader. By default it asks for exactly the bytes of the frame it is in (header,
+// then payload), as Python's Connection.recv does, so a worker never takes bytes of the next task
+// out of the pipe before it is ready for it: that exactness is what makes a strategy's pipe
+// deadlocks the same in the simulator and on real pipes. With `read_ahead_bytes` > 0 it reads up to
+// that many bytes at a time into a staging buffer and parses every frame they hold (fewer system
+// calls for small frames); a payload larger than the buffer is still read straight into place.
 class FrameReader {
  public:
   enum class Status { NeedMore, FrameReady, Malformed };
 
-  FrameReader(Direction direction, uint64_t max_payload_bytes)
-      : direction_(direction), max_payload_bytes_(max_payload_bytes) {}
+  FrameReader(Direction direction, uint64_t max_payload_bytes, size_t read_ahead_bytes = 0)
+      : direction_(direction),
+        max_payload_bytes_(max_payload_bytes),
+        stage_(read_ahead_bytes) {}
 
-  // Where the next bytes go: the rest of the header, or the rest of the payload. Never empty
-  // unless a frame is ready and not yet taken.
+  // Where the next bytes go. Never empty.
   std::span<std::byte> buffer();
 
-  // n bytes were stored at buffer().
+  // n bytes were stored at buffer(). FrameReady: at least one frame can be taken. Malformed: the
+  // stream is broken (frames completed before the damage can still be taken first).
   Status commit(size_t n);
 
-  // The completed frame (only after FrameReady).
+  bool has_frame() const { return !ready_.empty(); }
+  // The oldest completed frame (only when has_frame()).
   Frame take();
 
   // True when part of a frame has been read: end of file now means a truncated frame.
@@ -88,14 +96,21 @@ class FrameReader {
   const std::string& error() const { return error_; }
 
  private:
+  std::span<std::byte> exact_buffer();
+  // Consumes n bytes stored at exact_buffer(); false when the header is malformed.
+  bool commit_exact(size_t n);
+
   Direction direction_;
   uint64_t max_payload_bytes_;
   HeaderBytes header_bytes_{};
   size_t header_filled_ = 0;
   bool in_payload_ = false;
-  bool ready_ = false;
   size_t payload_filled_ = 0;
   Frame frame_;
+  std::deque<Frame> ready_;
+  std::vector<std::byte> stage_;  // empty: exact reads
+  bool direct_ = false;           // the last buffer() was the payload itself
+  bool broken_ = false;
   std::string error_;
 };
 

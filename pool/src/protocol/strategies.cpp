@@ -10,6 +10,7 @@ class EpollStrategy final : public IoStrategy {
   bool parent_blocking_writes() const override { return false; }
   bool parent_sends_run_batch() const override { return false; }
   ChildMode child_mode() const override { return ChildMode::OneAtATime; }
+  size_t child_read_ahead_bytes() const override { return 64 * 1024; }
 };
 
 class BatchedStrategy final : public IoStrategy {

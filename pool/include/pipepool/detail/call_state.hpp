@@ -69,6 +69,9 @@ class CallState {
   std::vector<std::optional<Outcome>> outcomes_;
   std::deque<size_t> completion_order_;
   size_t remaining_;
+  static constexpr size_t kNobody = static_cast<size_t>(-1);
+  size_t waiting_index_ = kNobody;  // take(index) is waiting for this task
+  int waiting_any_ = 0;             // take_next() callers waiting
 };
 
 }  // namespace pipepool::detail
