@@ -27,9 +27,11 @@ struct Options {
 
   // Which worker gets each task (see scheduler.hpp).
   SchedulerKind scheduler = SchedulerKind::Demand;
-  // Demand only: most tasks outstanding on one worker (1 = a worker gets its next task only once
-  // its previous result is back; larger values hide the round trip for tiny tasks).
-  uint32_t demand_max_in_flight = 1;
+  // Demand only: a worker holding tasks gets another only while it holds fewer than
+  // `demand_max_in_flight` and their estimated run time (count x its recent mean task time) is
+  // under `demand_queue_budget`. 1 = strictly one task at a time per worker.
+  uint32_t demand_max_in_flight = 64;
+  std::chrono::microseconds demand_queue_budget{1000};
 
   // Run once in each worker process when it starts (Python's initializer + initargs: capture what
   // you need; it is copied into the workers by fork, so captures of any kind are fine here). If it

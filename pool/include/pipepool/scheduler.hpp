@@ -9,9 +9,12 @@
 // Built in:
 //   ShortestBacklog  fewest outstanding tasks, random among ties (lambda_multiprocessing >= 0.4).
 //   RoundRobin       worker 0, 1, 2, ... regardless of load (lambda_multiprocessing's first version).
-//   Demand           a worker gets a task only while it has fewer than `max_in_flight` outstanding,
-//                    so one long task never holds quick ones behind it (Python's Pool behaves
-//                    roughly so, with its shared queue).
+//   Demand           a worker gets another task only while what it already holds is short: no
+//                    task outstanding, or fewer than `max_in_flight` whose estimated total run time
+//                    (outstanding x its recent mean task time) is under `queue_budget_ns`. Slow
+//                    tasks are therefore handed out one at a time, so one long task never holds
+//                    quick ones behind it; tiny tasks are pipelined, so the round trip to the
+//                    parent does not bound the task rate.
 //
 // Writing your own (no library code to touch):
 //
@@ -47,6 +50,7 @@ struct WorkerLoad {
   uint32_t worker = 0;         // slot index, 0 .. processes-1
   uint32_t outstanding = 0;    // tasks assigned to it whose result has not come back
   uint64_t assigned_total = 0; // tasks ever assigned to this slot (all its processes)
+  uint64_t mean_task_ns = 0;   // recent mean time per task on this worker; 0 = no estimate yet
 };
 
 class Scheduler {
@@ -59,8 +63,9 @@ class Scheduler {
 
 enum class SchedulerKind { Demand, ShortestBacklog, RoundRobin };
 
-// Built-in schedulers, by kind. `demand_max_in_flight` applies to Demand only (at least 1).
-std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, uint32_t demand_max_in_flight = 1);
+// Built-in schedulers, by kind. The demand_* parameters apply to Demand only.
+std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, uint32_t demand_max_in_flight = 64,
+                                          uint64_t demand_queue_budget_ns = 1'000'000);
 std::string_view to_string(SchedulerKind kind);
 
 }  // namespace pipepool

@@ -42,14 +42,16 @@ class RoundRobin final : public Scheduler {
   uint32_t next_ = 0;
 };
 
-// Least loaded worker with fewer than max_in_flight outstanding; otherwise hold the task.
+// Least loaded worker among those whose queue is empty or short: fewer than max_in_flight tasks and
+// under the time budget by its recent mean task time. Otherwise hold the task.
 class Demand final : public Scheduler {
  public:
-  explicit Demand(uint32_t max_in_flight) : max_in_flight_(std::max<uint32_t>(1, max_in_flight)) {}
+  Demand(uint32_t max_in_flight, uint64_t queue_budget_ns)
+      : max_in_flight_(std::max<uint32_t>(1, max_in_flight)), queue_budget_ns_(queue_budget_ns) {}
   std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random&) override {
     const WorkerLoad* best = nullptr;
     for (const WorkerLoad& w : workers) {
-      if (w.outstanding >= max_in_flight_) continue;
+      if (!may_take(w)) continue;
       if (!best || w.outstanding < best->outstanding) best = &w;
     }
     if (!best) return std::nullopt;
@@ -58,18 +60,26 @@ class Demand final : public Scheduler {
   std::string_view name() const override { return "demand"; }
 
  private:
+  bool may_take(const WorkerLoad& w) const {
+    if (w.outstanding == 0) return true;
+    if (w.outstanding >= max_in_flight_ || w.mean_task_ns == 0) return false;
+    return w.outstanding * w.mean_task_ns < queue_budget_ns_;
+  }
+
   uint32_t max_in_flight_;
+  uint64_t queue_budget_ns_;
 };
 
 }  // namespace
 
-std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, uint32_t demand_max_in_flight) {
+std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, uint32_t demand_max_in_flight,
+                                          uint64_t demand_queue_budget_ns) {
   switch (kind) {
     case SchedulerKind::ShortestBacklog: return std::make_unique<ShortestBacklog>();
     case SchedulerKind::RoundRobin: return std::make_unique<RoundRobin>();
     case SchedulerKind::Demand: break;
   }
-  return std::make_unique<Demand>(demand_max_in_flight);
+  return std::make_unique<Demand>(demand_max_in_flight, demand_queue_budget_ns);
 }
 
 std::string_view to_string(SchedulerKind kind) {

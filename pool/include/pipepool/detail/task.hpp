@@ -94,7 +94,9 @@ template <class R>
 void decode_results(const std::string& payload, std::vector<Stored<R>>& out) {
   Reader reader(payload);
   const size_t count = reader.read_size(min_encoded_size<Stored<R>>());
-  out.reserve(out.size() + count);
+  // Appending chunk after chunk: an exact reserve() each time would copy the whole vector per
+  // chunk (quadratic); let the vector grow geometrically instead.
+  if (out.empty()) out.reserve(count);
   for (size_t i = 0; i < count; ++i) out.push_back(pipepool::decode<Stored<R>>(reader));
   reader.expect_end();
 }
