@@ -321,3 +321,32 @@ TEST(CustomScheduler, RunsAMapWithoutTouchingLibraryCode) {
 }
 
 }  // namespace
+
+namespace {
+
+// A fourth strategy, written outside the library: Batched's worker with Epoll's parent. It shows
+// that the deadlocks of Batched come from the parent's blocking writes, not from batching.
+class NonBlockingBatched final : public pipepool::IoStrategy {
+ public:
+  std::string_view name() const override { return "non-blocking-batched"; }
+  bool parent_blocking_writes() const override { return false; }
+  bool parent_sends_run_batch() const override { return true; }
+  pipepool::ChildMode child_mode() const override { return pipepool::ChildMode::UntilRunBatch; }
+};
+
+TEST(CustomStrategy, AFourthStrategyWithoutTouchingTheOthers) {
+  pipepool::Pool pool(pipepool::Options{.processes = 1,
+                                        .scheduler = SchedulerKind::ShortestBacklog,
+                                        .custom_strategy = std::make_shared<NonBlockingBatched>()});
+  EXPECT_EQ(pool.strategy_name(), "non-blocking-batched");
+  const std::string big(16 * kMiB, 'n');
+  // Batched deadlocks on exactly this (KnownFailures.BatchedBackToBackApplyAsyncDeadlocks).
+  auto a = pool.apply_async(echo, big);
+  auto b = pool.apply_async(echo, big);
+  EXPECT_EQ(a.get().size(), big.size());
+  EXPECT_EQ(b.get().size(), big.size());
+  auto ys = pool.map(square, std::vector<int>{1, 2, 3}, 1);
+  EXPECT_EQ(ys, (std::vector<int>{1, 4, 9}));
+}
+
+}  // namespace
