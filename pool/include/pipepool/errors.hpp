@@ -8,8 +8,10 @@
 //                  by the pool is also the original standard type (std::invalid_argument, ...) or a
 //                  registered user type, or std::runtime_error when the type is not registered. So
 //                  both `catch (const std::invalid_argument&)` and `catch (const RemoteError&)` work.
-//   WorkerLost     the worker running the task died (signal or exit code in the message).
-//   ProtocolError  a malformed, truncated or oversized frame, or undecodable bytes.
+//   WorkerLost     the worker running the task died (signal or exit code in the message), went
+//                  over Options::memory_limit_bytes, or the pool's fork server died.
+//   ProtocolError  a malformed, truncated or oversized frame, or undecodable bytes. A frame cut
+//                  short because its worker was killed by a signal is a WorkerLost instead.
 //
 // Thread safety: these are plain value types.
 #pragma once
@@ -47,8 +49,13 @@ class RemoteError {
 };
 
 // The worker running a task died: killed by a signal, exited, or was replaced after a timeout.
+// The message names the worker (slot and pid), how it ended and the task; for example
+// "worker 1 (pid 4242) killed by signal 9 (SIGKILL) while task 17 was running".
 class WorkerLost : public std::runtime_error {
  public:
+  // exit_code() of a worker that went over Options::memory_limit_bytes (an allocation failed).
+  static constexpr int kMemoryLimitExitCode = 12;
+
   // signal_number > 0: killed by that signal; otherwise exit_code is the exit status (-1: unknown).
   WorkerLost(const std::string& what, int signal_number, int exit_code)
       : std::runtime_error(what), signal_number_(signal_number), exit_code_(exit_code) {}
@@ -61,7 +68,10 @@ class WorkerLost : public std::runtime_error {
 };
 
 // Bytes that do not form a valid frame or value: bad magic or check value, a length over the
-// configured maximum, a truncated frame, trailing bytes after a value.
+// configured maximum, a result for a task the worker was not given, a truncated frame (its worker
+// ended the stream mid-frame and exited by itself), trailing bytes after a value. The message
+// names the worker ("worker 0 (pid 4242) sent a malformed frame: bad frame magic 0x78787878");
+// that worker is killed and replaced.
 class ProtocolError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

@@ -58,11 +58,23 @@ struct Options {
   std::chrono::milliseconds task_timeout{0};
 
   // Times a task whose worker died while running it is submitted again before it fails with
-  // WorkerLost. 0 (default): never run a task twice.
+  // WorkerLost. 0 (default): never run a task twice. Only deaths are retried: a task that timed
+  // out or whose worker sent a malformed frame fails at once. (Tasks queued on a dead worker that
+  // had certainly not started are always sent elsewhere; that is not a retry.)
   uint32_t max_retries = 0;
 
-  // Per-worker address-space limit (setrlimit RLIMIT_AS) in bytes; 0: none. A task that exceeds it
-  // typically dies of std::bad_alloc (a RemoteError) or of a signal (WorkerLost).
+  // Per-worker address-space limit in bytes (setrlimit RLIMIT_AS in each worker); 0: none.
+  // An allocation that fails under it ends the worker at once (a new-handler exits with
+  // WorkerLost::kMemoryLimitExitCode), and the task fails with WorkerLost "exceeded its memory
+  // limit of N bytes"; the worker is replaced. So a task cannot catch std::bad_alloc from operator
+  // new in a limited pool. Memory that is not allocated through operator new (malloc returning
+  // null, a stack that cannot grow: SIGSEGV) fails as the task's code or the kernel decides.
+  // RLIMIT_AS counts address space, not resident memory, and a worker starts with a copy of this
+  // process's address space as of the pool's construction: the constructor throws
+  // std::invalid_argument if the limit is not above that. Sanitizers (ASan, TSan) reserve
+  // terabytes of address space, so a limited pool cannot run under them. For a limit on resident
+  // memory, run the whole process in a memory cgroup: the OOM killer's SIGKILL is then a
+  // WorkerLost naming SIGKILL.
   uint64_t memory_limit_bytes = 0;
 
   // Seed of the scheduler's generator (ShortestBacklog's tie-breaks). Same seed, same choices.

@@ -3,7 +3,9 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include <new>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,17 @@
 #include "protocol/child_engine.hpp"
 
 namespace pipepool::driver {
+namespace {
+
+static_assert(kExitMemoryLimit == WorkerLost::kMemoryLimitExitCode);
+
+// operator new calls this when malloc finds no memory: under the worker's RLIMIT_AS that means
+// the task went over its limit. Exiting here (instead of throwing std::bad_alloc into the task,
+// which would come back as an ordinary RemoteError, or not at all if the task swallows it) makes
+// the parent see a death with a code it names. Async-signal-safe, allocates nothing.
+void exit_on_allocation_failure() { ::_exit(kExitMemoryLimit); }
+
+}  // namespace
 
 int worker_main(void* context, int task_fd, int result_fd) {
   const auto& config = *static_cast<const WorkerContext*>(context);
@@ -23,8 +36,11 @@ int worker_main(void* context, int task_fd, int result_fd) {
   sigprocmask(SIG_BLOCK, &pipe_only, nullptr);
 
   if (config.memory_limit_bytes != 0) {
+    // RLIMIT_AS counts the whole address space, which starts as the parent's as of the pool's
+    // construction (copied by the fork server's forks): see Options::memory_limit_bytes.
     rlimit limit{config.memory_limit_bytes, config.memory_limit_bytes};
-    setrlimit(RLIMIT_AS, &limit);
+    if (setrlimit(RLIMIT_AS, &limit) != 0) return kExitMemoryLimit;
+    std::set_new_handler(&exit_on_allocation_failure);
   }
   if (config.initializer) {
     try {
@@ -37,7 +53,8 @@ int worker_main(void* context, int task_fd, int result_fd) {
   protocol::ChildEngine engine({.mode = config.mode,
                                 .max_task_payload_bytes = config.max_frame_bytes,
                                 .max_tasks = config.max_tasks,
-                                .send_started = config.send_started});
+                                .send_started = config.send_started,
+                                .read_ahead_bytes = config.read_ahead_bytes});
   std::vector<iovec> pieces;
   for (;;) {
     protocol::ChildEngine::Action action = engine.next();

@@ -9,6 +9,10 @@
 namespace pipepool::driver {
 
 inline constexpr int kExitInitializerFailed = 5;
+// With a memory limit, an allocation that fails (operator new finds no memory under RLIMIT_AS)
+// ends the worker with this code at once, and the parent reports "exceeded its memory limit".
+// Equal to WorkerLost::kMemoryLimitExitCode (errors.hpp).
+inline constexpr int kExitMemoryLimit = 12;  // ENOMEM's number, as a mnemonic
 
 // Everything a worker needs, built in the parent before the fork server is forked (so that the
 // server's copy, and every worker's, holds it).
@@ -17,6 +21,7 @@ struct WorkerContext {
   uint64_t max_frame_bytes = 0;
   uint32_t max_tasks = 0;
   bool send_started = false;
+  size_t read_ahead_bytes = 0;
   uint64_t memory_limit_bytes = 0;
   std::function<void()> initializer;
 };

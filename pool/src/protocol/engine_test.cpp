@@ -76,20 +76,34 @@ struct Fixture {
   ParentEngine engine;
 };
 
-TEST(ParentEngine, DemandHoldsTasksUntilAResultComesBack) {
+TEST(ParentEngine, DemandHoldsSlowTasksUntilAResultComesBack) {
   Fixture f(Strategy::Epoll, SchedulerKind::Demand, 2);
+  f.engine.set_time(0);
   f.engine.submit(tasks(1, 5));
   EXPECT_EQ(f.engine.outstanding(0), 1u);
   EXPECT_EQ(f.engine.outstanding(1), 1u);
   EXPECT_EQ(f.engine.pending_tasks(), 3u);
   EXPECT_EQ(kinds(drain_writes(f.engine, 0)), std::vector<FrameKind>{FrameKind::Task});
+  f.engine.set_time(100'000'000);  // task 1 took 100 ms: over the 1 ms queue budget
   feed(f.engine, 0, frame(FrameKind::Result, 1, "r1"));
   auto done = f.engine.take_completions();
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].task, 1u);
   EXPECT_EQ(done[0].payload, "r1");
-  EXPECT_EQ(f.engine.outstanding(0), 1u);  // task 3 went to the worker that freed up
+  EXPECT_EQ(f.engine.outstanding(0), 1u);  // task 3 went to the worker that freed up, alone
   EXPECT_EQ(f.engine.pending_tasks(), 2u);
+}
+
+TEST(ParentEngine, DemandPipelinesTinyTasks) {
+  Fixture f(Strategy::Epoll, SchedulerKind::Demand, 1);
+  f.engine.set_time(0);
+  f.engine.submit(tasks(1, 200));
+  EXPECT_EQ(f.engine.outstanding(0), 1u);  // no estimate yet: one at a time
+  drain_writes(f.engine, 0);
+  f.engine.set_time(20'000);  // 20 us per task: 1 ms holds 50 of them
+  feed(f.engine, 0, frame(FrameKind::Result, 1, "r"));
+  EXPECT_EQ(f.engine.outstanding(0), 50u);
+  EXPECT_EQ(f.engine.pending_tasks(), 149u);
 }
 
 TEST(ParentEngine, BatchedSendsOneRunBatchPerWorkerUsedPerCall) {

@@ -137,8 +137,10 @@ bool FrameReader::commit_exact(size_t n) {
 
 std::span<std::byte> FrameReader::buffer() {
   std::span<std::byte> exact = exact_buffer();
-  direct_ = stage_.empty() || exact.size() >= stage_.size();
-  return direct_ ? exact : std::span<std::byte>(stage_);
+  direct_ = stage_bytes_ == 0 || exact.size() >= stage_bytes_;
+  if (direct_) return exact;
+  if (!stage_) stage_.reset(new std::byte[stage_bytes_]);  // no zero fill: it is written first
+  return {stage_.get(), stage_bytes_};
 }
 
 FrameReader::Status FrameReader::commit(size_t n) {
@@ -151,7 +153,7 @@ FrameReader::Status FrameReader::commit(size_t n) {
     while (used < n) {
       std::span<std::byte> into = exact_buffer();
       size_t take = std::min(into.size(), n - used);
-      std::copy_n(stage_.data() + used, take, into.data());
+      std::copy_n(stage_.get() + used, take, into.data());
       used += take;
       if (!commit_exact(take)) {
         broken_ = true;

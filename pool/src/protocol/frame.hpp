@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -78,7 +79,7 @@ class FrameReader {
   FrameReader(Direction direction, uint64_t max_payload_bytes, size_t read_ahead_bytes = 0)
       : direction_(direction),
         max_payload_bytes_(max_payload_bytes),
-        stage_(read_ahead_bytes) {}
+        stage_bytes_(read_ahead_bytes) {}
 
   // Where the next bytes go. Never empty.
   std::span<std::byte> buffer();
@@ -108,7 +109,8 @@ class FrameReader {
   size_t payload_filled_ = 0;
   Frame frame_;
   std::deque<Frame> ready_;
-  std::vector<std::byte> stage_;  // empty: exact reads
+  size_t stage_bytes_;                 // 0: exact reads
+  std::unique_ptr<std::byte[]> stage_;  // allocated, uninitialised, on first use
   bool direct_ = false;           // the last buffer() was the payload itself
   bool broken_ = false;
   std::string error_;

@@ -10,14 +10,20 @@ ParentEngine::ParentEngine(ParentConfig config, const IoStrategy& strategy, Sche
     : config_(config), strategy_(strategy), scheduler_(scheduler), random_(config.seed) {
   assert(config_.workers > 0);
   slots_.resize(config_.workers);
+  labels_.resize(config_.workers);
   for (WorkerId w = 0; w < config_.workers; ++w) {
-    slots_[w].reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes);
+    slots_[w].reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
     slots_[w].state = SlotState::Starting;
     commands_.push_back({Command::Kind::StartWorker, w, 0});
   }
 }
 
-std::string ParentEngine::worker_name(WorkerId w) const { return "worker " + std::to_string(w); }
+std::string ParentEngine::worker_name(WorkerId w) const {
+  if (!labels_[w].empty()) return labels_[w];
+  return "worker " + std::to_string(w);
+}
+
+void ParentEngine::set_worker_label(WorkerId w, std::string label) { labels_[w] = std::move(label); }
 
 // ---- events ------------------------------------------------------------------------------------
 
@@ -25,8 +31,12 @@ void ParentEngine::submit(std::vector<TaskSubmission> tasks) {
   for (TaskSubmission& task : tasks) {
     ++stats_.tasks_submitted;
     if (terminated_) {
-      completions_.push_back({task.id, Completion::Kind::Terminated, {},
-                              "the pool was terminated before this task was submitted"});
+      if (!abort_reason_.empty()) {
+        completions_.push_back({task.id, Completion::Kind::WorkerLost, {}, abort_reason_});
+      } else {
+        completions_.push_back({task.id, Completion::Kind::Terminated, {},
+                                "the pool was terminated before this task was submitted"});
+      }
       continue;
     }
     TaskState& state = tasks_[task.id];
@@ -47,17 +57,15 @@ void ParentEngine::worker_started(WorkerId w) {
 
 void ParentEngine::bytes_read(WorkerId w, size_t n) {
   Slot& slot = slots_[w];
-  switch (slot.reader.commit(n)) {
-    case FrameReader::Status::NeedMore:
-      return;
-    case FrameReader::Status::FrameReady:
-      ++stats_.frames_read;
-      handle_frame(w, slot.reader.take());
-      return;
-    case FrameReader::Status::Malformed:
-      fail_worker(w, Completion::Kind::ProtocolError,
-                  worker_name(w) + " sent a malformed frame: " + slot.reader.error());
-      return;
+  const FrameReader::Status status = slot.reader.commit(n);
+  // Frames completed before any damage are handled first, in order.
+  while (slots_[w].reader.has_frame() && !slots_[w].reading_abandoned) {
+    ++stats_.frames_read;
+    handle_frame(w, slots_[w].reader.take());
+  }
+  if (status == FrameReader::Status::Malformed && !slots_[w].reading_abandoned) {
+    fail_worker(w, Completion::Kind::ProtocolError,
+                worker_name(w) + " sent a malformed frame: " + slots_[w].reader.error());
   }
 }
 
@@ -65,6 +73,7 @@ void ParentEngine::result_eof(WorkerId w) {
   Slot& slot = slots_[w];
   slot.eof = true;
   if (slot.reader.mid_frame() && !slot.failure_kind) {
+    slot.truncated = true;
     slot.failure_message = "its result pipe ended inside a frame";
   }
   if (slot.state == SlotState::Live || slot.state == SlotState::Closing) {
@@ -99,6 +108,12 @@ void ParentEngine::worker_exited(WorkerId w, const ExitInfo& info) {
   maybe_finalize(w);
 }
 
+void ParentEngine::timer_fired(TaskId task, uint32_t attempt) {
+  auto it = tasks_.find(task);
+  if (it == tasks_.end() || it->second.attempts != attempt) return;  // a timer of an earlier attempt
+  timer_fired(task);
+}
+
 void ParentEngine::timer_fired(TaskId task) {
   auto it = tasks_.find(task);
   if (it == tasks_.end() || !it->second.started) return;  // finished in time
@@ -129,8 +144,14 @@ void ParentEngine::terminate() {
   for (const auto& [id, state] : tasks_) unfinished.push_back(id);
   std::sort(unfinished.begin(), unfinished.end());
   for (TaskId id : unfinished) {
-    complete(id, {id, Completion::Kind::Terminated, {},
-                  "the pool was terminated before this task completed"});
+    if (!abort_reason_.empty()) {
+      Completion completion{id, Completion::Kind::WorkerLost, {}, abort_reason_,
+                            tasks_.at(id).worker};
+      complete(id, std::move(completion));
+    } else {
+      complete(id, {id, Completion::Kind::Terminated, {},
+                    "the pool was terminated before this task completed"});
+    }
   }
   pending_.clear();
   for (WorkerId w = 0; w < config_.workers; ++w) {
@@ -143,6 +164,11 @@ void ParentEngine::terminate() {
     commands_.push_back({Command::Kind::KillWorker, w, 0});
     maybe_finalize(w);
   }
+}
+
+void ParentEngine::abort(const std::string& reason) {
+  abort_reason_ = reason.empty() ? std::string("the pool cannot run tasks any more") : reason;
+  terminate();
 }
 
 // ---- scheduling --------------------------------------------------------------------------------
@@ -161,8 +187,8 @@ void ParentEngine::schedule() {
     for (WorkerId w = 0; w < config_.workers; ++w) {
       const Slot& slot = slots_[w];
       if (accepting(slot)) {
-        loads_scratch_.push_back(
-            {w, static_cast<uint32_t>(slot.outstanding.size()), slot.assigned_total});
+        loads_scratch_.push_back({w, static_cast<uint32_t>(slot.outstanding.size()),
+                                  slot.assigned_total, slot.mean_task_ns});
       }
     }
     if (loads_scratch_.empty()) break;
@@ -190,6 +216,7 @@ void ParentEngine::schedule() {
     TaskState& task = tasks_.at(id);
     task.worker = w;
     task.started = false;
+    task.assigned_ns = now_ns_;
     ++task.attempts;
     Slot& slot = slots_[w];
     slot.outstanding.push_back(id);
@@ -238,8 +265,11 @@ void ParentEngine::handle_frame(WorkerId w, Frame frame) {
                       ", which it was not given");
       return;
     }
-    tasks_.at(id).started = true;
-    if (config_.task_timeouts) commands_.push_back({Command::Kind::ArmTimer, w, id});
+    TaskState& task = tasks_.at(id);
+    task.started = true;
+    if (config_.task_timeouts) {
+      commands_.push_back({Command::Kind::ArmTimer, w, id, task.attempts});
+    }
     return;
   }
   if (slot.outstanding.empty() || slot.outstanding.front() != id) {
@@ -251,6 +281,12 @@ void ParentEngine::handle_frame(WorkerId w, Frame frame) {
     return;
   }
   slot.outstanding.pop_front();
+  // Time per task on this worker: from when it could have started this one (assigned, or the
+  // previous result came back, whichever is later) to now. A moving mean over about 8 tasks.
+  const uint64_t began = std::max(tasks_.at(id).assigned_ns, slot.last_done_ns);
+  const uint64_t took = std::max<uint64_t>(1, now_ns_ - std::min(began, now_ns_));
+  slot.mean_task_ns = slot.mean_task_ns == 0 ? took : (slot.mean_task_ns * 7 + took) / 8;
+  slot.last_done_ns = now_ns_;
   Completion::Kind kind = frame.header.kind == FrameKind::Result ? Completion::Kind::Result
                                                                   : Completion::Kind::RemoteError;
   complete(id, {id, kind, std::move(frame.payload), {}, w});
@@ -315,10 +351,20 @@ void ParentEngine::maybe_finalize(WorkerId w) {
     Completion::Kind kind = slot.failure_kind.value_or(Completion::Kind::WorkerLost);
     std::string why = slot.failure_kind ? slot.failure_message
                                         : worker_name(w) + " " + exit.description;
-    if (!slot.failure_kind && !slot.failure_message.empty()) why += " (" + slot.failure_message + ")";
+    if (!slot.failure_kind && slot.truncated && exit.signal == 0) {
+      // It closed its pipe in the middle of a frame and exited by itself: that is a frame it
+      // broke, not a death from outside (a signal mid-frame stays WorkerLost, see what-goes-wrong).
+      kind = Completion::Kind::ProtocolError;
+      why = worker_name(w) + " sent a truncated frame: its result pipe ended inside a frame, and it " +
+            exit.description;
+    } else if (!slot.failure_kind && !slot.failure_message.empty()) {
+      why += " (" + slot.failure_message + ")";
+    }
     for (TaskId id : lost) {
       TaskState& task = tasks_.at(id);
-      if (task.attempts <= config_.max_retries && !terminated_) {
+      // Only a death is retried: a protocol error or a timeout would most likely happen again.
+      if (kind == Completion::Kind::WorkerLost && task.attempts <= config_.max_retries &&
+          !terminated_) {
         ++stats_.tasks_retried;
         requeue.push_back(id);
         continue;
@@ -335,10 +381,13 @@ void ParentEngine::maybe_finalize(WorkerId w) {
 
   const uint64_t assigned_total = slot.assigned_total;
   slot = Slot{};
-  slot.reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes);
+  slot.reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
   slot.assigned_total = assigned_total;
   slot.state = SlotState::Absent;
-  if (!terminated_ && (!shutting_down_ || !tasks_.empty())) {
+  // Replace it, unless the pool is shutting down and nothing is waiting to be assigned: a task
+  // still running elsewhere is no reason to start a worker that would be told to shut down at
+  // once (that loop was a fork storm until the last task ended; the simulator found it).
+  if (!terminated_ && (!shutting_down_ || !pending_.empty())) {
     slot.state = SlotState::Starting;
     commands_.push_back({Command::Kind::StartWorker, w, 0});
   }

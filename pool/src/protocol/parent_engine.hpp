@@ -32,6 +32,10 @@
 
 namespace pipepool::protocol {
 
+// The parent reads results in pieces of up to this many bytes (a larger payload goes straight into
+// place): fewer system calls for small results, and never a reason to block a worker.
+inline constexpr size_t kParentReadAheadBytes = 64 * 1024;
+
 struct ParentConfig {
   uint32_t workers = 1;
   uint64_t max_result_payload_bytes = uint64_t{1} << 40;
@@ -114,6 +118,9 @@ class ParentEngine {
   // the task is running; the two-argument form only to the attempt the timer was armed for.
   void timer_fired(TaskId task);
   void timer_fired(TaskId task, uint32_t attempt);
+  // The driver's clock, in nanoseconds (steady; the simulator's virtual time). Only used to
+  // estimate each worker's mean task time for the scheduler; never read otherwise.
+  void set_time(uint64_t now_ns) { now_ns_ = now_ns; }
   // Pool.join(): once every submitted task is done, workers get Shutdown and are not replaced.
   void begin_shutdown();
   // Pool.terminate(): every unfinished task completes as Terminated, every live worker is killed.
@@ -160,6 +167,7 @@ class ParentEngine {
     std::shared_ptr<const std::string> payload;
     uint32_t attempts = 0;
     bool started = false;  // a Started frame came back
+    uint64_t assigned_ns = 0;
     WorkerId worker = 0;
   };
   struct Slot {
@@ -169,6 +177,8 @@ class ParentEngine {
     std::deque<TaskId> outstanding;  // in the order the worker runs them
     uint64_t assigned_this_process = 0;
     uint64_t assigned_total = 0;
+    uint64_t last_done_ns = 0;  // when its last result came back
+    uint64_t mean_task_ns = 0;  // moving mean of its time per task; 0 = no estimate yet
     bool eof = false;
     bool truncated = false;  // its result pipe ended inside a frame
     bool reading_abandoned = false;
@@ -203,6 +213,7 @@ class ParentEngine {
   std::vector<Completion> completions_;
   std::vector<WorkerLoad> loads_scratch_;
   uint64_t next_sequence_ = 0;
+  uint64_t now_ns_ = 0;
   bool shutting_down_ = false;
   bool terminated_ = false;
   EngineStats stats_;
