@@ -1,9 +1,11 @@
 #include "explore.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "pipepool/random.hpp"
 
@@ -12,9 +14,13 @@ namespace {
 
 constexpr uint8_t kNone = 0xff;
 
-uint64_t bit(uint32_t p) { return uint64_t{1} << p; }
+uint64_t bit(uint32_t p) {
+  return uint64_t{1} << p;
+}
 
-uint32_t lowest(uint64_t mask) { return static_cast<uint32_t>(std::countr_zero(mask)); }
+uint32_t lowest(uint64_t mask) {
+  return static_cast<uint32_t>(std::countr_zero(mask));
+}
 
 // The i-th (from 0) set bit of mask.
 uint32_t nth_set_bit(uint64_t mask, uint64_t i) {
@@ -42,7 +48,9 @@ RunSummary summarize(const World& world) {
   return s;
 }
 
-bool is_failure(RunStatus status) { return status != RunStatus::Finished; }
+bool is_failure(RunStatus status) {
+  return status != RunStatus::Finished;
+}
 
 std::string runnable_names(uint64_t mask) {
   std::string out;
@@ -70,10 +78,9 @@ void run_world(World& world, Choose&& choose) {
 // had run last (its next step is free, any other costs a preemption).
 class StateCache {
  public:
-  explicit StateCache(size_t capacity) {
-    if (capacity == 0) return;
-    table_.resize(std::bit_ceil(capacity));
-    mask_ = table_.size() - 1;
+  // Holds at most `capacity` states; starts small and doubles as it fills.
+  explicit StateCache(size_t capacity) : max_entries_(capacity) {
+    if (capacity != 0) rehash(4096);
   }
 
   // Whether every schedule from this state within `budget` was explored before: the entry's
@@ -93,11 +100,14 @@ class StateCache {
 
   void insert(uint64_t fp, uint8_t last, int32_t budget) {
     if (table_.empty()) return;
+    if (2 * (size_ + 1) > table_.size()) {
+      if (size_ >= max_entries_) return;  // full: stop remembering (less pruning, still sound)
+      rehash(2 * table_.size());
+    }
     for (size_t i = fp & mask_;; i = (i + 1) & mask_) {
       Entry& e = table_[i];
       if (e.used && e.fp != fp) continue;
       if (!e.used) {
-        if (size_ * 4 >= table_.size() * 3) return;  // full enough: stop remembering
         ++size_;
         e = {fp, budget, last, true};
       } else if (budget > e.budget || (budget == e.budget && last == kNone)) {
@@ -117,9 +127,22 @@ class StateCache {
     uint8_t last = kNone;
     bool used = false;
   };
+
+  void rehash(size_t entries) {
+    std::vector<Entry> old = std::exchange(table_, std::vector<Entry>(entries));
+    mask_ = entries - 1;
+    for (const Entry& e : old) {
+      if (!e.used) continue;
+      size_t i = e.fp & mask_;
+      while (table_[i].used) i = (i + 1) & mask_;
+      table_[i] = e;
+    }
+  }
+
   std::vector<Entry> table_;
   size_t mask_ = 0;
   size_t size_ = 0;
+  size_t max_entries_;
 };
 
 class Explorer {
@@ -135,10 +158,18 @@ class Explorer {
 
   ExploreResult run() {
     switch (options_.mode) {
-      case ExploreMode::Random: run_random(); break;
-      case ExploreMode::Pct: run_pct(); break;
-      case ExploreMode::Exhaustive: run_exhaustive(); break;
-      case ExploreMode::Replay: run_replay(); break;
+      case ExploreMode::Random:
+        run_random();
+        break;
+      case ExploreMode::Pct:
+        run_pct();
+        break;
+      case ExploreMode::Exhaustive:
+        run_exhaustive();
+        break;
+      case ExploreMode::Replay:
+        run_replay();
+        break;
     }
     check_determinism();
     return std::move(result_);
@@ -172,8 +203,8 @@ class Explorer {
     if (!options_.progress) return;
     const uint64_t runs = result_.schedules + result_.pruned;
     if (!force && (options_.progress_every == 0 || runs % options_.progress_every != 0)) return;
-    options_.progress({result_.schedules, result_.pruned, result_.steps, result_.pipe_ops,
-                       result_.failures});
+    options_.progress(
+        {result_.schedules, result_.pruned, result_.steps, result_.pipe_ops, result_.failures});
   }
 
   void run_random() {
@@ -231,8 +262,8 @@ class Explorer {
       if (account(world, i, seed)) break;
     }
     result_.pct_k = std::max(k, result_.longest_schedule);
-    result_.pct_bound = 1.0 / (static_cast<double>(n) *
-                               std::pow(static_cast<double>(result_.pct_k), d - 1.0));
+    result_.pct_bound =
+        1.0 / (static_cast<double>(n) * std::pow(static_cast<double>(result_.pct_k), d - 1.0));
   }
 
   void run_replay() {
@@ -356,8 +387,7 @@ class Explorer {
         const uint32_t p = schedule[i];
         if (p >= 64 || !(mask & bit(p))) {
           world.fail("replay diverged at step " + std::to_string(i) + ": the schedule names " +
-                     process_name(p) + ", but the runnable processes are " +
-                     runnable_names(mask));
+                     process_name(p) + ", but the runnable processes are " + runnable_names(mask));
           diverged = true;
           return kNone;
         }
@@ -396,7 +426,11 @@ class Explorer {
     if (original == nullptr) return;
     const bool trace = result_.counterexample.has_value() && options_.trace_counterexample &&
                        original->trace.empty();
-    RunSummary again = replay_schedule(original->schedule, trace);
+    // A replay is checked against the schedule it was given (it may have diverged from it).
+    RunSummary again = replay_schedule(options_.mode == ExploreMode::Replay
+                                           ? std::span<const uint8_t>(options_.replay)
+                                           : std::span<const uint8_t>(original->schedule),
+                                       trace);
     DeterminismCheck& check = result_.determinism;
     check.checked = true;
     check.expected_hash = original->trace_hash;
@@ -421,10 +455,14 @@ class Explorer {
 
 const char* to_string(ExploreMode mode) {
   switch (mode) {
-    case ExploreMode::Random: return "random";
-    case ExploreMode::Pct: return "pct";
-    case ExploreMode::Exhaustive: return "exhaustive";
-    case ExploreMode::Replay: return "replay";
+    case ExploreMode::Random:
+      return "random";
+    case ExploreMode::Pct:
+      return "pct";
+    case ExploreMode::Exhaustive:
+      return "exhaustive";
+    case ExploreMode::Replay:
+      return "replay";
   }
   return "?";
 }
@@ -456,59 +494,155 @@ RunSummary replay(const Scenario& scenario, std::span<const uint8_t> schedule, u
 }
 
 std::string format_schedule(std::span<const uint8_t> schedule) {
+  // Runs of one process first ("W0*3"), then repeated groups of up to 8 runs ("(P*6 W0*2)*500").
+  struct Run {
+    uint8_t process;
+    size_t count;
+    bool operator==(const Run&) const = default;
+  };
+  std::vector<Run> runs;
+  for (uint8_t p : schedule) {
+    if (!runs.empty() && runs.back().process == p) {
+      ++runs.back().count;
+    } else {
+      runs.push_back({p, 1});
+    }
+  }
+  auto run_text = [](const Run& r) {
+    // Appended piece by piece: the one-expression form trips g++ 12's -Wrestrict at -O3.
+    std::string text = process_name(r.process);
+    if (r.count > 1) {
+      text += '*';
+      text += std::to_string(r.count);
+    }
+    return text;
+  };
   std::string out;
-  size_t i = 0;
-  while (i < schedule.size()) {
-    size_t j = i;
-    while (j < schedule.size() && schedule[j] == schedule[i]) ++j;
+  auto emit = [&](const std::string& token) {
     if (!out.empty()) out += ' ';
-    out += process_name(schedule[i]);
-    if (j - i > 1) out += "*" + std::to_string(j - i);
-    i = j;
+    out += token;
+  };
+  size_t i = 0;
+  while (i < runs.size()) {
+    size_t best_period = 0, best_repeats = 0;
+    for (size_t period = 2; period <= 8 && i + 2 * period <= runs.size(); ++period) {
+      size_t repeats = 1;
+      while (i + (repeats + 1) * period <= runs.size() &&
+             std::equal(runs.begin() + i, runs.begin() + i + period,
+                        runs.begin() + i + repeats * period)) {
+        ++repeats;
+      }
+      if (repeats >= 3 && repeats * period > best_repeats * best_period) {
+        best_period = period;
+        best_repeats = repeats;
+      }
+    }
+    if (best_period == 0) {
+      emit(run_text(runs[i++]));
+      continue;
+    }
+    std::string group = "(";
+    for (size_t j = 0; j < best_period; ++j) {
+      if (j) group += ' ';
+      group += run_text(runs[i + j]);
+    }
+    group += ")*";
+    group += std::to_string(best_repeats);
+    emit(group);
+    i += best_period * best_repeats;
   }
   return out;
 }
 
+namespace {
+
+bool parse_count(std::string_view s, uint64_t& v) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return !s.empty() && ec == std::errc() && end == s.data() + s.size() && v > 0 && v <= 100'000'000;
+}
+
+bool is_separator(char c) {
+  return c == ' ' || c == ',' || c == '\t' || c == '\n';
+}
+
+bool parse_token(std::string_view token, std::vector<uint8_t>& out, std::string& error) {
+  uint64_t count = 1;
+  if (const size_t star = token.find('*'); star != std::string_view::npos) {
+    if (!parse_count(token.substr(star + 1), count)) {
+      error = "bad repeat count in '" + std::string(token) + "'";
+      return false;
+    }
+    token = token.substr(0, star);
+  }
+  uint64_t process = 0;
+  if (token == "U") {
+    process = kUserProcess;
+  } else if (token == "P") {
+    process = kParentProcess;
+  } else if (token.size() > 1 && token[0] == 'W' && (token.size() == 2 || token[1] != '0') &&
+             std::from_chars(token.data() + 1, token.data() + token.size(), process).ptr ==
+                 token.data() + token.size() &&
+             process < kMaxProcesses - kFirstWorkerProcess) {
+    process += kFirstWorkerProcess;
+  } else if (token.empty() ||
+             std::from_chars(token.data(), token.data() + token.size(), process).ptr !=
+                 token.data() + token.size() ||
+             process >= kMaxProcesses) {
+    error = "bad process '" + std::string(token) + "' (U, P, W0, W1, ... or a number)";
+    return false;
+  }
+  if (out.size() + count > 1'000'000'000) {
+    error = "schedule too long";
+    return false;
+  }
+  out.insert(out.end(), count, static_cast<uint8_t>(process));
+  return true;
+}
+
+}  // namespace
+
 bool parse_schedule(std::string_view text, std::vector<uint8_t>& out, std::string& error) {
   std::vector<uint8_t> schedule;
   size_t i = 0;
-  auto number = [](std::string_view s, uint64_t& v) {
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return !s.empty() && ec == std::errc() && end == s.data() + s.size();
-  };
   while (i < text.size()) {
-    while (i < text.size() && (text[i] == ' ' || text[i] == ',' || text[i] == '\t' ||
-                               text[i] == '\n')) {
-      ++i;
-    }
-    const size_t start = i;
-    while (i < text.size() && text[i] != ' ' && text[i] != ',' && text[i] != '\t' &&
-           text[i] != '\n') {
-      ++i;
-    }
-    if (i == start) break;
-    std::string_view token = text.substr(start, i - start);
-    uint64_t count = 1;
-    if (const size_t star = token.find('*'); star != std::string_view::npos) {
-      if (!number(token.substr(star + 1), count) || count == 0 || count > 100'000'000) {
-        error = "bad repeat count in '" + std::string(token) + "'";
+    while (i < text.size() && is_separator(text[i])) ++i;
+    if (i == text.size()) break;
+    if (text[i] == '(') {
+      const size_t close = text.find(')', i);
+      if (close == std::string_view::npos) {
+        error = "unclosed '(' in the schedule";
         return false;
       }
-      token = token.substr(0, star);
+      std::vector<uint8_t> group;
+      std::string_view inner = text.substr(i + 1, close - i - 1);
+      size_t j = 0;
+      while (j < inner.size()) {
+        while (j < inner.size() && is_separator(inner[j])) ++j;
+        const size_t start = j;
+        while (j < inner.size() && !is_separator(inner[j])) ++j;
+        if (j > start && !parse_token(inner.substr(start, j - start), group, error)) return false;
+      }
+      i = close + 1;
+      uint64_t repeats = 1;
+      if (i < text.size() && text[i] == '*') {
+        const size_t start = ++i;
+        while (i < text.size() && !is_separator(text[i])) ++i;
+        if (!parse_count(text.substr(start, i - start), repeats)) {
+          error = "bad repeat count after ')'";
+          return false;
+        }
+      }
+      if (schedule.size() + group.size() * repeats > 1'000'000'000) {
+        error = "schedule too long";
+        return false;
+      }
+      for (uint64_t r = 0; r < repeats; ++r)
+        schedule.insert(schedule.end(), group.begin(), group.end());
+      continue;
     }
-    uint64_t process = 0;
-    if (token == "U") {
-      process = kUserProcess;
-    } else if (token == "P") {
-      process = kParentProcess;
-    } else if (token.size() > 1 && token[0] == 'W' && number(token.substr(1), process) &&
-               process < kMaxProcesses - kFirstWorkerProcess) {
-      process += kFirstWorkerProcess;
-    } else if (!number(token, process) || process >= kMaxProcesses) {
-      error = "bad process '" + std::string(token) + "' (U, P, W0, W1, ... or a number)";
-      return false;
-    }
-    schedule.insert(schedule.end(), count, static_cast<uint8_t>(process));
+    const size_t start = i;
+    while (i < text.size() && !is_separator(text[i]) && text[i] != '(') ++i;
+    if (!parse_token(text.substr(start, i - start), schedule, error)) return false;
   }
   out = std::move(schedule);
   return true;

@@ -59,7 +59,7 @@ struct ExploreOptions {
   uint64_t max_steps = 0;        // per schedule; 0: default_max_steps(script)
   bool stop_at_first_failure = true;
   size_t state_cache_entries = size_t{1} << 20;  // Exhaustive; 0: no state cache
-  std::vector<uint8_t> replay;  // Replay: the schedule (the lowest runnable process after it)
+  std::vector<uint8_t> replay;       // Replay: the schedule (the lowest runnable process after it)
   bool trace_counterexample = true;  // re-run the first failure with a step-by-step trace
   std::function<void(const ExploreProgress&)> progress;  // called every progress_every runs
   uint64_t progress_every = 512;
@@ -106,10 +106,10 @@ struct ExploreResult {
   bool complete = false;      // Exhaustive: every schedule within the bound was covered
   std::string cut_reason;     // why it stopped before that ("" if complete)
   uint64_t cache_entries = 0;
-  uint64_t pct_k = 0;         // Pct: the most steps of a schedule
-  double pct_bound = 0;       // Pct: 1 / (n * k^(d-1))
+  uint64_t pct_k = 0;                        // Pct: the most steps of a schedule
+  double pct_bound = 0;                      // Pct: 1 / (n * k^(d-1))
   std::optional<RunSummary> counterexample;  // the first failing run, traced
-  RunSummary sample;                          // the run replayed for the determinism check
+  RunSummary sample;                         // the run replayed for the determinism check
   DeterminismCheck determinism;
   std::string error;  // the exploration itself went wrong (a nondeterministic world)
 };

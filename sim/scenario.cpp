@@ -66,7 +66,9 @@ bool parse_u32(std::string_view text, uint32_t& out) {
   return true;
 }
 
-std::string size_text(uint64_t bytes) { return std::to_string(bytes); }
+std::string size_text(uint64_t bytes) {
+  return std::to_string(bytes);
+}
 
 }  // namespace
 
@@ -110,8 +112,8 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
     }
     script->tasks.push_back(spec);
     script->payloads.push_back(encode_task_payload(spec));
-    script->total_bytes += 2 * protocol::kHeaderBytes + script->payloads.back().size() +
-                           spec.output_bytes;
+    script->total_bytes +=
+        2 * protocol::kHeaderBytes + script->payloads.back().size() + spec.output_bytes;
     return next++;
   };
   bool joined = false;
@@ -125,7 +127,8 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
       case K::Apply: {
         protocol::TaskId first = add_task(call.item);
         script->ops.push_back({Op::Kind::Submit, first, first + 1, i});
-        if (call.kind == K::Apply) script->ops.push_back({Op::Kind::WaitTasks, first, first + 1, i});
+        if (call.kind == K::Apply)
+          script->ops.push_back({Op::Kind::WaitTasks, first, first + 1, i});
         break;
       }
       case K::MapAsync:
@@ -134,8 +137,8 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
         protocol::TaskId first = next;
         for (uint64_t done = 0; done < call.items; done += call.chunksize) {
           const uint64_t k = std::min(call.chunksize, call.items - done);
-          add_task({call.item.input_bytes * k, call.item.output_bytes * k,
-                    call.item.duration_us * k});
+          add_task(
+              {call.item.input_bytes * k, call.item.output_bytes * k, call.item.duration_us * k});
         }
         script->ops.push_back({Op::Kind::Submit, first, next, i});
         if (call.kind == K::Map) script->ops.push_back({Op::Kind::WaitTasks, first, next, i});
@@ -158,8 +161,8 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
 }
 
 uint64_t default_max_steps(const Script& script) {
-  // Every byte moves through pipes in chunks of at least one... page in a correct run, except for
-  // headers and frame tails; allow generously for those and for the processes' own steps.
+  // A correct run moves its bytes in steps of a page or more (headers and frame tails aside), and
+  // each task costs each process a bounded number of steps; the bound leaves a wide margin.
   const uint64_t pages = script.total_bytes / script.scenario.page_size;
   return 100'000 + 16 * pages + 64 * script.task_count() * (script.scenario.workers + 2);
 }
@@ -383,15 +386,20 @@ std::string describe_call(const Call& call) {
            format_ms(call.item.duration_us);
   };
   switch (call.kind) {
-    case Call::Kind::ApplyAsync: return "apply_async " + item();
-    case Call::Kind::Apply: return "apply " + item();
+    case Call::Kind::ApplyAsync:
+      return "apply_async " + item();
+    case Call::Kind::Apply:
+      return "apply " + item();
     case Call::Kind::MapAsync:
     case Call::Kind::Map:
       return std::string(call.kind == Call::Kind::Map ? "map " : "map_async ") +
              std::to_string(call.items) + " " + item() + " " + std::to_string(call.chunksize);
-    case Call::Kind::Wait: return "wait";
-    case Call::Kind::Terminate: return "terminate";
-    case Call::Kind::Join: return "join";
+    case Call::Kind::Wait:
+      return "wait";
+    case Call::Kind::Terminate:
+      return "terminate";
+    case Call::Kind::Join:
+      return "join";
   }
   return "?";
 }

@@ -63,7 +63,7 @@ struct Scenario {
   uint64_t task_timeout_us = 0;       // 0: no task timeouts (no Started frames, no timers)
   uint32_t max_tasks_per_child = 0;   // 0: unlimited
   uint32_t max_retries = 0;
-  uint64_t engine_seed = 0;           // the parent engine's seed (scheduler tie-breaks)
+  uint64_t engine_seed = 0;  // the parent engine's seed (scheduler tie-breaks)
   std::vector<Call> calls;
 };
 

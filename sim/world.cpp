@@ -104,11 +104,16 @@ std::string process_long_name(uint32_t process) {
 
 const char* to_string(RunStatus status) {
   switch (status) {
-    case RunStatus::Running: return "running";
-    case RunStatus::Finished: return "finished";
-    case RunStatus::Deadlock: return "deadlock";
-    case RunStatus::StepLimit: return "step-limit";
-    case RunStatus::Failed: return "failed";
+    case RunStatus::Running:
+      return "running";
+    case RunStatus::Finished:
+      return "finished";
+    case RunStatus::Deadlock:
+      return "deadlock";
+    case RunStatus::StepLimit:
+      return "step-limit";
+    case RunStatus::Failed:
+      return "failed";
   }
   return "?";
 }
@@ -128,7 +133,7 @@ struct World::Worker {
   std::optional<ChildEngine> engine;
   ChildEngine::Action action;  // what engine->next() asked for
   uint64_t run_output_bytes = 0;
-  uint64_t wake_us = 0;  // Run: when the task ends
+  uint64_t wake_us = 0;   // Run: when the task ends
   bool in_write = false;  // asleep inside a writev(2)
   size_t write_done = 0;
   size_t write_total = 0;
@@ -146,10 +151,12 @@ struct World::Parent {
     Kind kind;
     WorkerId worker;
     TaskId task;
+    uint32_t attempt;
   };
   struct Timer {
     uint64_t due_us;
     TaskId task;
+    uint32_t attempt;
   };
   Phase phase = Phase::Top;
   WorkerId write_worker = 0;
@@ -173,9 +180,7 @@ struct World::User {
 // ---- construction ------------------------------------------------------------------------------
 
 World::World(std::shared_ptr<const Script> script, WorldOptions options)
-    : script_(std::move(script)),
-      options_(options),
-      workers_count_(script_->scenario.workers) {
+    : script_(std::move(script)), options_(options), workers_count_(script_->scenario.workers) {
   const Scenario& s = script_->scenario;
   pipe_config_.slots = s.pipe_pages;
   pipe_config_.page_size = s.page_size;
@@ -183,6 +188,7 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
   child_config_.mode = strategy.child_mode();
   child_config_.max_tasks = s.max_tasks_per_child;
   child_config_.send_started = s.task_timeout_us != 0;
+  child_config_.read_ahead_bytes = strategy.child_read_ahead_bytes();
   protocol::ParentConfig config;
   config.workers = s.workers;
   config.max_tasks_per_child = s.max_tasks_per_child;
@@ -210,7 +216,9 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
 
 World::~World() = default;
 
-const protocol::EngineStats& World::engine_stats() const { return engine_->stats(); }
+const protocol::EngineStats& World::engine_stats() const {
+  return engine_->stats();
+}
 
 uint64_t World::pipe_ops() const {
   uint64_t ops = closed_pipe_ops_;
@@ -240,7 +248,11 @@ void World::note(uint32_t process, uint64_t kind, uint64_t value) {
 }
 
 void World::trace_line(uint32_t process, const std::string& text) {
-  std::string line = "#" + std::to_string(schedule_.size()) + " t=" + format_ms(now_us_) + "ms ";
+  // Step n (from 1) is the n-th letter of the schedule; "init" is the pool's construction.
+  std::string line = schedule_.empty() && process != kMaxProcesses
+                         ? std::string("init")
+                         : "#" + std::to_string(schedule_.size());
+  line += " t=" + format_ms(now_us_) + "ms ";
   line += process == kMaxProcesses ? std::string("--") : process_name(process);
   line += " " + text;
   trace_.push_back(std::move(line));
@@ -400,10 +412,10 @@ void World::step_user() {
       note(kUserProcess, kSubmit, user_->op);
       if (options_.trace) {
         const Call& call = script_->scenario.calls[op.call];
-        std::string tasks = op.end_task - op.first_task == 1
-                                ? "task " + std::to_string(op.first_task)
-                                : "tasks " + std::to_string(op.first_task) + ".." +
-                                      std::to_string(op.end_task - 1);
+        std::string tasks =
+            op.end_task - op.first_task == 1
+                ? "task " + std::to_string(op.first_task)
+                : "tasks " + std::to_string(op.first_task) + ".." + std::to_string(op.end_task - 1);
         trace_line(kUserProcess, describe_call(call) + ": queues " + tasks);
       }
       break;
@@ -427,6 +439,8 @@ void World::step_user() {
 // ---- the parent --------------------------------------------------------------------------------
 
 void World::step_parent() {
+  // The real driver hands the engine its clock at each loop turn; here, virtual time.
+  engine_->set_time(now_us_ * 1000);
   switch (parent_->phase) {
     case Parent::Phase::Top:
       if (!queue_.empty() || !parent_->commands.empty()) {
@@ -488,10 +502,14 @@ void World::record_completion(Completion c) {
       fail(task + " failed with a protocol error: " + c.message);
       break;
     case Completion::Kind::Timeout:
-      fail(task + " timed out: " + c.message);
+      // Expected when the task runs longer than the timeout; a failure otherwise.
+      if (script_->task(c.task).duration_us <= script_->scenario.task_timeout_us) {
+        fail(task + " timed out although it runs " + format_ms(script_->task(c.task).duration_us) +
+             " ms: " + c.message);
+      }
       break;
   }
-  if (options_.trace) trace_line(kParentProcess, "  completes " + task);
+  if (options_.trace) trace_line(kParentProcess, "completes " + task);
 }
 
 void World::execute(const Command& command) {
@@ -512,18 +530,19 @@ void World::execute(const Command& command) {
       k.phase = Worker::Phase::Alive;
       note(kFirstWorkerProcess + w, kForked, k.incarnation);
       fetch_action(w);
-      if (options_.trace) trace_line(kParentProcess, "  forks worker " + std::to_string(w));
+      if (options_.trace) trace_line(kParentProcess, "forks worker " + std::to_string(w));
       engine_->worker_started(w);
       break;
     }
     case Command::Kind::KillWorker:
       if (workers_[w]->phase == Worker::Phase::Alive) {
-        if (options_.trace) trace_line(kParentProcess, "  kills worker " + std::to_string(w));
+        if (options_.trace) trace_line(kParentProcess, "kills worker " + std::to_string(w));
         worker_exit(w, 9, -1, "killed by signal 9 (SIGKILL)");
       }
       break;
     case Command::Kind::ArmTimer:
-      parent_->timers.push_back({now_us_ + script_->scenario.task_timeout_us, command.task});
+      parent_->timers.push_back(
+          {now_us_ + script_->scenario.task_timeout_us, command.task, command.attempt});
       break;
   }
 }
@@ -583,9 +602,9 @@ void World::parent_start_write(WorkerId w) {
   note(kParentProcess, kParentWrite, (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
   if (options_.trace) {
     trace_line(kParentProcess, "write(2) task pipe " + std::to_string(w) + ": " +
-                                   describe_frame(p.segments) + " -> " +
-                                   std::to_string(r.result) + (r.blocked ? ", sleeps" : "") +
-                                   " [" + pipe.model.describe() + "]");
+                                   describe_frame(p.segments) + " -> " + std::to_string(r.result) +
+                                   (r.blocked ? ", sleeps" : "") + " [" + pipe.model.describe() +
+                                   "]");
   }
   if (r.blocked) {
     p.write_done = static_cast<size_t>(r.result);
@@ -602,12 +621,12 @@ void World::parent_continue_write() {
   pipe.written += r.written;
   note(kParentProcess, kParentContinue, static_cast<uint64_t>(r.result));
   if (options_.trace) {
-    trace_line(kParentProcess, "write(2) task pipe " + std::to_string(p.write_worker) +
-                                   " wakes: +" + std::to_string(r.written) + " (" +
-                                   std::to_string(p.write_done + r.written) + " of " +
-                                   std::to_string(p.write_total) + ")" +
-                                   (r.blocked ? ", sleeps" : ", returns " + std::to_string(r.result)) +
-                                   " [" + pipe.model.describe() + "]");
+    trace_line(kParentProcess,
+               "write(2) task pipe " + std::to_string(p.write_worker) + " wakes: +" +
+                   std::to_string(r.written) + " (" + std::to_string(p.write_done + r.written) +
+                   " of " + std::to_string(p.write_total) + ")" +
+                   (r.blocked ? ", sleeps" : ", returns " + std::to_string(r.result)) + " [" +
+                   pipe.model.describe() + "]");
   }
   if (r.blocked) {
     p.write_done = static_cast<size_t>(r.result);
@@ -638,19 +657,22 @@ void World::parent_epoll_wait() {
     const Worker& k = *workers_[w];
     if (k.result && engine_->wants_read(w) &&
         (k.result->model.readable() || k.result->model.hup())) {
-      p.ready.push_back({Parent::Event::Kind::Read, w, 0});
+      p.ready.push_back({Parent::Event::Kind::Read, w, 0, 0});
     }
     if (k.task && engine_->wants_write(w) && (k.task->model.writable() || k.task->model.err())) {
-      p.ready.push_back({Parent::Event::Kind::Write, w, 0});
+      p.ready.push_back({Parent::Event::Kind::Write, w, 0, 0});
     }
-    if (k.phase == Worker::Phase::Zombie) p.ready.push_back({Parent::Event::Kind::Reap, w, 0});
+    if (k.phase == Worker::Phase::Zombie) p.ready.push_back({Parent::Event::Kind::Reap, w, 0, 0});
   }
   for (const Parent::Timer& t : p.timers) {
-    if (t.due_us <= now_us_) p.ready.push_back({Parent::Event::Kind::Timer, 0, t.task});
+    if (t.due_us <= now_us_) {
+      p.ready.push_back({Parent::Event::Kind::Timer, 0, t.task, t.attempt});
+    }
   }
   std::string text;
   for (const Parent::Event& e : p.ready) {
-    h = mix(h, (static_cast<uint64_t>(e.kind) << 56) ^ (uint64_t{e.worker} << 40) ^ e.task);
+    h = mix(h, (static_cast<uint64_t>(e.kind) << 56) ^ (uint64_t{e.worker} << 40) ^
+                   (uint64_t{e.attempt} << 32) ^ e.task);
     if (options_.trace) {
       static const char* const kNames[] = {"read", "write", "reap", "timer"};
       text += std::string(text.empty() ? "" : ", ") + kNames[static_cast<int>(e.kind)] + " " +
@@ -675,7 +697,8 @@ void World::parent_dispatch() {
         return;
       }
       const PipeModel::ReadResult r = k.result->model.read(buffer, /*nonblocking=*/true);
-      note(kParentProcess, kParentRead, (uint64_t{e.worker} << 40) ^ static_cast<uint64_t>(r.result));
+      note(kParentProcess, kParentRead,
+           (uint64_t{e.worker} << 40) ^ static_cast<uint64_t>(r.result));
       if (options_.trace) {
         trace_line(kParentProcess, "read(2) result pipe " + std::to_string(e.worker) + ", wants " +
                                        std::to_string(buffer.size()) + " -> " +
@@ -702,8 +725,8 @@ void World::parent_dispatch() {
       if (options_.trace) {
         trace_line(kParentProcess, "write(2) task pipe " + std::to_string(e.worker) +
                                        " (non-blocking): " + describe_frame(p.segments) + " -> " +
-                                       std::to_string(r.result) + " [" +
-                                       k.task->model.describe() + "]");
+                                       std::to_string(r.result) + " [" + k.task->model.describe() +
+                                       "]");
       }
       if (r.result > 0) {
         engine_->bytes_written(e.worker, static_cast<size_t>(r.result));
@@ -718,18 +741,22 @@ void World::parent_dispatch() {
       k.phase = Worker::Phase::None;
       note(kParentProcess, kReap, e.worker);
       if (options_.trace) {
-        trace_line(kParentProcess, "reaps worker " + std::to_string(e.worker) + ": " +
-                                       k.exit.description);
+        trace_line(kParentProcess,
+                   "reaps worker " + std::to_string(e.worker) + ": " + k.exit.description);
       }
       engine_->worker_exited(e.worker, k.exit);
       break;
     case Parent::Event::Kind::Timer: {
-      auto it = std::find_if(p.timers.begin(), p.timers.end(),
-                             [&](const Parent::Timer& t) { return t.task == e.task; });
+      auto it = std::find_if(p.timers.begin(), p.timers.end(), [&](const Parent::Timer& t) {
+        return t.task == e.task && t.attempt == e.attempt;
+      });
       if (it != p.timers.end()) p.timers.erase(it);
-      note(kParentProcess, kTimer, e.task);
-      if (options_.trace) trace_line(kParentProcess, "timer of task " + std::to_string(e.task));
-      engine_->timer_fired(e.task);
+      note(kParentProcess, kTimer, (uint64_t{e.attempt} << 40) ^ e.task);
+      if (options_.trace) {
+        trace_line(kParentProcess, "timer of task " + std::to_string(e.task) + " (attempt " +
+                                       std::to_string(e.attempt) + ") expires");
+      }
+      engine_->timer_fired(e.task, e.attempt);
       break;
     }
   }
@@ -815,9 +842,9 @@ void World::step_worker(uint32_t w) {
       const PipeModel::ReadResult r = k.task->model.read(k.action.read_into, /*nonblocking=*/false);
       note(process, kWorkerRead, static_cast<uint64_t>(r.result));
       if (options_.trace) {
-        trace_line(process, "read(2) task pipe, wants " + std::to_string(k.action.read_into.size()) +
-                                " -> " + std::to_string(r.result) + " [" +
-                                k.task->model.describe() + "]");
+        trace_line(process, "read(2) task pipe, wants " +
+                                std::to_string(k.action.read_into.size()) + " -> " +
+                                std::to_string(r.result) + " [" + k.task->model.describe() + "]");
       }
       if (r.would_block || r.result < 0) {
         fail("worker " + std::to_string(w) + "'s read(2) returned " + std::to_string(r.result));
@@ -842,15 +869,14 @@ void World::step_worker(uint32_t w) {
       k.result->written += r.written;
       note(process, k.in_write ? kWorkerContinue : kWorkerWrite, static_cast<uint64_t>(r.result));
       if (options_.trace) {
-        trace_line(process, std::string(k.in_write ? "writev(2) result pipe wakes: +"
-                                                   : "writev(2) result pipe: ") +
-                                (k.in_write ? std::to_string(r.written) + " (" +
-                                                  std::to_string(k.write_done + r.written) +
-                                                  " of " + std::to_string(k.write_total) + ")"
-                                            : describe_frame(k.action.write) + " -> " +
-                                                  std::to_string(r.result)) +
-                                (r.blocked ? ", sleeps" : "") + " [" +
-                                k.result->model.describe() + "]");
+        trace_line(
+            process,
+            std::string(k.in_write ? "writev(2) result pipe wakes: +" : "writev(2) result pipe: ") +
+                (k.in_write
+                     ? std::to_string(r.written) + " (" + std::to_string(k.write_done + r.written) +
+                           " of " + std::to_string(k.write_total) + ")"
+                     : describe_frame(k.action.write) + " -> " + std::to_string(r.result)) +
+                (r.blocked ? ", sleeps" : "") + " [" + k.result->model.describe() + "]");
       }
       if (r.blocked) {
         k.in_write = true;
@@ -899,12 +925,13 @@ uint64_t World::fingerprint() const {
   h = mix(h, (static_cast<uint64_t>(p.phase) << 56) ^ (uint64_t{p.ready_pos} << 32) ^
                  p.commands.size());
   h = mix(h, p.write_done);
-  for (const Parent::Timer& t : p.timers) h = mix(mix(h, t.due_us), t.task);
+  for (const Parent::Timer& t : p.timers)
+    h = mix(mix(h, t.due_us), (uint64_t{t.attempt} << 40) ^ t.task);
   for (const auto& kp : workers_) {
     const Worker& k = *kp;
     h = mix(h, k.history);
-    h = mix(h, (static_cast<uint64_t>(k.phase) << 56) ^ (uint64_t{k.in_write} << 48) ^
-                   k.write_done);
+    h = mix(h,
+            (static_cast<uint64_t>(k.phase) << 56) ^ (uint64_t{k.in_write} << 48) ^ k.write_done);
     if (k.phase == Worker::Phase::Alive && k.action.op == ChildEngine::Op::Run) {
       h = mix(h, k.wake_us);
     }
@@ -1073,15 +1100,17 @@ void World::build_deadlock_report() {
   }
   // The summary: each process on the cycle and why it waits.
   if (report->cycle.empty()) {
-    report->summary = "no process can run and no wake-up is pending, but no wait-for cycle was "
-                      "found";
+    report->summary =
+        "no process can run and no wake-up is pending, but no wait-for cycle was "
+        "found";
   } else {
     std::vector<uint32_t> members(report->cycle.begin(), report->cycle.end() - 1);
     report->summary = "wait-for cycle " + arrow_names(report->cycle) + ": ";
     for (size_t i = 0; i < members.size(); ++i) {
       const ProcessWait& pw = report->processes[members[i]];
       if (i != 0) report->summary += "; ";
-      report->summary += process_long_name(pw.process) + " " + pw.text;
+      report->summary += process_long_name(pw.process) +
+                         (pw.text.rfind("blocked", 0) == 0 ? " is " : " ") + pw.text;
       if (pw.pipe) report->summary += " [" + pw.pipe->name + ": " + pw.pipe->describe + "]";
     }
   }

@@ -16,17 +16,17 @@
 // its number across the worker processes the parent starts for it.
 //
 // Virtual time. System calls take no time; a task takes its scenario duration. A worker that begins
-// a task sleeps until then; when no process can run, time jumps to the next wake-up (a task's end or
-// a task timeout). If nothing is left to wake and the user has not returned from join(), the world
-// is deadlocked.
+// a task sleeps until then; when no process can run, time jumps to the next wake-up (a task's end
+// or a task timeout). If nothing is left to wake and the user has not returned from join(), the
+// world is deadlocked.
 //
 // How each process behaves (the parent mirrors the real driver, pool/src/driver/):
 //   user    each call is one step that queues its tasks (one submit() each, as the real pool's
 //           queue + eventfd); apply and map then wait for their results, join for the pool.
 //   parent  each loop iteration: (1) if submissions or engine commands are queued, one step applies
 //           them all (commands, then submissions, then the commands those made: StartWorker forks
-//           a worker with fresh pipes and calls worker_started, KillWorker kills it, ArmTimer arms a
-//           timer); (2) else if blocking_write_due() names w, one blocking writev(2) of
+//           a worker with fresh pipes and calls worker_started, KillWorker kills it, ArmTimer arms
+//           a timer); (2) else if blocking_write_due() names w, one blocking writev(2) of
 //           pending_write(w), which may sleep on a full pipe and go on in later steps
 //           (PipeModel::continue_writev) until it returns; (3) else one epoll_wait step takes a
 //           snapshot of what is ready (result pipes it wants_read, task pipes it wants_write,
@@ -93,11 +93,11 @@ struct ProcessWait {
   // "write", "read", "epoll_wait", "results", "join", "exited", "done"
   std::string call;
   std::string text;  // one sentence: "blocked in write(2) to the task pipe of worker 0 ..."
-  std::optional<PipeState> pipe;  // the pipe of a blocked read or write
-  std::string frame;              // the frame a blocked write carries
-  uint64_t call_bytes = 0;        // bytes the blocked call was asked for
-  uint64_t done_bytes = 0;        // bytes it moved so far
-  uint64_t wanted_bytes = 0;      // bytes it still wants
+  std::optional<PipeState> pipe;    // the pipe of a blocked read or write
+  std::string frame;                // the frame a blocked write carries
+  uint64_t call_bytes = 0;          // bytes the blocked call was asked for
+  uint64_t done_bytes = 0;          // bytes it moved so far
+  uint64_t wanted_bytes = 0;        // bytes it still wants
   std::vector<uint32_t> waits_for;  // processes that could unblock it
 };
 
@@ -138,7 +138,8 @@ class World {
   // A hash of every step (process, call, outcome, time): equal traces, equal hashes.
   uint64_t trace_hash() const { return trace_hash_; }
   // A hash of the whole world's state (every process's history, every pipe, time, queues). Two
-  // schedules that reach the same state have the same fingerprint (used by the exhaustive explorer).
+  // schedules that reach the same state have the same fingerprint (used by the exhaustive
+  // explorer).
   uint64_t fingerprint() const;
   uint64_t now_us() const { return now_us_; }
   uint64_t pipe_ops() const;
