@@ -2,12 +2,15 @@
 //
 //   pipepool_bench [--pipepool_mode=quick|full|smoke] [any --benchmark_* flag]
 //   pipepool_bench --pipepool_mode=quick --pipepool_describe_mode   # the mode as JSON, then exit
+//   pipepool_bench --pipepool_iterations=100 --benchmark_filter=...  # exactly 100 iterations
+//                                                                     (for perf stat, strace -c)
 //
 // bench/run.sh runs it with JSON output and turns the results into plots and summary.md; it hands
 // the described mode to bench/python_peers.py, so that the peers run exactly the same workloads.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <stdexcept>
@@ -39,7 +42,7 @@ BenchMode mode_named(const std::string& name) {
     mode.asymmetric_sizes_bytes = {1 * MiB};
     mode.echo_workers = {1, 2};
     mode.deadlock_timeout = std::chrono::milliseconds(5000);
-    mode.stall_window = std::chrono::milliseconds(700);
+    mode.stall_window = std::chrono::milliseconds(500);
     mode.task_items = 2000;
     mode.head_of_line_long_ms = 400;
     mode.head_of_line_short_ms = 20;
@@ -62,6 +65,12 @@ BenchMode mode_named(const std::string& name) {
                                 "' (expected quick, full or smoke)");
   }
   return mode;
+}
+
+benchmark::internal::Benchmark* with_run_settings(benchmark::internal::Benchmark* benchmark,
+                                                  const BenchMode& mode) {
+  if (mode.fixed_iterations > 0) return benchmark->Iterations(mode.fixed_iterations);
+  return benchmark->MinTime(mode.min_time_seconds)->Repetitions(mode.repetitions);
 }
 
 namespace {
@@ -98,11 +107,14 @@ int main(int argc, char** argv) {
   using namespace pipepool::bench;
   std::string mode_name = "quick";
   bool describe_only = false;
+  int64_t fixed_iterations = 0;
   std::vector<char*> args;
   for (int i = 0; i < argc; ++i) {
     constexpr const char* kFlag = "--pipepool_mode=";
     if (std::strncmp(argv[i], kFlag, std::strlen(kFlag)) == 0) {
       mode_name = argv[i] + std::strlen(kFlag);
+    } else if (std::strncmp(argv[i], "--pipepool_iterations=", 22) == 0) {
+      fixed_iterations = std::atoll(argv[i] + 22);
     } else if (std::strcmp(argv[i], "--pipepool_describe_mode") == 0) {
       describe_only = true;
     } else {
@@ -112,6 +124,7 @@ int main(int argc, char** argv) {
   BenchMode mode;
   try {
     mode = mode_named(mode_name);
+    mode.fixed_iterations = fixed_iterations;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "pipepool_bench: %s\n", error.what());
     return 2;
@@ -121,7 +134,6 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  register_raw_pipe_benchmarks(mode);
   register_echo_benchmarks(mode);
   register_task_rate_benchmarks(mode);
   register_head_of_line_benchmarks(mode);

@@ -9,8 +9,11 @@
 // sizes exist; --benchmark_filter still works on top of that.
 #pragma once
 
+#include <benchmark/benchmark.h>
+
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -40,13 +43,36 @@ struct BenchMode {
   // Google Benchmark knobs for the throughput and rate families.
   double min_time_seconds = 0.1;
   int repetitions = 1;
+  // --pipepool_iterations=N: exactly N timed iterations, one repetition, instead of min_time (for
+  // profiles: `perf stat` of N iterations minus 1 iteration gives the cost per iteration).
+  int64_t fixed_iterations = 0;
 };
+
+// Runs `body`; an exception escaping it (a pool error, a bad option) becomes SkipWithError with its
+// message, so that one failing case is reported instead of aborting the whole run.
+template <class Body>
+void run_guarded(benchmark::State& state, Body&& body) {
+  try {
+    body();
+  } catch (const std::exception& error) {
+    state.SkipWithError((std::string("exception: ") + error.what()).c_str());
+  } catch (...) {
+    state.SkipWithError("exception: (not a std::exception)");
+  }
+}
+
+// Sets the mode's min_time and repetitions on `benchmark`, or its fixed iteration count; returns
+// `benchmark` for chaining.
+benchmark::internal::Benchmark* with_run_settings(benchmark::internal::Benchmark* benchmark,
+                                                  const BenchMode& mode);
 
 // Parses "quick", "full" or "smoke"; throws std::invalid_argument otherwise.
 BenchMode mode_named(const std::string& name);
 
-// Each benchmark file registers its family for the mode.
-void register_raw_pipe_benchmarks(const BenchMode& mode);
+// Each benchmark file registers its family for the mode. Echo registers, for each load, the raw
+// pipe (raw_pipe_benchmark.cpp) then every pool variant of that load.
+struct EchoLoad;
+void register_raw_pipe_benchmark(const BenchMode& mode, const EchoLoad& load);
 void register_echo_benchmarks(const BenchMode& mode);
 void register_task_rate_benchmarks(const BenchMode& mode);
 void register_head_of_line_benchmarks(const BenchMode& mode);

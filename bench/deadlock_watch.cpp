@@ -3,6 +3,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -60,7 +61,7 @@ std::vector<long> children_of(const std::string& process_dir) {
 }
 
 // Every thread of this process but the caller, then every descendant process (breadth first).
-std::vector<Sample> sample_pool() {
+std::vector<Sample> sample_pool(const std::vector<long>& ignored) {
   std::vector<Sample> samples;
   const long self_thread = static_cast<long>(gettid());
   std::error_code error;
@@ -70,7 +71,11 @@ std::vector<Sample> sample_pool() {
     if (auto sample = read_sample(task.path().string(), tid, 0)) samples.push_back(*sample);
   }
   std::vector<std::pair<long, int>> pending;  // pid, depth
-  for (long child : children_of("/proc/self")) pending.emplace_back(child, 1);
+  for (long child : children_of("/proc/self")) {
+    if (std::find(ignored.begin(), ignored.end(), child) == ignored.end()) {
+      pending.emplace_back(child, 1);
+    }
+  }
   for (size_t i = 0; i < pending.size() && i < 256; ++i) {
     const auto [pid, depth] = pending[i];
     const std::string dir = "/proc/" + std::to_string(pid);
@@ -115,25 +120,25 @@ std::string seconds(std::chrono::milliseconds duration) {
 }  // namespace
 
 std::optional<std::string> wait_or_diagnose(
-    const std::function<bool(std::chrono::milliseconds)>& wait_for, const WatchLimits& limits) {
+    const std::function<bool(std::chrono::milliseconds)>& wait_for, const WatchOptions& watch) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   std::optional<Clock::time_point> still_since;
   uint64_t last_ticks = 0;
   while (true) {
-    if (wait_for(limits.sample_interval)) return std::nullopt;
+    if (wait_for(watch.sample_interval)) return std::nullopt;
     const auto now = Clock::now();
-    const auto samples = sample_pool();
+    const auto samples = sample_pool(watch.ignored_processes);
     const uint64_t ticks = total_ticks(samples);
     if (anything_runnable(samples) || ticks != last_ticks || !still_since) {
       still_since = now;
-    } else if (now - *still_since >= limits.stall_window) {
-      return "deadlock: no CPU used and nothing runnable for " + seconds(limits.stall_window) +
+    } else if (now - *still_since >= watch.stall_window) {
+      return "deadlock: no CPU used and nothing runnable for " + seconds(watch.stall_window) +
              ": " + describe(samples);
     }
     last_ticks = ticks;
-    if (now - start >= limits.timeout) {
-      return "deadlock: no result in " + seconds(limits.timeout) + ": " + describe(samples);
+    if (now - start >= watch.timeout) {
+      return "deadlock: no result in " + seconds(watch.timeout) + ": " + describe(samples);
     }
   }
 }

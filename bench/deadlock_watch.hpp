@@ -2,7 +2,7 @@
 //
 //   auto call = pool.map_async(echo, inputs, 1);
 //   std::optional<std::string> stuck = wait_or_diagnose(
-//       [&](std::chrono::milliseconds slice) { return call.wait(slice); }, limits);
+//       [&](std::chrono::milliseconds slice) { return call.wait(slice); }, watch);
 //   if (stuck) { pool.terminate(); state.SkipWithError(stuck->c_str()); }
 //
 // While waiting, it samples every thread of this process but the calling one (the pool's I/O
@@ -20,18 +20,22 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pipepool::bench {
 
-struct WatchLimits {
+struct WatchOptions {
   std::chrono::milliseconds timeout{5000};
   std::chrono::milliseconds stall_window{1000};
   std::chrono::milliseconds sample_interval{100};
+  // Children of this process that are not the pool's (the raw-pipe children of a paired
+  // measurement): left out of the samples, with their descendants.
+  std::vector<long> ignored_processes;
 };
 
 // `wait_for(slice)` waits up to `slice` and returns true once the call is done. Returns nullopt
 // when it finished, otherwise "deadlock: ..." with the diagnosis.
 std::optional<std::string> wait_or_diagnose(
-    const std::function<bool(std::chrono::milliseconds)>& wait_for, const WatchLimits& limits);
+    const std::function<bool(std::chrono::milliseconds)>& wait_for, const WatchOptions& watch);
 
 }  // namespace pipepool::bench

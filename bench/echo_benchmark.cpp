@@ -6,12 +6,18 @@
 //   calls:2  two map_async of `workers` tasks each, back to back (symmetric loads only): the
 //            pattern strategy.hpp names for Batched's deadlock (map_async followed by map).
 //
-// Tasks in flight. The default scheduler (Demand, demand_max_in_flight = 1) gives a worker its next
-// task only once its previous result is back, so a worker never has two tasks at once: no
-// pipelining, and no deadlock whatever the strategy. The main matrix ("in_flight:2") therefore
-// sets demand_max_in_flight = 2, which places the tasks as ShortestBacklog or RoundRobin would (two
-// per worker, written at once), like the raw-pipe baseline. "in_flight:1" runs Epoll with the
-// default options: what a user gets without tuning (and what is compared with Python).
+// Options. The main matrix ("options:round_robin") uses the RoundRobin scheduler, which hands task
+// i to worker i mod workers at once: two tasks per worker in flight, written back to back, exactly
+// as the raw-pipe baseline does, and what lambda_multiprocessing did. "options:default" runs Epoll
+// with the default Options (only processes and enlarge_pipes set): the Demand scheduler decides how
+// many tasks a worker holds (with demand_max_in_flight = 1, one at a time: no pipelining and, for
+// any strategy, no deadlock). It is what a user gets without tuning, and what is compared with
+// Python.
+//
+// Timing: every timed iteration is preceded by one iteration of the raw pipe (raw_echo.hpp) of the
+// same load, timed apart (manual time: Google Benchmark's time is the pool's alone). Counters
+// raw_bytes_per_second and fraction_of_raw (pool rate / raw rate, from these paired iterations)
+// are what the targets are checked against: noise that lasts longer than an iteration hits both.
 //
 // Unbatched and Batched deadlock beyond their threshold: such a case is ended by the watchdog
 // (deadlock_watch.hpp), the pool terminated, and the case reported with
@@ -21,6 +27,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +38,7 @@
 #include "deadlock_watch.hpp"
 #include "echo_load.hpp"
 #include "pipepool/pool.hpp"
+#include "raw_echo.hpp"
 
 namespace pipepool::bench {
 namespace {
@@ -87,13 +96,37 @@ std::string check_results(const EchoLoad& load, const std::vector<std::string>& 
   return "";
 }
 
-void run_echo(benchmark::State& state, const std::string& name, Strategy strategy,
-              uint32_t in_flight, int calls, EchoLoad load, WatchLimits limits) {
+// Cases that deadlocked, with their diagnosis: later repetitions of the same case report the same
+// deadlock at once instead of waiting for the watchdog again (these deadlocks are deterministic).
+std::map<std::string, std::string>& deadlocked_cases() {
+  static std::map<std::string, std::string> cases;
+  return cases;
+}
+
+// How the pool is configured besides strategy, workers and pipes.
+enum class Config { RoundRobin, Default };
+
+Options options_for(Config config, Strategy strategy, const EchoLoad& load) {
+  Options options{.processes = load.workers, .enlarge_pipes = load.enlarged_pipes};
+  if (config == Config::RoundRobin) {
+    options.strategy = strategy;
+    options.scheduler = SchedulerKind::RoundRobin;
+  }
+  return options;
+}
+
+void run_echo_unguarded(benchmark::State& state, const std::string& name, Strategy strategy,
+                        Config config, int calls, EchoLoad load, WatchOptions watch) {
+  if (auto found = deadlocked_cases().find(name); found != deadlocked_cases().end()) {
+    state.SkipWithError((found->second + " (repetition not run: it deadlocked before)").c_str());
+    return;
+  }
   CaseAlarm alarm(name, std::chrono::seconds(120));
-  Pool pool(Options{.processes = load.workers,
-                    .strategy = strategy,
-                    .demand_max_in_flight = in_flight,
-                    .enlarge_pipes = load.enlarged_pipes});
+  // The raw pipe of the same load, forked first (while this process has no thread): each timed
+  // pool iteration follows a raw iteration, so the ratio's two terms share the machine's mood.
+  RawEcho raw(load);
+  watch.ignored_processes = raw.pids();
+  Pool pool(options_for(config, strategy, load));
 
   std::vector<std::string> payloads;
   std::vector<uint64_t> result_sizes;
@@ -103,9 +136,9 @@ void run_echo(benchmark::State& state, const std::string& name, Strategy strateg
   }
   const size_t per_call = payloads.size() / static_cast<size_t>(calls);
 
+  // One iteration: every call submitted, then every result; the diagnosis if it deadlocked.
   Results results;
-  bool deadlocked = false;
-  for (auto _ : state) {
+  const auto iterate = [&]() -> std::optional<std::string> {
     std::vector<AsyncResult<Results>> pending;
     for (int call = 0; call < calls; ++call) {
       pending.push_back(
@@ -118,17 +151,36 @@ void run_echo(benchmark::State& state, const std::string& name, Strategy strateg
           }
           return true;
         },
-        limits);
-    if (stuck) {
-      pool.terminate();
-      deadlocked = true;
-      state.SkipWithError(stuck->c_str());
-      break;
-    }
+        watch);
+    if (stuck) return stuck;
     results.clear();
     for (auto& call : pending) {
       for (auto& result : call.get()) results.push_back(std::move(result));
     }
+    return std::nullopt;
+  };
+
+  // One untimed warm-up iteration of each (workers fault their buffers in).
+  using Clock = std::chrono::steady_clock;
+  raw.iterate();
+  std::optional<std::string> stuck = iterate();
+  double raw_seconds = 0, pool_seconds = 0;
+  for (auto _ : state) {
+    if (stuck) break;
+    const auto raw_start = Clock::now();
+    raw.iterate();
+    const auto pool_start = Clock::now();
+    stuck = iterate();
+    const double seconds = std::chrono::duration<double>(Clock::now() - pool_start).count();
+    raw_seconds += std::chrono::duration<double>(pool_start - raw_start).count();
+    pool_seconds += seconds;
+    state.SetIterationTime(seconds);
+  }
+  const bool deadlocked = stuck.has_value();
+  if (deadlocked) {
+    pool.terminate();
+    state.SkipWithError(stuck->c_str());
+    deadlocked_cases()[name] = *stuck;
   }
 
   state.counters["deadlock"] = deadlocked ? 1 : 0;
@@ -139,31 +191,46 @@ void run_echo(benchmark::State& state, const std::string& name, Strategy strateg
     state.SkipWithError(("wrong result: " + wrong).c_str());
     return;
   }
+  const double bytes =
+      static_cast<double>(state.iterations()) * static_cast<double>(load.bytes_per_iteration());
+  state.counters["raw_bytes_per_second"] = raw_seconds > 0 ? bytes / raw_seconds : 0;
+  state.counters["fraction_of_raw"] = pool_seconds > 0 ? raw_seconds / pool_seconds : 0;
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(load.bytes_per_iteration()));
   state.SetItemsProcessed(state.iterations() * load.messages());
+}
+
+void run_echo(benchmark::State& state, const std::string& name, Strategy strategy, Config config,
+              int calls, EchoLoad load, WatchOptions watch) {
+  run_guarded(state,
+              [&] { run_echo_unguarded(state, name, strategy, config, calls, load, watch); });
 }
 
 }  // namespace
 
 void register_echo_benchmarks(const BenchMode& mode) {
-  const WatchLimits limits{.timeout = mode.deadlock_timeout, .stall_window = mode.stall_window};
-  const auto add = [&](Strategy strategy, uint32_t in_flight, int calls, const EchoLoad& load) {
-    const std::string name = "echo/impl:pool/strategy:" + std::string(to_string(strategy)) +
-                             "/in_flight:" + std::to_string(in_flight) +
-                             "/calls:" + std::to_string(calls) + "/" + load.name_suffix();
-    benchmark::RegisterBenchmark(name.c_str(), run_echo, name, strategy, in_flight, calls, load,
-                                 limits)
-        ->UseRealTime()
-        ->MinTime(mode.min_time_seconds)
-        ->Repetitions(mode.repetitions)
+  WatchOptions watch;
+  watch.timeout = mode.deadlock_timeout;
+  watch.stall_window = mode.stall_window;
+  const auto add = [&](Strategy strategy, Config config, int calls, const EchoLoad& load) {
+    const std::string name =
+        "echo/impl:pool/strategy:" + std::string(to_string(strategy)) +
+        "/options:" + (config == Config::RoundRobin ? "round_robin" : "default") +
+        "/calls:" + std::to_string(calls) + "/" + load.name_suffix();
+    with_run_settings(benchmark::RegisterBenchmark(name.c_str(), run_echo, name, strategy, config,
+                                                   calls, load, watch),
+                      mode)
+        ->UseManualTime()
         ->Unit(benchmark::kMillisecond);
   };
   for (const EchoLoad& load : echo_loads(mode)) {
+    // The raw pipe right before the pool cases of the same load: side by side in time, so that
+    // the machine's noise hits a ratio's two terms alike.
+    register_raw_pipe_benchmark(mode, load);
     for (Strategy strategy : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
-      add(strategy, kMessagesPerWorker, 1, load);
-      if (load.shape == Shape::Symmetric) add(strategy, kMessagesPerWorker, 2, load);
+      add(strategy, Config::RoundRobin, 1, load);
+      if (load.shape == Shape::Symmetric) add(strategy, Config::RoundRobin, 2, load);
     }
-    add(Strategy::Epoll, 1, 1, load);
+    add(Strategy::Epoll, Config::Default, 1, load);
   }
 }
 

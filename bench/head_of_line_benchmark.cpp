@@ -24,8 +24,8 @@ int sleep_ms(int milliseconds) {
   return milliseconds;
 }
 
-void run_head_of_line(benchmark::State& state, const std::string& name, SchedulerKind scheduler,
-                      int long_ms, int short_ms) {
+void run_head_of_line_unguarded(benchmark::State& state, const std::string& name,
+                                SchedulerKind scheduler, int long_ms, int short_ms) {
   CaseAlarm alarm(name, std::chrono::seconds(120));
   constexpr int kWorkers = 2;
   Pool pool(Options{.processes = kWorkers, .scheduler = scheduler});
@@ -48,6 +48,12 @@ void run_head_of_line(benchmark::State& state, const std::string& name, Schedule
   state.counters["optimum_s"] = optimum_seconds;
   state.counters["makespan_s"] = makespan_seconds;
   state.counters["makespan_over_optimum"] = makespan_seconds / optimum_seconds;
+}
+
+void run_head_of_line(benchmark::State& state, const std::string& name, SchedulerKind scheduler,
+                      int long_ms, int short_ms) {
+  run_guarded(state,
+              [&] { run_head_of_line_unguarded(state, name, scheduler, long_ms, short_ms); });
 }
 
 }  // namespace

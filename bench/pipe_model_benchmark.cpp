@@ -43,9 +43,7 @@ void run_pipe_model(benchmark::State& state, size_t size_bytes) {
 void register_pipe_model_benchmarks(const BenchMode& mode) {
   for (size_t size : {size_t{64}, size_t{4096}, size_t{65536}}) {
     const std::string name = "pipe_model/op:write_read/size:" + std::to_string(size);
-    benchmark::RegisterBenchmark(name.c_str(), run_pipe_model, size)
-        ->MinTime(mode.min_time_seconds)
-        ->Repetitions(mode.repetitions);
+    with_run_settings(benchmark::RegisterBenchmark(name.c_str(), run_pipe_model, size), mode);
   }
 }
 

@@ -257,9 +257,12 @@ def main():
     if args.compare:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         import report  # noqa: E402 (same folder; only needed for the comparison)
-        pool_results = report.load_results([args.compare])
-        peer_results = report.load_results([args.out])
-        print(report.peer_comparison_text(pool_results + peer_results))
+        try:
+            results = report.load_results([args.compare, args.out])
+        except report.ReportError as error:
+            print(f"python_peers: no comparison: {error}", file=sys.stderr)
+            return
+        print(report.peer_comparison_text(results))
 
 
 if __name__ == "__main__":

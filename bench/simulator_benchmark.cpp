@@ -57,18 +57,18 @@ void run_simulator(benchmark::State& state, std::string text) {
 }  // namespace
 
 void register_simulator_benchmarks(const BenchMode& mode) {
-  benchmark::RegisterBenchmark("simulator/scenario:epoll_map", run_simulator,
-                               std::string("strategy epoll\nscheduler demand\nworkers 2\n"
-                                           "pipe-pages 16\nmap 8 64K 64K 0\n"))
-      ->MinTime(mode.min_time_seconds)
-      ->Repetitions(mode.repetitions);
-  benchmark::RegisterBenchmark("simulator/scenario:unbatched_deadlock", run_simulator,
-                               std::string("strategy unbatched\nscheduler shortest-backlog\n"
-                                           "workers 1\npipe-pages 16\n"
-                                           "apply_async 70000 70000 0\n"
-                                           "apply_async 70000 70000 0\n"))
-      ->MinTime(mode.min_time_seconds)
-      ->Repetitions(mode.repetitions);
+  with_run_settings(
+      benchmark::RegisterBenchmark("simulator/scenario:epoll_map", run_simulator,
+                                   std::string("strategy epoll\nscheduler demand\nworkers 2\n"
+                                               "pipe-pages 16\nmap 8 64K 64K 0\n")),
+      mode);
+  with_run_settings(
+      benchmark::RegisterBenchmark("simulator/scenario:unbatched_deadlock", run_simulator,
+                                   std::string("strategy unbatched\nscheduler shortest-backlog\n"
+                                               "workers 1\npipe-pages 16\n"
+                                               "apply_async 70000 70000 0\n"
+                                               "apply_async 70000 70000 0\n")),
+      mode);
 }
 
 }  // namespace pipepool::bench

@@ -5,6 +5,11 @@
 // Python's rule, ceil(items / (4 x workers)), which map applies by itself (chunksize 0). imap and
 // imap_unordered default to chunksize 1 like Python's; their "default" case passes map's default
 // explicitly, so each call is measured with the same chunks. apply_async has no chunking.
+//
+// in_flight:default is the default Options, only processes set (what is compared with Python).
+// For the chunksize-1 cases, in_flight:1 and in_flight:16 set Options::demand_max_in_flight: one
+// task per worker at a time (a round trip per task) or up to 16 queued, to show what the round
+// trip costs.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -24,6 +29,10 @@ int square(int x) {
 }
 
 enum class Call { Map, Imap, ImapUnordered, ApplyAsync };
+
+// demand_max_in_flight of the explicit variants; 0 stands for the default Options.
+constexpr uint32_t kDefaultOptions = 0;
+constexpr uint32_t kDeepInFlight = 16;
 
 const char* call_name(Call call) {
   switch (call) {
@@ -63,10 +72,13 @@ int64_t run_once(Pool& pool, Call call, const std::vector<int>& items, size_t ch
   return sum;
 }
 
-void run_task_rate(benchmark::State& state, const std::string& name, Call call,
-                   bool default_chunking, int workers, uint64_t task_items) {
+void run_task_rate_unguarded(benchmark::State& state, const std::string& name, Call call,
+                             bool default_chunking, uint32_t in_flight, int workers,
+                             uint64_t task_items) {
   CaseAlarm alarm(name, std::chrono::seconds(120));
-  Pool pool(Options{.processes = workers});
+  Options options{.processes = workers};
+  if (in_flight != kDefaultOptions) options.demand_max_in_flight = in_flight;
+  Pool pool(options);
   std::vector<int> items(task_items);
   std::iota(items.begin(), items.end(), 0);
   int64_t expected = 0;
@@ -86,21 +98,38 @@ void run_task_rate(benchmark::State& state, const std::string& name, Call call,
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(items.size()));
 }
 
+void run_task_rate(benchmark::State& state, const std::string& name, Call call,
+                   bool default_chunking, uint32_t in_flight, int workers, uint64_t task_items) {
+  run_guarded(state, [&] {
+    run_task_rate_unguarded(state, name, call, default_chunking, in_flight, workers, task_items);
+  });
+}
+
 }  // namespace
 
 void register_task_rate_benchmarks(const BenchMode& mode) {
+  const auto add = [&](Call call, bool default_chunking, uint32_t in_flight) {
+    const std::string name =
+        std::string("task_rate/impl:pool/call:") + call_name(call) +
+        "/chunksize:" + (default_chunking ? "default" : "1") +
+        "/in_flight:" + (in_flight == kDefaultOptions ? "default" : std::to_string(in_flight)) +
+        "/workers:" + std::to_string(mode.task_workers);
+    with_run_settings(
+        benchmark::RegisterBenchmark(name.c_str(), run_task_rate, name, call, default_chunking,
+                                     in_flight, mode.task_workers, mode.task_items),
+        mode)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  };
   for (Call call : {Call::Map, Call::Imap, Call::ImapUnordered, Call::ApplyAsync}) {
-    for (bool default_chunking : {false, true}) {
-      if (call == Call::ApplyAsync && default_chunking) continue;
-      const std::string name = std::string("task_rate/impl:pool/call:") + call_name(call) +
-                               "/chunksize:" + (default_chunking ? "default" : "1") +
-                               "/workers:" + std::to_string(mode.task_workers);
-      benchmark::RegisterBenchmark(name.c_str(), run_task_rate, name, call, default_chunking,
-                                   mode.task_workers, mode.task_items)
-          ->UseRealTime()
-          ->MinTime(mode.min_time_seconds)
-          ->Repetitions(mode.repetitions)
-          ->Unit(benchmark::kMillisecond);
+    add(call, false, kDefaultOptions);
+    if (call != Call::ApplyAsync) add(call, true, kDefaultOptions);
+  }
+  // Demand with demand_max_in_flight = 1 sends a worker its next task only once its result is
+  // back: one round trip per task. With room for kDeepInFlight tasks per worker, they overlap.
+  for (uint32_t in_flight : {1u, kDeepInFlight}) {
+    for (Call call : {Call::Map, Call::Imap, Call::ImapUnordered, Call::ApplyAsync}) {
+      add(call, false, in_flight);
     }
   }
 }

@@ -1,0 +1,538 @@
+#!/usr/bin/env python3
+"""summary.md from pipepool_bench's JSON and python_peers.py's JSON: ratios, targets, deadlocks.
+
+Usage:
+  report.py --results pipepool.json peers.json [--machine machine.txt] [--out summary.md]
+            [--check expected.txt]
+
+Every figure in the summary is a ratio of two measurements from the same run (the machine is
+shared and noisy; absolute numbers move, ratios much less). With repetitions, rates are the best
+repetition and paired fractions the median (see BEST_IS_HIGHEST).
+
+--check FILE  (the smoke test) FILE lists the benchmark names the binary registered
+              (--benchmark_list_tests). Fails (exit 1) unless each produced a number or an
+              explicit deadlock mark, every strategy produced at least one number, and the Python
+              peers produced every echo and task-rate figure they were asked for.
+
+Only the standard library is used (no matplotlib needed here).
+"""
+
+import argparse
+import json
+import statistics
+import sys
+
+# Segments of a Google Benchmark name that describe how it ran, not what it measured.
+RUN_KEYS = {"min_time", "repeats", "iterations", "threads", "real_time", "manual_time",
+            "min_warmup_time"}
+
+STRATEGIES = ["epoll", "batched", "unbatched"]
+PEER_NAMES = {"mp_pool": "multiprocessing.Pool", "mp_executor": "ProcessPoolExecutor"}
+
+# With repetitions, a rate is the best repetition (noise on a shared machine only ever slows a run
+# down, and the terms of a pool-versus-Python ratio are not measured at the same moment); paired
+# figures (fraction_of_raw, measured within one case) and everything else are the median.
+BEST_IS_HIGHEST = {"bytes_per_second", "items_per_second", "ops_per_second", "steps_per_second",
+                   "pipe_ops_per_second", "schedules_per_second", "raw_bytes_per_second"}
+BEST_IS_LOWEST = {"real_time", "cpu_time"}
+
+# The targets of issue 5.
+RAW_FRACTION_TARGET = 0.8   # Epoll echo, enlarged pipes, >= 1 MiB, vs the raw pipe
+ECHO_PEER_TARGET = 5.0      # echo at 1 MiB vs multiprocessing.Pool
+TASK_RATE_CHUNK1_TARGET = 5.0
+TASK_RATE_DEFAULT_TARGET = 1.0
+PIPE_MODEL_OPS_TARGET = 1e6
+MiB = 1 << 20
+
+
+# ---- loading ----------------------------------------------------------------------------------
+
+class ReportError(Exception):
+    """A results file that cannot be read: reported in one line, without a traceback."""
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except OSError as error:
+        raise ReportError(f"{path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}); did the "
+                          "run that writes it crash or time out?") from None
+
+
+def parse_name(name):
+    """'echo/impl:pool/size:64/min_time:0.050/real_time' -> ('echo', {'impl': 'pool', 'size': '64'})"""
+    parts = name.split("/")
+    params = {}
+    for part in parts[1:]:
+        if ":" in part:
+            key, value = part.split(":", 1)
+            if key not in RUN_KEYS:
+                params[key] = value
+    return parts[0], params
+
+
+def load_results(paths):
+    """One dict per benchmark (repetitions folded into their median), from GB-style JSON files."""
+    groups = {}
+    order = []
+    for path in paths:
+        data = read_json(path)
+        for entry in data.get("benchmarks", []):
+            key = entry.get("run_name", entry["name"])
+            if entry.get("run_type") == "aggregate":
+                continue  # mean/median/stddev rows: recomputed below from the repetitions
+            if key not in groups:
+                groups[key] = {"iterations": []}
+                order.append(key)
+            groups[key]["iterations"].append(entry)
+    results = []
+    for key in order:
+        runs = groups[key]["iterations"]
+        family, params = parse_name(key)
+        result = {"name": key, "family": family, "params": params, "status": "ok",
+                  "message": "", "repetitions": len(runs)}
+        errors = [r for r in runs if r.get("error_occurred")]
+        if errors:
+            message = errors[0].get("error_message", "")
+            result["status"] = "deadlock" if message.startswith("deadlock") else "error"
+            result["message"] = message
+        elif not runs:
+            result["status"] = "error"
+            result["message"] = "no iteration reported"
+        else:
+            numeric = {}
+            for field in set().union(*(r.keys() for r in runs)):
+                values = [r[field] for r in runs if isinstance(r.get(field), (int, float))
+                          and not isinstance(r.get(field), bool)]
+                if not values:
+                    continue
+                if field in BEST_IS_HIGHEST:
+                    numeric[field] = max(values)
+                elif field in BEST_IS_LOWEST:
+                    numeric[field] = min(values)
+                else:
+                    numeric[field] = statistics.median(values)
+            result.update(numeric)
+        results.append(result)
+    return results
+
+
+def select(results, family, **params):
+    """Results of `family` whose params include every given key=value (values compared as str)."""
+    wanted = {k: str(v) for k, v in params.items()}
+    return [r for r in results if r["family"] == family
+            and all(r["params"].get(k) == v for k, v in wanted.items())]
+
+
+def one(results, family, **params):
+    found = select(results, family, **params)
+    return found[0] if found else None
+
+
+# ---- formatting -------------------------------------------------------------------------------
+
+def size_text(size):
+    size = int(size)
+    for unit, scale in (("MiB", MiB), ("KiB", 1024)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale} {unit}"
+    return f"{size} B"
+
+
+def rate_text(value, unit="B/s"):
+    if value is None:
+        return "-"
+    if unit == "B/s":
+        for name, scale in (("GiB/s", 1 << 30), ("MiB/s", MiB), ("KiB/s", 1024)):
+            if value >= scale:
+                return f"{value / scale:.2f} {name}"
+        return f"{value:.0f} B/s"
+    for name, scale in (("G/s", 1e9), ("M/s", 1e6), ("k/s", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {name}"
+    return f"{value:.3g} /s"
+
+
+def cell(result, field, reference=None, unit="B/s"):
+    """'1.66 GiB/s (0.39)' or 'deadlock' or 'error' or '-'. The ratio in parentheses is the
+    result's own paired fraction_of_raw when it has one, else result / reference."""
+    if result is None:
+        return "-"
+    if result["status"] == "deadlock":
+        return "**deadlock**"
+    if result["status"] != "ok":
+        return "error"
+    text = rate_text(result.get(field), unit)
+    if result.get("fraction_of_raw"):
+        text += f" ({result['fraction_of_raw']:.2f})"
+    elif reference is not None and reference["status"] == "ok" and reference.get(field):
+        text += f" ({result.get(field) / reference[field]:.2f})"
+    return text
+
+
+def fraction_of_raw(pool, raw):
+    """Pool rate / raw-pipe rate: from the pool case's paired raw iterations when present."""
+    if pool and pool["status"] == "ok" and pool.get("fraction_of_raw"):
+        return pool["fraction_of_raw"]
+    return ratio(pool, raw, "bytes_per_second")
+
+
+def ratio(result, reference, field):
+    if not result or not reference or result["status"] != "ok" or reference["status"] != "ok":
+        return None
+    if not reference.get(field) or result.get(field) is None:
+        return None
+    return result[field] / reference[field]
+
+
+def verdict(value, target, unit=""):
+    if value is None:
+        return "no data"
+    if value >= target:
+        return "met"
+    return (f"**missed**: {value:.2f}{unit} vs {target:g}{unit} needed "
+            f"({value / target:.0%} of the target)")
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---- sections ---------------------------------------------------------------------------------
+
+def pool_echo(results, strategy, options, calls, **load):
+    """options: "round_robin" (two tasks per worker in flight, as the raw pipe) or "default"."""
+    return one(results, "echo", impl="pool", strategy=strategy, options=options, calls=calls,
+               **load)
+
+
+def echo_loads(results):
+    """(shape, workers, pipe, size) of every raw-pipe echo, in run order."""
+    return [(r["params"]["shape"], r["params"]["workers"], r["params"]["pipe"],
+             int(r["params"]["size"])) for r in select(results, "echo", impl="raw_pipe")]
+
+
+def targets_section(results):
+    rows = []
+    for shape, workers, pipe, size in echo_loads(results):
+        if shape != "symmetric" or pipe != "enlarged" or size < MiB:
+            continue
+        load = dict(shape=shape, workers=workers, pipe=pipe, size=size)
+        raw = one(results, "echo", impl="raw_pipe", **load)
+        pool = pool_echo(results, "epoll", "round_robin", 1, **load)
+        value = fraction_of_raw(pool, raw)
+        rows.append([f"Epoll echo / raw pipe, enlarged pipes, {workers} worker(s), "
+                     f"{size_text(size)}", fmt_ratio(value), f">= {RAW_FRACTION_TARGET}",
+                     verdict(value, RAW_FRACTION_TARGET)])
+    for workers in sorted({w for _, w, _, _ in echo_loads(results)}):
+        pool = pool_echo(results, "epoll", "default", 1, shape="symmetric", workers=workers,
+                         pipe="enlarged", size=MiB)
+        peer = one(results, "echo", impl="mp_pool", shape="symmetric", workers=workers, size=MiB)
+        if pool is None and peer is None:
+            continue
+        value = ratio(pool, peer, "bytes_per_second")
+        rows.append([f"echo 1 MiB, default options / multiprocessing.Pool, {workers} worker(s)",
+                     fmt_ratio(value, "x"), f">= {ECHO_PEER_TARGET:g}x",
+                     verdict(value, ECHO_PEER_TARGET)])
+    for r in select(results, "task_rate", impl="pool", in_flight="default"):
+        call, chunk = r["params"]["call"], r["params"]["chunksize"]
+        peer = one(results, "task_rate", impl="mp_pool", call=call, chunksize=chunk)
+        target = TASK_RATE_CHUNK1_TARGET if chunk == "1" else TASK_RATE_DEFAULT_TARGET
+        value = ratio(r, peer, "items_per_second")
+        rows.append([f"task rate, {call}, chunksize {chunk} / multiprocessing.Pool",
+                     fmt_ratio(value, "x"), f">= {target:g}x", verdict(value, target)])
+    for r in select(results, "pipe_model"):
+        value = r.get("ops_per_second") if r["status"] == "ok" else None
+        rows.append([f"PipeModel write+read of {size_text(r['params']['size'])}, ops/s (CPU)",
+                     rate_text(value, "ops"), "> 1 M/s",
+                     verdict(None if value is None else value / 1e6, PIPE_MODEL_OPS_TARGET / 1e6,
+                             " M/s")])
+    if not rows:
+        return ""
+    return "## Targets\n\n" + table(["target", "measured", "required", "verdict"], rows) + "\n"
+
+
+def fmt_ratio(value, suffix=""):
+    return "-" if value is None else f"{value:.2f}{suffix}"
+
+
+def echo_section(results, shape):
+    loads = [l for l in echo_loads(results) if l[0] == shape]
+    if not loads:
+        return ""
+    columns = [("epoll", "round_robin", 1), ("epoll", "round_robin", 2),
+               ("batched", "round_robin", 1), ("batched", "round_robin", 2),
+               ("unbatched", "round_robin", 1), ("unbatched", "round_robin", 2),
+               ("epoll", "default", 1)]
+    if shape != "symmetric":
+        columns = [c for c in columns if c[2] == 1]
+    title = {"symmetric": "Echo throughput (size in, size out)",
+             "large_in": "Large in, small out (size in, 8 B out)",
+             "large_out": "Small in, large out (8 B in, size out)"}[shape]
+    text = [f"## {title}\n",
+            "Payload bytes per second, in + out; in parentheses the fraction of the raw pipe "
+            "(same pipes, same bytes in flight, no pool), from raw iterations timed between the "
+            "case's own iterations (the raw column is the raw pipe's own benchmark). Strategy columns use the RoundRobin "
+            "scheduler: two tasks per worker in flight, as for the raw pipe; `1 call`: one "
+            "map_async of all tasks, `2 calls`: two map_async back to back; `defaults`: Epoll "
+            "with the default Options (the Demand scheduler decides what is in flight)."]
+    if shape == "symmetric":
+        text[-1] += " Python's pools always use 64 KiB pipes."
+    text[-1] += "\n"
+    groups = []
+    for _, workers, pipe, _ in loads:
+        if (workers, pipe) not in groups:
+            groups.append((workers, pipe))
+    for workers, pipe in groups:
+        header = ["size", "raw pipe"] + [
+            (f"{s} defaults" if f == "default" else f"{s} {'2 calls' if c == 2 else '1 call'}")
+            for s, f, c in columns]
+        peers = [p for p in PEER_NAMES if select(results, "echo", impl=p, shape=shape)]
+        header += [PEER_NAMES[p] for p in peers]
+        rows = []
+        for _, w, p, size in loads:
+            if (w, p) != (workers, pipe):
+                continue
+            load = dict(shape=shape, workers=workers, pipe=pipe, size=size)
+            raw = one(results, "echo", impl="raw_pipe", **load)
+            row = [size_text(size), cell(raw, "bytes_per_second")]
+            row += [cell(pool_echo(results, s, f, c, **load), "bytes_per_second", raw)
+                    for s, f, c in columns]
+            row += [cell(one(results, "echo", impl=peer, shape=shape, workers=workers, size=size),
+                         "bytes_per_second", raw) for peer in peers]
+            rows.append(row)
+        capacity = "64 KiB (kernel default)" if pipe == "default" else "enlarged (pipe-max-size)"
+        text.append(f"### {workers} worker(s), pipes {capacity}\n")
+        text.append(table(header, rows) + "\n")
+    return "\n".join(text)
+
+
+def peer_comparison_rows(results):
+    rows = []
+    for shape, workers, pipe, size in echo_loads(results):
+        if pipe != "enlarged":
+            continue
+        pool = pool_echo(results, "epoll", "default", 1, shape=shape, workers=workers, pipe=pipe,
+                         size=size)
+        row = [f"echo {shape} {size_text(size)}, {workers} worker(s)",
+               rate_text(pool.get("bytes_per_second") if pool else None)]
+        for peer in PEER_NAMES:
+            other = one(results, "echo", impl=peer, shape=shape, workers=workers, size=size)
+            row += [rate_text(other.get("bytes_per_second") if other else None),
+                    fmt_ratio(ratio(pool, other, "bytes_per_second"), "x")]
+        rows.append(row)
+    for r in select(results, "task_rate", impl="pool", in_flight="default"):
+        call, chunk = r["params"]["call"], r["params"]["chunksize"]
+        row = [f"task rate {call}, chunksize {chunk}", rate_text(r.get("items_per_second"), "")]
+        for peer in PEER_NAMES:
+            other = one(results, "task_rate", impl=peer, call=call, chunksize=chunk)
+            row += [rate_text(other.get("items_per_second") if other else None, ""),
+                    fmt_ratio(ratio(r, other, "items_per_second"), "x")]
+        rows.append(row)
+    return rows
+
+
+def peer_comparison_text(results):
+    header = ["workload", "pipepool (defaults)"]
+    for peer in PEER_NAMES.values():
+        header += [peer, "pipepool / it"]
+    return table(header, peer_comparison_rows(results))
+
+
+def peers_section(results):
+    if not any(r["params"].get("impl") in PEER_NAMES for r in results):
+        return ("## Python peers\n\nNot run (run.sh --no-python, or python_peers.py failed).\n")
+    return ("## Against Python's pools\n\n"
+            "pipepool with default options (Epoll, enlarged pipes, Demand scheduler) against "
+            "Python's standard pools on the same workload, as multiples of each (higher is "
+            "better for pipepool).\n\n" + peer_comparison_text(results) + "\n")
+
+
+def task_rate_section(results):
+    calls = select(results, "task_rate", impl="pool", in_flight="default")
+    if not calls:
+        return ""
+    deep = sorted({r["params"]["in_flight"] for r in select(results, "task_rate", impl="pool")}
+                  - {"default"}, key=int)
+    rows = []
+    for r in calls:
+        call, chunk = r["params"]["call"], r["params"]["chunksize"]
+        rows.append([call, chunk, f"{r.get('chunksize', 0):.0f}" if r["status"] == "ok" else "-",
+                     cell(r, "items_per_second", unit="")]
+                    + [cell(one(results, "task_rate", impl="pool", call=call, chunksize=chunk,
+                                in_flight=d), "items_per_second", unit="") for d in deep]
+                    + [cell(one(results, "task_rate", impl=p, call=call, chunksize=chunk),
+                            "items_per_second", unit="") for p in PEER_NAMES])
+    header = (["call", "chunksize", "items per task", "pipepool (defaults)"]
+              + [f"pipepool, in_flight {d}" for d in deep] + list(PEER_NAMES.values()))
+    workers = calls[0]["params"].get("workers", "?")
+    return (f"## Task rate (square(int), {workers} workers)\n\n"
+            "Tasks per second. `defaults`: Options with only processes set. `in_flight N`: "
+            "demand_max_in_flight = N: with 1 a worker waits a round trip for each task, with 16 "
+            "it has up to 16 queued.\n\n"
+            + table(header, rows) + "\n")
+
+
+def head_of_line_section(results):
+    found = select(results, "head_of_line")
+    if not found:
+        return ""
+    rows = []
+    for r in found:
+        p = r["params"]
+        if r["status"] != "ok":
+            rows.append([p["scheduler"], "-", "-", r["status"]])
+            continue
+        rows.append([p["scheduler"], f"{r['makespan_s']:.3f} s", f"{r['optimum_s']:.3f} s",
+                     f"{r['makespan_over_optimum']:.2f}"])
+    p = found[0]["params"]
+    note = ("(Python's original durations)" if p.get("long_ms") == "2000"
+            else "(Python's [2.0] + [0.1] * 7 scaled down to save time)")
+    return (f"## Head of line: one {p.get('long_ms')} ms task then 7 of {p.get('short_ms')} ms, "
+            f"2 workers {note}\n\nOptimum = the long task (the short ones fit on the other "
+            "worker).\n\n" + table(["scheduler", "makespan", "optimum", "makespan / optimum"],
+                                   rows) + "\n")
+
+
+def simulator_section(results):
+    rows = []
+    for r in select(results, "pipe_model"):
+        rows.append([f"PipeModel write + read, {size_text(r['params']['size'])}",
+                     rate_text(r.get("ops_per_second"), "ops") if r["status"] == "ok"
+                     else r["status"], "ops/s of CPU time"])
+    for r in select(results, "simulator"):
+        if r["status"] != "ok":
+            rows.append([f"simulator, {r['params']['scenario']}", r["status"], r["message"]])
+            continue
+        rows.append([f"simulator explore (random), {r['params']['scenario']}",
+                     f"{rate_text(r.get('steps_per_second'), '')} steps, "
+                     f"{rate_text(r.get('pipe_ops_per_second'), '')} pipe ops, "
+                     f"{rate_text(r.get('schedules_per_second'), '')} schedules",
+                     f"{r.get('deadlocked_fraction', 0):.0%} of runs deadlocked"])
+    if not rows:
+        return ("## Simulator\n\nNot built (no pipepool_sim target in this tree).\n")
+    return "## Simulator speed (one core)\n\n" + table(["what", "rate", "note"], rows) + "\n"
+
+
+def deadlock_section(results):
+    dead = [r for r in results if r["status"] == "deadlock"]
+    errors = [r for r in results if r["status"] == "error"]
+    text = []
+    if dead:
+        text.append(f"## Deadlocks ({len(dead)} cases)\n")
+        text.append("Expected for Unbatched and Batched beyond their threshold; each was stopped "
+                    "by the watchdog and the pool terminated. Where each process slept:\n")
+        for r in dead:
+            text.append(f"- `{short_name(r)}`: {r['message']}")
+        text.append("")
+    if errors:
+        text.append(f"## Errors ({len(errors)} cases)\n")
+        for r in errors:
+            text.append(f"- `{short_name(r)}`: {r['message']}")
+        text.append("")
+    return "\n".join(text)
+
+
+def short_name(result):
+    return result["family"] + "/" + "/".join(f"{k}:{v}" for k, v in result["params"].items())
+
+
+def render(results, machine_text, contexts):
+    context = contexts[0] if contexts else {}
+    parts = ["# pipepool benchmark summary\n"]
+    parts.append(f"Mode `{context.get('pipepool_mode', '?')}`, run {context.get('date', '?')}, "
+                 f"load average at start {context.get('load_avg', '?')}. Regenerate with "
+                 "`bench/run.sh`; bench/README.md explains each table.\n")
+    if machine_text:
+        parts.append("Machine:\n\n```\n" + machine_text.strip() + "\n```\n")
+    if context.get("library_build_type") == "debug":
+        parts.append("(Google Benchmark reports that its own library was built as debug; "
+                     "this does not affect the code measured.)\n")
+    for section in (targets_section(results), echo_section(results, "symmetric"),
+                    echo_section(results, "large_in"), echo_section(results, "large_out"),
+                    peers_section(results), task_rate_section(results),
+                    head_of_line_section(results), simulator_section(results),
+                    deadlock_section(results)):
+        if section:
+            parts.append(section)
+    return "\n".join(parts)
+
+
+# ---- the smoke check --------------------------------------------------------------------------
+
+def check(results, expected_names, require_peers):
+    problems = []
+    by_name = {r["name"]: r for r in results}
+    for name in expected_names:
+        r = by_name.get(name)
+        if r is None:
+            problems.append(f"no result for {name}")
+        elif r["status"] == "error":
+            problems.append(f"{name}: error: {r['message']}")
+        elif r["status"] == "ok" and not any(
+                r.get(f) for f in ("bytes_per_second", "items_per_second", "makespan_s",
+                                   "ops_per_second", "steps_per_second")):
+            problems.append(f"{name}: no figure")
+    for strategy in STRATEGIES:
+        if not any(r["status"] == "ok" for r in select(results, "echo", strategy=strategy)):
+            problems.append(f"strategy {strategy}: no echo figure at all")
+    if require_peers:
+        for peer in PEER_NAMES:
+            for family, field in (("echo", "bytes_per_second"), ("task_rate", "items_per_second")):
+                found = select(results, family, impl=peer)
+                if not found:
+                    problems.append(f"peer {peer}: no {family} result")
+                problems += [f"{r['name']}: {r['status']} {r['message']}" for r in found
+                             if r["status"] != "ok" or not r.get(field)]
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", nargs="+", required=True, help="JSON files")
+    parser.add_argument("--machine", help="text file describing the machine")
+    parser.add_argument("--out", help="write the markdown here (default: stdout)")
+    parser.add_argument("--check", help="benchmark names that must all have a figure")
+    parser.add_argument("--require-peers", action="store_true",
+                        help="with --check: the Python peers must have run too")
+    args = parser.parse_args()
+
+    try:
+        results = load_results(args.results)
+        contexts = [read_json(path).get("context", {}) for path in args.results]
+    except ReportError as error:
+        print(f"report.py: error: {error}", file=sys.stderr)
+        return 1
+    machine_text = ""
+    if args.machine:
+        with open(args.machine) as f:
+            machine_text = f.read()
+    text = render(results, machine_text, contexts)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        print(text)
+
+    if args.check:
+        with open(args.check) as f:
+            expected = [line.strip() for line in f if line.strip()]
+        problems = check(results, expected, args.require_peers)
+        if problems:
+            print(f"report.py: check FAILED ({len(problems)} problems):", file=sys.stderr)
+            for problem in problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        dead = sum(1 for r in results if r["status"] == "deadlock")
+        print(f"report.py: check passed: {len(expected)} benchmarks, each a figure or a deadlock "
+              f"mark ({dead} deadlocks)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
