@@ -34,6 +34,7 @@
 #pragma once
 
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -69,8 +70,9 @@ constexpr void check_callable() {
 
 template <class T>
 constexpr void check_result() {
-  static_assert(std::is_void_v<T> || Encodable<std::decay_t<T>>,
-                "pipepool: the task's return type cannot be sent back from a worker: see codec.hpp");
+  static_assert(
+      std::is_void_v<T> || Encodable<std::decay_t<T>>,
+      "pipepool: the task's return type cannot be sent back from a worker: see codec.hpp");
 }
 
 template <class F, class Tuple>
@@ -149,19 +151,30 @@ class ImapRange {
   std::default_sentinel_t end() { return {}; }
 
  private:
+  // Keeps chunks in flight: at least `window_` (two per worker), more while they are small, up
+  // to kMaxChunksInFlight chunks and kMaxBytesInFlight encoded bytes, so memory stays bounded
+  // whatever the input's length while tiny tasks are not paced by one round trip each.
+  static constexpr size_t kMaxChunksInFlight = 256;
+  static constexpr size_t kMaxBytesInFlight = size_t{64} << 20;
+
   void top_up(bool continuation) {
-    const size_t limit = std::min(chunks_, consumed_ + window_);
-    if (submitted_ >= limit) return;
     std::vector<std::string> payloads;
     const size_t first = submitted_;
-    for (; submitted_ < limit; ++submitted_) {
+    while (submitted_ < chunks_) {
+      const size_t in_flight = submitted_ - consumed_;
+      const bool room = in_flight < window_ ||
+                        (in_flight < kMaxChunksInFlight && bytes_in_flight_ < kMaxBytesInFlight);
+      if (!room) break;
       const size_t n = std::min(chunksize_, items_ - submitted_ * chunksize_);
       std::string& payload = payloads.emplace_back();
       begin_task<F, ArgsTuple>(payload, f_, n);
       Writer writer(payload);
       for (size_t i = 0; i < n; ++i, ++cursor_) encode_item_(writer, *cursor_);
+      chunk_bytes_.push_back(payload.size());
+      bytes_in_flight_ += payload.size();
+      ++submitted_;
     }
-    submit(*core_, std::move(payloads), state_, first, continuation);
+    if (!payloads.empty()) submit(*core_, std::move(payloads), state_, first, continuation);
   }
 
   void advance() {
@@ -175,6 +188,9 @@ class ImapRange {
       }
       Outcome outcome = Ordered ? state_->take(consumed_) : state_->take_next();
       ++consumed_;
+      // In-flight bytes are counted in submission order; close enough for a bound.
+      bytes_in_flight_ -= chunk_bytes_.front();
+      chunk_bytes_.pop_front();
       if (!outcome.ok()) std::rethrow_exception(to_exception(outcome));
       decode_results<R>(outcome.payload, buffer_);
       top_up(true);
@@ -189,6 +205,8 @@ class ImapRange {
   Encode encode_item_;
   std::shared_ptr<CallState> state_;
   size_t submitted_ = 0, consumed_ = 0;
+  std::deque<size_t> chunk_bytes_;  // encoded size of each chunk in flight, oldest first
+  size_t bytes_in_flight_ = 0;
   std::vector<Stored<R>> buffer_;
   size_t position_ = static_cast<size_t>(-1);
   bool done_ = false;
@@ -227,15 +245,14 @@ class Pool {
 
   // f(args...) in a worker; waits for it. Throws what the task threw (see errors.hpp).
   template <class F, class... Args>
-    requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...))
-  auto apply(F f, Args&&... args) {
+  requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...)) auto apply(F f, Args&&... args) {
     return apply_async(f, std::forward<Args>(args)...).get();  // rvalue get(): moves the value
   }
 
   // f(args...) in a worker; returns at once.
   template <class F, class... Args>
-    requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...))
-  auto apply_async(F f, Args&&... args) {
+  requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...)) auto apply_async(F f,
+                                                                                  Args&&... args) {
     using R = std::invoke_result_t<const F&, std::decay_t<Args>...>;
     return apply_async(Callbacks<R>{}, f, std::forward<Args>(args)...);
   }
@@ -302,19 +319,20 @@ class Pool {
     return submit_map<R, Item>(f, xs, chunksize, std::move(callbacks));
   }
 
-  // Lazy map: yields f(x) in input order as results arrive, keeping at most a few chunks per
-  // worker in flight (bounded memory). Chunks are submitted as you iterate, so iterate before
-  // join(). An rvalue range is moved into the result; an lvalue one is borrowed and must outlive
-  // it. The returned range is single-pass and throws a task's error when iteration reaches it.
+  // Lazy map: yields f(x) in input order as results arrive, keeping a bounded number of chunks in
+  // flight (at most 256 and, beyond two per worker, 64 MiB of encoded input: bounded memory).
+  // Chunks are submitted as you iterate, so iterate before join(). An rvalue range is moved into
+  // the result; an lvalue one is borrowed and must outlive it. The returned range is single-pass
+  // and throws a task's error when iteration reaches it.
   template <class F, std::ranges::viewable_range Range>
-    requires std::ranges::forward_range<Range>
+  requires std::ranges::forward_range<Range>
   auto imap(F f, Range&& xs, size_t chunksize = 1) {
     return make_imap<true>(f, std::forward<Range>(xs), chunksize);
   }
 
   // As imap, in completion order.
   template <class F, std::ranges::viewable_range Range>
-    requires std::ranges::forward_range<Range>
+  requires std::ranges::forward_range<Range>
   auto imap_unordered(F f, Range&& xs, size_t chunksize = 1) {
     return make_imap<false>(f, std::forward<Range>(xs), chunksize);
   }
