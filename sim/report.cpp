@@ -21,15 +21,6 @@ std::string pad(std::string s, size_t width) {
   return s;
 }
 
-std::string arrow_names(const std::vector<uint32_t>& processes) {
-  std::string out;
-  for (uint32_t p : processes) {
-    if (!out.empty()) out += " -> ";
-    out += process_name(p);
-  }
-  return out;
-}
-
 void write_run_json(JsonWriter& json, const RunSummary& run, size_t trace_tail) {
   json.begin_object();
   json.key("status").value(to_string(run.status));

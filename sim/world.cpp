@@ -79,6 +79,14 @@ std::string describe_frame(std::span<const std::span<const std::byte>> segments)
   return out;
 }
 
+}  // namespace
+
+std::string process_name(uint32_t process) {
+  if (process == kUserProcess) return "U";
+  if (process == kParentProcess) return "P";
+  return "W" + std::to_string(process - kFirstWorkerProcess);
+}
+
 std::string arrow_names(const std::vector<uint32_t>& processes) {
   std::string out;
   for (uint32_t p : processes) {
@@ -86,14 +94,6 @@ std::string arrow_names(const std::vector<uint32_t>& processes) {
     out += process_name(p);
   }
   return out;
-}
-
-}  // namespace
-
-std::string process_name(uint32_t process) {
-  if (process == kUserProcess) return "U";
-  if (process == kParentProcess) return "P";
-  return "W" + std::to_string(process - kFirstWorkerProcess);
 }
 
 std::string process_long_name(uint32_t process) {

@@ -62,6 +62,8 @@ inline constexpr uint32_t kMaxProcesses = 64;
 
 // "U", "P", "W0", ...
 std::string process_name(uint32_t process);
+// "P -> W0 -> P": the processes of a wait-for cycle.
+std::string arrow_names(const std::vector<uint32_t>& processes);
 // "the user", "the parent", "worker 0", ...
 std::string process_long_name(uint32_t process);
 
