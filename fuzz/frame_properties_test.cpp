@@ -31,7 +31,8 @@ std::vector<Frame> read_all(const std::string& stream, const std::vector<size_t>
   malformed = false;
   while (pos < stream.size()) {
     auto buffer = reader.buffer();
-    size_t want = pieces.empty() ? buffer.size() : std::max<size_t>(1, pieces[piece++ % pieces.size()]);
+    size_t want =
+        pieces.empty() ? buffer.size() : std::max<size_t>(1, pieces[piece++ % pieces.size()]);
     size_t n = std::min({want, buffer.size(), stream.size() - pos});
     std::memcpy(buffer.data(), stream.data() + pos, n);
     pos += n;

@@ -1,8 +1,8 @@
 // libFuzzer target: arbitrary bytes into the parent's frame reader, in arbitrary pieces. It must
 // never crash, never read out of bounds, never allocate past its bound.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <algorithm>
 #include <cstring>
 
 #include "protocol/frame.hpp"

@@ -16,14 +16,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 int checked_sqrt(int x) {
   if (x < 0) throw std::domain_error("negative input " + std::to_string(x));
   int r = 0;
   while ((r + 1) * (r + 1) <= x) ++r;
   return r;
 }
-std::string echo(std::string s) { return s; }
+std::string echo(std::string s) {
+  return s;
+}
 
 double since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -47,8 +51,9 @@ void tour() {
   try {
     pool.map(checked_sqrt, std::vector<int>{4, 9, -1, 16, -5});
   } catch (const std::domain_error& e) {
-    std::printf("  map(checked_sqrt, [4, 9, -1, 16, -5]) raised %s: %s (the lowest failing index)\n",
-                dynamic_cast<const RemoteError&>(e).type_name().c_str(), e.what());
+    std::printf(
+        "  map(checked_sqrt, [4, 9, -1, 16, -5]) raised %s: %s (the lowest failing index)\n",
+        dynamic_cast<const RemoteError&>(e).type_name().c_str(), e.what());
   }
 }
 

@@ -119,9 +119,9 @@ int run_sim_pipe_command(int argc, char** argv) {
     } else if (verb == "read") {
       auto r = pipe.read(buffer, true);
       step.value = r.result;
-      step.result = r.result < 0 ? errno_name(r.result)
-                                 : (r.result == 0 && n > 0 ? "0 (end of file)"
-                                                           : std::to_string(r.result));
+      step.result = r.result < 0
+                        ? errno_name(r.result)
+                        : (r.result == 0 && n > 0 ? "0 (end of file)" : std::to_string(r.result));
     } else if (verb == "capacity") {
       step.value = pipe.set_capacity_bytes(n);
       step.result = step.value < 0 ? errno_name(step.value) : std::to_string(step.value);
@@ -140,9 +140,9 @@ int run_sim_pipe_command(int argc, char** argv) {
     steps.push_back(step);
     if (json) {
       steps.back().result = json_escape(step.result) + "\", \"pipe\": \"" +
-                            json_escape(pipe.describe()) + "\", \"readable\": " +
-                            (pipe.readable() ? "true" : "false") + ", \"writable\": " +
-                            (pipe.writable() ? "true" : "false");
+                            json_escape(pipe.describe()) +
+                            "\", \"readable\": " + (pipe.readable() ? "true" : "false") +
+                            ", \"writable\": " + (pipe.writable() ? "true" : "false");
     }
   }
   if (json) {

@@ -8,8 +8,12 @@
 #include <tuple>
 #include <vector>
 
-int square(int x) { return x * x; }
-int sum_two(int a, int b) { return a + b; }
+int square(int x) {
+  return x * x;
+}
+int sum_two(int a, int b) {
+  return a + b;
+}
 int must_be_even(int x) {
   if (x % 2) throw std::invalid_argument("odd: " + std::to_string(x));
   return x;
@@ -24,11 +28,11 @@ int main() {
   pipepool::Pool pool(4);  // four worker processes; Pool() = one per usable CPU, Pool(0) = inline
 
   std::vector<int> v = pool.map(square, std::vector<int>{1, 2, 3});  // {1, 4, 9}
-  int s = pool.apply(sum_two, 3, 4);                                  // 7
+  int s = pool.apply(sum_two, 3, 4);                                 // 7
 
   pipepool::AsyncResult<int> r = pool.apply_async(square, 7);
-  r.wait(std::chrono::seconds(1));                     // true once ready
-  int forty_nine = r.get(std::chrono::seconds(5));     // or pipepool::TimeoutError
+  r.wait(std::chrono::seconds(1));                  // true once ready
+  int forty_nine = r.get(std::chrono::seconds(5));  // or pipepool::TimeoutError
 
   auto pairs = pool.starmap(sum_two, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}});  // {3, 7}
   auto later = pool.map_async(square, std::vector<int>(100, 3), /*chunksize=*/10);

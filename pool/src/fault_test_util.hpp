@@ -102,8 +102,12 @@ inline int own_pipe_end(int access) {
   }
   return -1;
 }
-inline int own_result_pipe() { return own_pipe_end(O_WRONLY); }
-inline int own_task_pipe() { return own_pipe_end(O_RDONLY); }
+inline int own_result_pipe() {
+  return own_pipe_end(O_WRONLY);
+}
+inline int own_task_pipe() {
+  return own_pipe_end(O_RDONLY);
+}
 
 // In a task about to crash on purpose: no core file, whatever the machine's settings.
 inline void no_core_dumps() {

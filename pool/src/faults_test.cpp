@@ -36,10 +36,10 @@ using pipepool::faults::no_core_dumps;
 
 // What tasks and the test tell each other, in memory shared with the workers.
 struct Board {
-  std::atomic<pid_t> victim{0};         // pid of the worker running the victim task
-  std::atomic<int64_t> died_at_ns{0};   // when the victim was about to die by its own hand
-  std::atomic<int> running{0};          // sleepers that have started
-  std::atomic<int> runs[8] = {};        // runs of a task, to catch a second execution
+  std::atomic<pid_t> victim{0};        // pid of the worker running the victim task
+  std::atomic<int64_t> died_at_ns{0};  // when the victim was about to die by its own hand
+  std::atomic<int> running{0};         // sleepers that have started
+  std::atomic<int> runs[8] = {};       // runs of a task, to catch a second execution
   std::atomic<pid_t> grandchild{0};
   std::atomic<pid_t> sleepers[8] = {};
 };
@@ -63,7 +63,9 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 int slow_square(int x) {
   std::this_thread::sleep_for(1ms);
   return x * x;
@@ -78,10 +80,14 @@ double sleep_for_seconds(double seconds) {
 enum Cause : int { kKilledFromOutside, kSegfault, kAbort, kExit7, kCauses };
 const char* cause_name(int cause) {
   switch (cause) {
-    case kKilledFromOutside: return "SIGKILL";
-    case kSegfault: return "SIGSEGV";
-    case kAbort: return "abort";
-    case kExit7: return "_exit(7)";
+    case kKilledFromOutside:
+      return "SIGKILL";
+    case kSegfault:
+      return "SIGSEGV";
+    case kAbort:
+      return "abort";
+    case kExit7:
+      return "_exit(7)";
   }
   return "?";
 }
@@ -159,8 +165,8 @@ TEST(FaultsWorkerDeath, EachCauseFailsOnlyItsTaskFastAndTheWorkerIsReplaced) {
       std::atomic<int64_t> failed_at_ns{0};
       auto others = pool.map_async(slow_square, xs, 1);
       auto victim = pool.apply_async(
-          pipepool::Callbacks<int>{.error_callback =
-                                       [&](std::exception_ptr) { failed_at_ns = monotonic_ns(); }},
+          pipepool::Callbacks<int>{
+              .error_callback = [&](std::exception_ptr) { failed_at_ns = monotonic_ns(); }},
           die, cause);
       const pid_t pid = wait_for_victim();
       ASSERT_NE(pid, 0) << "the victim task never started";
@@ -287,7 +293,9 @@ TEST(FaultsWorkerDeath, ALostTaskRunsOnceUnlessRetriesAreAllowed) {
   }
 }
 
-std::pair<pid_t, pid_t> parent_and_self(int) { return {getppid(), getpid()}; }
+std::pair<pid_t, pid_t> parent_and_self(int) {
+  return {getppid(), getpid()};
+}
 
 TEST(FaultsWorkerDeath, ReplacementsAreForkedByTheSingleThreadedForkServer) {
   WithBoard board;
@@ -331,8 +339,8 @@ TEST(FaultsWorkerDeath, ADescendantHoldingThePipeDoesNotDelayTheVerdict) {
       EXPECT_EQ(e.exit_code(), 9);
     }
     const double ms = ms_since(start);
-    std::printf("death-with-descendant: verdict after %.1f ms (the descendant holds the pipe 30 s)\n",
-                ms);
+    std::printf(
+        "death-with-descendant: verdict after %.1f ms (the descendant holds the pipe 30 s)\n", ms);
     EXPECT_LT(ms, 10'000.0);
     EXPECT_EQ(pool.apply(square, 4), 16);
   }
@@ -455,8 +463,8 @@ TEST(FaultsMemoryLimit, AnAllocationOverTheLimitFailsWithWorkerLostNamingIt) {
   } catch (const pipepool::WorkerLost& e) {
     EXPECT_EQ(e.signal_number(), 0);
     EXPECT_EQ(e.exit_code(), pipepool::WorkerLost::kMemoryLimitExitCode);
-    EXPECT_TRUE(contains(e.what(), "exceeded its memory limit of " + std::to_string(limit) +
-                                       " bytes"))
+    EXPECT_TRUE(
+        contains(e.what(), "exceeded its memory limit of " + std::to_string(limit) + " bytes"))
         << e.what();
     std::printf("memory-limit: %s\n", e.what());
   }

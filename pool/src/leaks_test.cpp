@@ -1,8 +1,8 @@
 // Nothing leaks and nothing kills (issue 6): a thousand pools leave no descriptor, zombie or
 // thread; every descriptor is close-on-exec; SIGPIPE kills neither side; a flood of signals
 // interrupts no system call for good; workers die with their parent.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -61,7 +61,9 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 double sleep_for_seconds(double seconds) {
   ++g_board->running;
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
@@ -71,8 +73,12 @@ double plain_sleep(double seconds) {
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   return seconds;
 }
-int exit_now(int code) { _exit(code); }
-size_t size_of(std::string s) { return s.size(); }
+int exit_now(int code) {
+  _exit(code);
+}
+size_t size_of(std::string s) {
+  return s.size();
+}
 
 // ---- a thousand pools --------------------------------------------------------------------------
 
@@ -111,10 +117,11 @@ TEST(Leaks, AThousandPoolsLeaveNoDescriptorZombieOrThread) {
   const std::set<int> fds_after = pipepool::testing::open_fds();
   const size_t threads_after = pipepool::testing::thread_count();
   const auto zombies_or_alive = pipepool::testing::descendants(/*include_zombies=*/true);
-  std::printf("leaks: %d pools in %.1f s (%.1f ms each): descriptors %zu -> %zu, threads %zu -> "
-              "%zu, descendants left %zu\n",
-              kPools, seconds, seconds * 1000 / kPools, fds_before.size(), fds_after.size(),
-              threads_before, threads_after, zombies_or_alive.size());
+  std::printf(
+      "leaks: %d pools in %.1f s (%.1f ms each): descriptors %zu -> %zu, threads %zu -> "
+      "%zu, descendants left %zu\n",
+      kPools, seconds, seconds * 1000 / kPools, fds_before.size(), fds_after.size(), threads_before,
+      threads_after, zombies_or_alive.size());
   EXPECT_EQ(fds_after, fds_before);
   EXPECT_EQ(threads_after, threads_before);
   EXPECT_TRUE(zombies_or_alive.empty());
@@ -203,7 +210,9 @@ int write_to_a_closed_pipe(int) {
   close(ends[1]);
   return error;
 }
-pid_t own_pid(int) { return getpid(); }
+pid_t own_pid(int) {
+  return getpid();
+}
 
 TEST(Leaks, SigpipeNeverKillsAWorker) {
   pipepool::Pool pool(1);

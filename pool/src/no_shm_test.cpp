@@ -16,7 +16,9 @@
 
 namespace {
 
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 
 std::string run(const char* command, int& status) {
   std::string out;
@@ -40,16 +42,17 @@ TEST(NoSharedMemory, PythonsPoolFailsWherePipepoolWorks) {
       std::string l = line + "\n";
       (void)!write(report[1], l.data(), l.size());
     };
-    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
         mount("tmpfs", "/dev/shm", "tmpfs", MS_RDONLY, "size=0") != 0) {
       say("setup failed: " + std::string(strerror(errno)));
       _exit(2);
     }
     int status = 0;
-    std::string python = run(
-        "python3 -c 'import multiprocessing as mp; p = mp.Pool(2); print(\"python-ok\", "
-        "p.map(abs, [-1, -2]))' 2>&1",
-        status);
+    std::string python =
+        run("python3 -c 'import multiprocessing as mp; p = mp.Pool(2); print(\"python-ok\", "
+            "p.map(abs, [-1, -2]))' 2>&1",
+            status);
     say("python exit " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1));
     say("python said " + python.substr(python.rfind("Error") == std::string::npos
                                            ? 0

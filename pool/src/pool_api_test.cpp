@@ -25,8 +25,12 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-int square(int x) { return x * x; }
-int sum_two(int a, int b) { return a + b; }
+int square(int x) {
+  return x * x;
+}
+int sum_two(int a, int b) {
+  return a + b;
+}
 int fail_on_odd(int x) {
   if (x % 2 == 1) throw std::invalid_argument("odd: " + std::to_string(x));
   return x;
@@ -39,7 +43,9 @@ double sleep_for_seconds(double seconds) {
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   return seconds;
 }
-pid_t get_pid(int) { return getpid(); }
+pid_t get_pid(int) {
+  return getpid();
+}
 
 int g_side_effect = 0;
 int bump_global(int x) {
@@ -148,9 +154,15 @@ struct QuotaExceeded : std::runtime_error {
 struct Unregistered : std::domain_error {
   using std::domain_error::domain_error;
 };
-int throw_quota(int) { throw QuotaExceeded("over quota"); }
-int throw_unregistered(int) { throw Unregistered("subclass"); }
-int throw_int(int) { throw 42; }
+int throw_quota(int) {
+  throw QuotaExceeded("over quota");
+}
+int throw_unregistered(int) {
+  throw Unregistered("subclass");
+}
+int throw_int(int) {
+  throw 42;
+}
 
 TEST(PoolApi, UserExceptionTypesCanBeRegistered) {
   pipepool::register_remote_exception<QuotaExceeded>();
@@ -348,15 +360,16 @@ TEST(PoolApi, CallbacksRunOnCompletion) {
   r.wait();
   for (int i = 0; i < 200 && value != 81; ++i) std::this_thread::sleep_for(5ms);
   EXPECT_EQ(value, 81);
-  auto bad = pool.apply_async(pipepool::Callbacks<int>{.error_callback =
-                                                           [&](std::exception_ptr e) {
-                                                             try {
-                                                               std::rethrow_exception(e);
-                                                             } catch (const std::invalid_argument&) {
-                                                               error_seen = true;
-                                                             }
-                                                           }},
-                              fail_on_odd, 1);
+  auto bad =
+      pool.apply_async(pipepool::Callbacks<int>{.error_callback =
+                                                    [&](std::exception_ptr e) {
+                                                      try {
+                                                        std::rethrow_exception(e);
+                                                      } catch (const std::invalid_argument&) {
+                                                        error_seen = true;
+                                                      }
+                                                    }},
+                       fail_on_odd, 1);
   bad.wait();
   for (int i = 0; i < 200 && !error_seen; ++i) std::this_thread::sleep_for(5ms);
   EXPECT_TRUE(error_seen);

@@ -140,7 +140,8 @@ std::exception_ptr to_exception(const Outcome& outcome) {
     }
     case Outcome::Kind::WorkerLost:
     case Outcome::Kind::Terminated:
-      return std::make_exception_ptr(WorkerLost(outcome.message, outcome.signal, outcome.exit_code));
+      return std::make_exception_ptr(
+          WorkerLost(outcome.message, outcome.signal, outcome.exit_code));
     case Outcome::Kind::ProtocolError:
       return std::make_exception_ptr(ProtocolError(outcome.message));
     case Outcome::Kind::Timeout:

@@ -8,8 +8,8 @@
 // the outside faults is not (they race real processes), so a task hit by an outside SIGKILL is
 // counted as a casualty: it must fail with WorkerLost (SIGKILL), and there can be no more
 // casualties than outside kills.
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -254,14 +254,14 @@ void run_soak(const SoakConfig& config, uint64_t seed, Tally& tally) {
   EXPECT_LE(casualties, outside_kills.load()) << config.name;
   EXPECT_EQ(ok + planned + casualties, plan.size()) << config.name;
   const pipepool::PoolStats stats = pool.stats();
-  std::printf("soak: %s: %zu tasks: %llu results, %llu planned faults raised as planned, %llu "
-              "casualties of %llu outside kills, %llu signals; %llu workers lost and replaced\n",
-              config.name, plan.size(), static_cast<unsigned long long>(ok),
-              static_cast<unsigned long long>(planned),
-              static_cast<unsigned long long>(casualties),
-              static_cast<unsigned long long>(outside_kills.load()),
-              static_cast<unsigned long long>(signals.load()),
-              static_cast<unsigned long long>(stats.workers_lost));
+  std::printf(
+      "soak: %s: %zu tasks: %llu results, %llu planned faults raised as planned, %llu "
+      "casualties of %llu outside kills, %llu signals; %llu workers lost and replaced\n",
+      config.name, plan.size(), static_cast<unsigned long long>(ok),
+      static_cast<unsigned long long>(planned), static_cast<unsigned long long>(casualties),
+      static_cast<unsigned long long>(outside_kills.load()),
+      static_cast<unsigned long long>(signals.load()),
+      static_cast<unsigned long long>(stats.workers_lost));
   tally.results += ok;
   tally.planned_faults += planned;
   tally.casualties += casualties;
@@ -307,15 +307,16 @@ TEST(FaultsSoak, EveryTaskEndsAsItsFaultsSay) {
     std::printf("%s%s %llu", a == kSelfKill ? "" : ", ", action_name(a),
                 static_cast<unsigned long long>(tally.by_action[a]));
   }
-  std::printf("), %llu pipe shrinks, %llu outside SIGKILLs, %llu SIGUSR1. Survived: %llu results "
-              "correct, %llu task faults raised exactly their error, %llu tasks lost to outside "
-              "kills (WorkerLost), no hang, no task run twice\n",
-              static_cast<unsigned long long>(tally.by_action[kShrinkPipes]),
-              static_cast<unsigned long long>(tally.outside_kills),
-              static_cast<unsigned long long>(tally.signals),
-              static_cast<unsigned long long>(tally.results),
-              static_cast<unsigned long long>(tally.planned_faults),
-              static_cast<unsigned long long>(tally.casualties));
+  std::printf(
+      "), %llu pipe shrinks, %llu outside SIGKILLs, %llu SIGUSR1. Survived: %llu results "
+      "correct, %llu task faults raised exactly their error, %llu tasks lost to outside "
+      "kills (WorkerLost), no hang, no task run twice\n",
+      static_cast<unsigned long long>(tally.by_action[kShrinkPipes]),
+      static_cast<unsigned long long>(tally.outside_kills),
+      static_cast<unsigned long long>(tally.signals),
+      static_cast<unsigned long long>(tally.results),
+      static_cast<unsigned long long>(tally.planned_faults),
+      static_cast<unsigned long long>(tally.casualties));
   EXPECT_TRUE(pipepool::testing::wait_for_no_descendants(5000).empty());
 }
 

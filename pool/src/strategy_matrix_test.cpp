@@ -22,7 +22,9 @@ using pipepool::Strategy;
 
 constexpr size_t kMiB = size_t{1} << 20;
 
-int square(int x) { return x * x; }
+int square(int x) {
+  return x * x;
+}
 int fail_on_odd(int x) {
   if (x % 2 == 1) throw std::invalid_argument("odd");
   return x;
@@ -31,7 +33,9 @@ double sleep_for_seconds(double seconds) {
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   return seconds;
 }
-std::string echo(std::string s) { return s; }
+std::string echo(std::string s) {
+  return s;
+}
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -207,7 +211,9 @@ INSTANTIATE_TEST_SUITE_P(Schedulers, EpollAnyScheduler,
 
 // 1 GiB in the plain run; 64 MiB under sanitizers (PIPEPOOL_SKIP_HUGE=1, set by
 // scripts/sanitize.sh), where shadow memory makes a gibibyte cost minutes.
-size_t huge_bytes() { return std::getenv("PIPEPOOL_SKIP_HUGE") ? size_t{64} << 20 : size_t{1} << 30; }
+size_t huge_bytes() {
+  return std::getenv("PIPEPOOL_SKIP_HUGE") ? size_t{64} << 20 : size_t{1} << 30;
+}
 
 TEST(EpollPool, GibibyteInAndOutOnOneWorker) {
   pipepool::Pool pool(1);
@@ -264,9 +270,8 @@ TEST(KnownFailures, DemandPipeliningBringsBackTheBacklogDeadlock) {
 }
 
 TEST(KnownFailures, BatchedBackToBackApplyAsyncDeadlocks) {
-  pipepool::Pool pool(pipepool::Options{.processes = 1,
-                                        .strategy = Strategy::Batched,
-                                        .scheduler = SchedulerKind::ShortestBacklog});
+  pipepool::Pool pool(pipepool::Options{
+      .processes = 1, .strategy = Strategy::Batched, .scheduler = SchedulerKind::ShortestBacklog});
   const std::string big(16 * kMiB, 'b');
   auto a = pool.apply_async(echo, big);
   auto b = pool.apply_async(echo, big);
@@ -276,9 +281,8 @@ TEST(KnownFailures, BatchedBackToBackApplyAsyncDeadlocks) {
 }
 
 TEST(KnownFailures, BatchedMapAsyncThenMapDeadlocks) {
-  pipepool::Pool pool(pipepool::Options{.processes = 1,
-                                        .strategy = Strategy::Batched,
-                                        .scheduler = SchedulerKind::RoundRobin});
+  pipepool::Pool pool(pipepool::Options{
+      .processes = 1, .strategy = Strategy::Batched, .scheduler = SchedulerKind::RoundRobin});
   const std::vector<std::string> bigs(3, std::string(16 * kMiB, 'c'));
   auto first = pool.map_async(echo, bigs);
   auto second = pool.map_async(echo, bigs);  // map() would block this thread forever

@@ -106,7 +106,8 @@ class TypedCallState final : public CallState {
 template <class T>
 class AsyncResult {
  public:
-  explicit AsyncResult(std::shared_ptr<detail::TypedCallState<T>> state) : state_(std::move(state)) {}
+  explicit AsyncResult(std::shared_ptr<detail::TypedCallState<T>> state)
+      : state_(std::move(state)) {}
 
   // Waits for the result and returns (a copy of) it, or throws the call's error (RemoteError,
   // WorkerLost, ...).

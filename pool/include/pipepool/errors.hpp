@@ -7,7 +7,8 @@
 //   RemoteError    a task threw in a worker. Not itself a std::exception: every RemoteError thrown
 //                  by the pool is also the original standard type (std::invalid_argument, ...) or a
 //                  registered user type, or std::runtime_error when the type is not registered. So
-//                  both `catch (const std::invalid_argument&)` and `catch (const RemoteError&)` work.
+//                  both `catch (const std::invalid_argument&)` and `catch (const RemoteError&)`
+//                  work.
 //   WorkerLost     the worker running the task died (signal or exit code in the message), went
 //                  over Options::memory_limit_bytes, or the pool's fork server died.
 //   ProtocolError  a malformed, truncated or oversized frame, or undecodable bytes. A frame cut
@@ -21,7 +22,8 @@
 
 namespace pipepool {
 
-// get(timeout), wait-with-result or a per-task timeout expired. Python: multiprocessing.TimeoutError.
+// get(timeout), wait-with-result or a per-task timeout expired. Python:
+// multiprocessing.TimeoutError.
 class TimeoutError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;

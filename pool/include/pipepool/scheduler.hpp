@@ -8,8 +8,9 @@
 //
 // Built in:
 //   ShortestBacklog  fewest outstanding tasks, random among ties (lambda_multiprocessing >= 0.4).
-//   RoundRobin       worker 0, 1, 2, ... regardless of load (lambda_multiprocessing's first version).
-//   Demand           a worker gets another task only while what it already holds is short: no
+//   RoundRobin       worker 0, 1, 2, ... regardless of load (lambda_multiprocessing's first
+//   version). Demand           a worker gets another task only while what it already holds is
+//   short: no
 //                    task outstanding, or fewer than `max_in_flight` whose estimated total run time
 //                    (outstanding x its recent mean task time) is under `queue_budget_ns`. Slow
 //                    tasks are therefore handed out one at a time, so one long task never holds
@@ -28,7 +29,8 @@
 //     std::string_view name() const override { return "lowest-index-first"; }
 //   };
 //   pipepool::Pool pool(pipepool::Options{.processes = 2,
-//                                         .custom_scheduler = std::make_shared<LowestIndexFirst>()});
+//                                         .custom_scheduler =
+//                                         std::make_shared<LowestIndexFirst>()});
 //
 // Contract: pick() returns one of the `worker` values it was given, or nullopt. Returning nullopt
 // while no task is outstanding anywhere would stall the pool forever, so the engine treats that as
@@ -47,10 +49,10 @@ namespace pipepool {
 
 // One worker as a scheduler sees it.
 struct WorkerLoad {
-  uint32_t worker = 0;         // slot index, 0 .. processes-1
-  uint32_t outstanding = 0;    // tasks assigned to it whose result has not come back
-  uint64_t assigned_total = 0; // tasks ever assigned to this slot (all its processes)
-  uint64_t mean_task_ns = 0;   // recent mean time per task on this worker; 0 = no estimate yet
+  uint32_t worker = 0;          // slot index, 0 .. processes-1
+  uint32_t outstanding = 0;     // tasks assigned to it whose result has not come back
+  uint64_t assigned_total = 0;  // tasks ever assigned to this slot (all its processes)
+  uint64_t mean_task_ns = 0;    // recent mean time per task on this worker; 0 = no estimate yet
 };
 
 class Scheduler {

@@ -98,7 +98,8 @@ Outcome::Kind to_outcome_kind(Completion::Kind kind) {
 
 uint64_t now_ns() {
   return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count());
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count());
 }
 
 [[noreturn]] void throw_os(const std::string& what, int error) {
@@ -121,7 +122,8 @@ std::string describe_exit(const os::ExitStatus& status, const Options& options) 
       status.code == driver::kExitMemoryLimit) {
     return "exceeded its memory limit of " + std::to_string(options.memory_limit_bytes) +
            " bytes (Options::memory_limit_bytes, RLIMIT_AS): an allocation failed and it exited "
-           "with code " + std::to_string(status.code);
+           "with code " +
+           std::to_string(status.code);
   }
   if (status.signal == 0 && status.code == driver::kExitInitializerFailed && options.initializer) {
     return "exited with code " + std::to_string(status.code) + " (its initializer threw)";
@@ -250,8 +252,10 @@ Core::Core(Options options) : options_(std::move(options)) {
     rlimit current{};
     if (getrlimit(RLIMIT_AS, &current) == 0 && current.rlim_max != RLIM_INFINITY &&
         options_.memory_limit_bytes > current.rlim_max) {
-      throw std::invalid_argument("pipepool: memory_limit_bytes is above this process's hard "
-                                  "RLIMIT_AS of " + std::to_string(current.rlim_max) + " bytes");
+      throw std::invalid_argument(
+          "pipepool: memory_limit_bytes is above this process's hard "
+          "RLIMIT_AS of " +
+          std::to_string(current.rlim_max) + " bytes");
     }
     const uint64_t start = address_space_bytes();
     if (start != 0 && options_.memory_limit_bytes <= start) {
@@ -264,12 +268,11 @@ Core::Core(Options options) : options_(std::move(options)) {
   processes_ = options_.processes == -1 ? os::available_cpus() : options_.processes;
   strategy_ = options_.custom_strategy ? options_.custom_strategy.get()
                                        : &builtin_strategy(options_.strategy);
-  scheduler_ = options_.custom_scheduler ? options_.custom_scheduler
-                                         : std::shared_ptr<Scheduler>(make_scheduler(
-                                               options_.scheduler, options_.demand_max_in_flight,
-                                               static_cast<uint64_t>(
-                                                   options_.demand_queue_budget.count()) *
-                                                   1000));
+  scheduler_ = options_.custom_scheduler
+                   ? options_.custom_scheduler
+                   : std::shared_ptr<Scheduler>(make_scheduler(
+                         options_.scheduler, options_.demand_max_in_flight,
+                         static_cast<uint64_t>(options_.demand_queue_budget.count()) * 1000));
   if (processes_ == 0) return;  // inline
 
   worker_context_.mode = strategy_->child_mode();
@@ -590,8 +593,8 @@ bool Core::spawn(WorkerId w) {
   (void)os::set_nonblocking(slot.handle.result_read.get(), true);
   (void)os::set_nonblocking(slot.handle.task_write.get(), !strategy_->parent_blocking_writes());
   pid_slot_[slot.handle.pid] = w;
-  engine_->set_worker_label(w, "worker " + std::to_string(w) + " (pid " +
-                                   std::to_string(slot.handle.pid) + ")");
+  engine_->set_worker_label(
+      w, "worker " + std::to_string(w) + " (pid " + std::to_string(slot.handle.pid) + ")");
   engine_->worker_started(w);
   return true;
 }
@@ -728,9 +731,9 @@ void Core::handle_events_fd(uint32_t epoll_events) {
     // The engine tracks one process per slot; an exit of an older process of the slot has been
     // accounted for already.
     if (slots_[w].handle.pid != event->pid || !slots_[w].process_alive) continue;
-    worker_gone(w, protocol::ExitInfo{event->status.signal,
-                                      event->status.signal ? -1 : event->status.code,
-                                      describe_exit(event->status, options_)});
+    worker_gone(
+        w, protocol::ExitInfo{event->status.signal, event->status.signal ? -1 : event->status.code,
+                              describe_exit(event->status, options_)});
     apply_commands();
   }
   if (fork_server_->events_closed() || (epoll_events & (EPOLLHUP | EPOLLERR)) != 0) {
@@ -814,7 +817,8 @@ void Core::handle_pidfd(WorkerId w) {
   Slot& slot = slots_[w];
   if (!slot.pidfd_registered) return;
   pollfd exited{slot.handle.pidfd.get(), POLLIN, 0};
-  if (auto ready = os::poll_fds(std::span<pollfd>(&exited, 1), 0); ready.ok() && ready.value() == 0) {
+  if (auto ready = os::poll_fds(std::span<pollfd>(&exited, 1), 0);
+      ready.ok() && ready.value() == 0) {
     return;  // not yet
   }
   (void)epoll_->remove(slot.handle.pidfd.get());

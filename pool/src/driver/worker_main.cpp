@@ -23,7 +23,9 @@ static_assert(kExitMemoryLimit == WorkerLost::kMemoryLimitExitCode);
 // the task went over its limit. Exiting here (instead of throwing std::bad_alloc into the task,
 // which would come back as an ordinary RemoteError, or not at all if the task swallows it) makes
 // the parent see a death with a code it names. Async-signal-safe, allocates nothing.
-void exit_on_allocation_failure() { ::_exit(kExitMemoryLimit); }
+void exit_on_allocation_failure() {
+  ::_exit(kExitMemoryLimit);
+}
 
 }  // namespace
 

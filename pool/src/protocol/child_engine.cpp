@@ -36,7 +36,8 @@ ChildEngine::Action ChildEngine::next() {
     Frame& task = run_queue_.front();
     if (config_.send_started && !started_sent_) {
       started_sent_ = true;
-      notices_.push({encode_header(FrameKind::Started, task.header.task_id, 0), nullptr, sequence_++});
+      notices_.push(
+          {encode_header(FrameKind::Started, task.header.task_id, 0), nullptr, sequence_++});
       action.op = Op::Write;
       notices_.gather(action.write, 1);
       return action;

@@ -31,9 +31,9 @@ inline constexpr int kExitParentGone = 4;     // writing a result failed: nobody
 struct ChildConfig {
   ChildMode mode = ChildMode::OneAtATime;
   uint64_t max_task_payload_bytes = uint64_t{1} << 40;
-  uint32_t max_tasks = 0;      // exit after this many tasks (maxtasksperchild); 0 = never
-  bool send_started = false;   // announce each task before running it (for task timeouts)
-  size_t read_ahead_bytes = 0; // 0: read exactly one frame at a time (see FrameReader)
+  uint32_t max_tasks = 0;       // exit after this many tasks (maxtasksperchild); 0 = never
+  bool send_started = false;    // announce each task before running it (for task timeouts)
+  size_t read_ahead_bytes = 0;  // 0: read exactly one frame at a time (see FrameReader)
 };
 
 class ChildEngine {
@@ -41,16 +41,17 @@ class ChildEngine {
   enum class Op { Read, Run, Write, Exit };
   struct Action {
     Op op = Op::Read;
-    std::span<std::byte> read_into;                    // Read: at most these bytes
-    TaskId task = 0;                                   // Run
-    const std::string* task_payload = nullptr;         // Run: valid until task_finished
-    std::vector<std::span<const std::byte>> write;     // Write: one frame, written whole
-    int exit_code = 0;                                 // Exit
-    std::string exit_reason;                           // Exit: for logs and the simulator
+    std::span<std::byte> read_into;                 // Read: at most these bytes
+    TaskId task = 0;                                // Run
+    const std::string* task_payload = nullptr;      // Run: valid until task_finished
+    std::vector<std::span<const std::byte>> write;  // Write: one frame, written whole
+    int exit_code = 0;                              // Exit
+    std::string exit_reason;                        // Exit: for logs and the simulator
   };
 
   explicit ChildEngine(ChildConfig config)
-      : config_(config), reader_(Direction::ToWorker, config.max_task_payload_bytes, config.read_ahead_bytes) {}
+      : config_(config),
+        reader_(Direction::ToWorker, config.max_task_payload_bytes, config.read_ahead_bytes) {}
 
   Action next();
   void bytes_read(size_t n);  // 0 means end of file
@@ -68,8 +69,8 @@ class ChildEngine {
   std::deque<Frame> run_queue_;
   bool batch_ready_ = false;
   bool started_sent_ = false;
-  Outbox notices_;   // Started frames: written before the task runs
-  Outbox results_;   // Result / Error frames
+  Outbox notices_;  // Started frames: written before the task runs
+  Outbox results_;  // Result / Error frames
   bool shutdown_received_ = false;
   bool exiting_ = false;
   int exit_code_ = 0;

@@ -32,7 +32,8 @@ std::vector<FrameKind> kinds(const std::string& stream) {
     size_t n = std::min(buffer.size(), stream.size() - pos);
     std::memcpy(buffer.data(), stream.data() + pos, n);
     pos += n;
-    if (reader.commit(n) == FrameReader::Status::FrameReady) out.push_back(reader.take().header.kind);
+    if (reader.commit(n) == FrameReader::Status::FrameReady)
+      out.push_back(reader.take().header.kind);
   }
   return out;
 }
@@ -62,11 +63,12 @@ std::vector<TaskSubmission> tasks(TaskId first, int n) {
 struct Fixture {
   Fixture(Strategy strategy, SchedulerKind kind, uint32_t workers, ParentConfig config = {})
       : scheduler(make_scheduler(kind)),
-        engine([&] {
-          config.workers = workers;
-          return config;
-        }(),
-               builtin_strategy(strategy), *scheduler) {
+        engine(
+            [&] {
+              config.workers = workers;
+              return config;
+            }(),
+            builtin_strategy(strategy), *scheduler) {
     for (const Command& c : engine.take_commands()) {
       EXPECT_EQ(c.kind, Command::Kind::StartWorker);
       engine.worker_started(c.worker);
@@ -123,8 +125,8 @@ TEST(ParentEngine, BatchedSendsOneRunBatchPerWorkerUsedPerCall) {
   }
   using K = FrameKind;
   std::vector<std::pair<WorkerId, FrameKind>> expected{
-      {0, K::Task}, {1, K::Task}, {0, K::Task}, {0, K::RunBatch}, {1, K::RunBatch},
-      {1, K::Task}, {1, K::RunBatch}};
+      {0, K::Task},     {1, K::Task}, {0, K::Task},    {0, K::RunBatch},
+      {1, K::RunBatch}, {1, K::Task}, {1, K::RunBatch}};
   EXPECT_EQ(order, expected);
 }
 
@@ -235,7 +237,8 @@ TEST(ParentEngine, TerminateCompletesEverythingAndKillsEveryone) {
 }
 
 TEST(ParentEngine, TimerKillsTheWorkerAndFailsOnlyThatTask) {
-  Fixture f(Strategy::Epoll, SchedulerKind::ShortestBacklog, 1, ParentConfig{.task_timeouts = true});
+  Fixture f(Strategy::Epoll, SchedulerKind::ShortestBacklog, 1,
+            ParentConfig{.task_timeouts = true});
   f.engine.submit(tasks(1, 2));
   drain_writes(f.engine, 0);
   feed(f.engine, 0, frame(FrameKind::Started, 1));

@@ -83,8 +83,8 @@ bool decode_header(std::span<const std::byte, kHeaderBytes> bytes, Direction dir
     return false;
   }
   if (out.payload_bytes > max_payload_bytes) {
-    error = "frame payload of " + std::to_string(out.payload_bytes) + " bytes exceeds the maximum of " +
-            std::to_string(max_payload_bytes) + " bytes";
+    error = "frame payload of " + std::to_string(out.payload_bytes) +
+            " bytes exceeds the maximum of " + std::to_string(max_payload_bytes) + " bytes";
     return false;
   }
   return true;
@@ -92,12 +92,18 @@ bool decode_header(std::span<const std::byte, kHeaderBytes> bytes, Direction dir
 
 const char* to_string(FrameKind kind) {
   switch (kind) {
-    case FrameKind::Task: return "Task";
-    case FrameKind::RunBatch: return "RunBatch";
-    case FrameKind::Shutdown: return "Shutdown";
-    case FrameKind::Started: return "Started";
-    case FrameKind::Result: return "Result";
-    case FrameKind::Error: return "Error";
+    case FrameKind::Task:
+      return "Task";
+    case FrameKind::RunBatch:
+      return "RunBatch";
+    case FrameKind::Shutdown:
+      return "Shutdown";
+    case FrameKind::Started:
+      return "Started";
+    case FrameKind::Result:
+      return "Result";
+    case FrameKind::Error:
+      return "Error";
   }
   return "Unknown";
 }

@@ -109,9 +109,9 @@ class FrameReader {
   size_t payload_filled_ = 0;
   Frame frame_;
   std::deque<Frame> ready_;
-  size_t stage_bytes_;                 // 0: exact reads
+  size_t stage_bytes_;                  // 0: exact reads
   std::unique_ptr<std::byte[]> stage_;  // allocated, uninitialised, on first use
-  bool direct_ = false;           // the last buffer() was the payload itself
+  bool direct_ = false;                 // the last buffer() was the payload itself
   bool broken_ = false;
   std::string error_;
 };

@@ -15,7 +15,7 @@ namespace pipepool::protocol {
 struct OutFrame {
   HeaderBytes header;
   std::shared_ptr<const std::string> payload;  // null: no payload; shared with the task's record
-  uint64_t sequence = 0;  // global order in which the engine produced frames
+  uint64_t sequence = 0;                       // global order in which the engine produced frames
   size_t payload_size() const { return payload ? payload->size() : 0; }
   size_t size() const { return kHeaderBytes + payload_size(); }
 };

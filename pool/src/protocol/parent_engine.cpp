@@ -12,7 +12,8 @@ ParentEngine::ParentEngine(ParentConfig config, const IoStrategy& strategy, Sche
   slots_.resize(config_.workers);
   labels_.resize(config_.workers);
   for (WorkerId w = 0; w < config_.workers; ++w) {
-    slots_[w].reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
+    slots_[w].reader =
+        FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
     slots_[w].state = SlotState::Starting;
     commands_.push_back({Command::Kind::StartWorker, w, 0});
   }
@@ -23,7 +24,9 @@ std::string ParentEngine::worker_name(WorkerId w) const {
   return "worker " + std::to_string(w);
 }
 
-void ParentEngine::set_worker_label(WorkerId w, std::string label) { labels_[w] = std::move(label); }
+void ParentEngine::set_worker_label(WorkerId w, std::string label) {
+  labels_[w] = std::move(label);
+}
 
 // ---- events ------------------------------------------------------------------------------------
 
@@ -34,7 +37,9 @@ void ParentEngine::submit(std::vector<TaskSubmission> tasks) {
       if (!abort_reason_.empty()) {
         completions_.push_back({task.id, Completion::Kind::WorkerLost, {}, abort_reason_});
       } else {
-        completions_.push_back({task.id, Completion::Kind::Terminated, {},
+        completions_.push_back({task.id,
+                                Completion::Kind::Terminated,
+                                {},
                                 "the pool was terminated before this task was submitted"});
       }
       continue;
@@ -110,7 +115,8 @@ void ParentEngine::worker_exited(WorkerId w, const ExitInfo& info) {
 
 void ParentEngine::timer_fired(TaskId task, uint32_t attempt) {
   auto it = tasks_.find(task);
-  if (it == tasks_.end() || it->second.attempts != attempt) return;  // a timer of an earlier attempt
+  if (it == tasks_.end() || it->second.attempts != attempt)
+    return;  // a timer of an earlier attempt
   timer_fired(task);
 }
 
@@ -122,7 +128,9 @@ void ParentEngine::timer_fired(TaskId task) {
   auto pos = std::find(slot.outstanding.begin(), slot.outstanding.end(), task);
   if (pos == slot.outstanding.end() || slot.state == SlotState::Absent) return;
   slot.outstanding.erase(pos);
-  complete(task, {task, Completion::Kind::Timeout, {},
+  complete(task, {task,
+                  Completion::Kind::Timeout,
+                  {},
                   "task " + std::to_string(task) + " exceeded the pool's task timeout on " +
                       worker_name(w) + ", which was killed and replaced",
                   w});
@@ -145,11 +153,13 @@ void ParentEngine::terminate() {
   std::sort(unfinished.begin(), unfinished.end());
   for (TaskId id : unfinished) {
     if (!abort_reason_.empty()) {
-      Completion completion{id, Completion::Kind::WorkerLost, {}, abort_reason_,
-                            tasks_.at(id).worker};
+      Completion completion{
+          id, Completion::Kind::WorkerLost, {}, abort_reason_, tasks_.at(id).worker};
       complete(id, std::move(completion));
     } else {
-      complete(id, {id, Completion::Kind::Terminated, {},
+      complete(id, {id,
+                    Completion::Kind::Terminated,
+                    {},
                     "the pool was terminated before this task completed"});
     }
   }
@@ -288,7 +298,7 @@ void ParentEngine::handle_frame(WorkerId w, Frame frame) {
   slot.mean_task_ns = slot.mean_task_ns == 0 ? took : (slot.mean_task_ns * 7 + took) / 8;
   slot.last_done_ns = now_ns_;
   Completion::Kind kind = frame.header.kind == FrameKind::Result ? Completion::Kind::Result
-                                                                  : Completion::Kind::RemoteError;
+                                                                 : Completion::Kind::RemoteError;
   complete(id, {id, kind, std::move(frame.payload), {}, w});
   schedule();
   maybe_send_shutdown();
@@ -324,8 +334,8 @@ void ParentEngine::maybe_finalize(WorkerId w) {
   if (!slot.eof && !slot.reading_abandoned) return;  // results may still be in the pipe
   const ExitInfo exit = *slot.exit;
   // A clean end: after Shutdown, or by itself after maxtasksperchild tasks, with nothing owed.
-  const bool retired = config_.max_tasks_per_child != 0 &&
-                       slot.assigned_this_process >= config_.max_tasks_per_child;
+  const bool retired =
+      config_.max_tasks_per_child != 0 && slot.assigned_this_process >= config_.max_tasks_per_child;
   const bool clean = (slot.state == SlotState::Closing || retired) && slot.outstanding.empty() &&
                      exit.signal == 0 && exit.exit_code == 0 && !slot.failure_kind &&
                      slot.failure_message.empty();
@@ -349,13 +359,14 @@ void ParentEngine::maybe_finalize(WorkerId w) {
       (may_have_run ? lost : requeue).push_back(id);
     }
     Completion::Kind kind = slot.failure_kind.value_or(Completion::Kind::WorkerLost);
-    std::string why = slot.failure_kind ? slot.failure_message
-                                        : worker_name(w) + " " + exit.description;
+    std::string why =
+        slot.failure_kind ? slot.failure_message : worker_name(w) + " " + exit.description;
     if (!slot.failure_kind && slot.truncated && exit.signal == 0) {
       // It closed its pipe in the middle of a frame and exited by itself: that is a frame it
       // broke, not a death from outside (a signal mid-frame stays WorkerLost, see what-goes-wrong).
       kind = Completion::Kind::ProtocolError;
-      why = worker_name(w) + " sent a truncated frame: its result pipe ended inside a frame, and it " +
+      why = worker_name(w) +
+            " sent a truncated frame: its result pipe ended inside a frame, and it " +
             exit.description;
     } else if (!slot.failure_kind && !slot.failure_message.empty()) {
       why += " (" + slot.failure_message + ")";
@@ -369,8 +380,8 @@ void ParentEngine::maybe_finalize(WorkerId w) {
         requeue.push_back(id);
         continue;
       }
-      Completion completion{id, kind, {}, why + " while task " + std::to_string(id) + " was running",
-                            w};
+      Completion completion{
+          id, kind, {}, why + " while task " + std::to_string(id) + " was running", w};
       completion.signal = exit.signal;
       completion.exit_code = exit.exit_code;
       complete(id, std::move(completion));
@@ -381,7 +392,8 @@ void ParentEngine::maybe_finalize(WorkerId w) {
 
   const uint64_t assigned_total = slot.assigned_total;
   slot = Slot{};
-  slot.reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
+  slot.reader =
+      FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
   slot.assigned_total = assigned_total;
   slot.state = SlotState::Absent;
   // Replace it, unless the pool is shutting down and nothing is waiting to be assigned: a task
@@ -428,9 +440,13 @@ bool ParentEngine::wants_read(WorkerId w) const {
          !slot.eof && !slot.reading_abandoned;
 }
 
-std::span<std::byte> ParentEngine::read_buffer(WorkerId w) { return slots_[w].reader.buffer(); }
+std::span<std::byte> ParentEngine::read_buffer(WorkerId w) {
+  return slots_[w].reader.buffer();
+}
 
-std::vector<Command> ParentEngine::take_commands() { return std::exchange(commands_, {}); }
+std::vector<Command> ParentEngine::take_commands() {
+  return std::exchange(commands_, {});
+}
 
 std::vector<Completion> ParentEngine::take_completions() {
   return std::exchange(completions_, {});

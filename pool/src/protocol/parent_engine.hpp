@@ -39,10 +39,10 @@ inline constexpr size_t kParentReadAheadBytes = 64 * 1024;
 struct ParentConfig {
   uint32_t workers = 1;
   uint64_t max_result_payload_bytes = uint64_t{1} << 40;
-  uint32_t max_tasks_per_child = 0;    // 0: unlimited (Python's maxtasksperchild=None)
-  bool task_timeouts = false;          // workers send Started; engine asks for timers
-  uint32_t max_retries = 0;            // times a lost task may be submitted again
-  uint64_t seed = 0;                   // for the scheduler's tie-breaks
+  uint32_t max_tasks_per_child = 0;  // 0: unlimited (Python's maxtasksperchild=None)
+  bool task_timeouts = false;        // workers send Started; engine asks for timers
+  uint32_t max_retries = 0;          // times a lost task may be submitted again
+  uint64_t seed = 0;                 // for the scheduler's tie-breaks
 };
 
 struct TaskSubmission {
@@ -52,8 +52,8 @@ struct TaskSubmission {
 
 // How a worker process ended, as the driver observed it.
 struct ExitInfo {
-  int signal = 0;      // > 0: killed by this signal
-  int exit_code = -1;  // when signal == 0
+  int signal = 0;           // > 0: killed by this signal
+  int exit_code = -1;       // when signal == 0
   std::string description;  // "killed by signal 9 (SIGKILL)", "exited with code 3"
 };
 

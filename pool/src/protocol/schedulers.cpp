@@ -75,18 +75,24 @@ class Demand final : public Scheduler {
 std::unique_ptr<Scheduler> make_scheduler(SchedulerKind kind, uint32_t demand_max_in_flight,
                                           uint64_t demand_queue_budget_ns) {
   switch (kind) {
-    case SchedulerKind::ShortestBacklog: return std::make_unique<ShortestBacklog>();
-    case SchedulerKind::RoundRobin: return std::make_unique<RoundRobin>();
-    case SchedulerKind::Demand: break;
+    case SchedulerKind::ShortestBacklog:
+      return std::make_unique<ShortestBacklog>();
+    case SchedulerKind::RoundRobin:
+      return std::make_unique<RoundRobin>();
+    case SchedulerKind::Demand:
+      break;
   }
   return std::make_unique<Demand>(demand_max_in_flight, demand_queue_budget_ns);
 }
 
 std::string_view to_string(SchedulerKind kind) {
   switch (kind) {
-    case SchedulerKind::ShortestBacklog: return "shortest-backlog";
-    case SchedulerKind::RoundRobin: return "round-robin";
-    case SchedulerKind::Demand: break;
+    case SchedulerKind::ShortestBacklog:
+      return "shortest-backlog";
+    case SchedulerKind::RoundRobin:
+      return "round-robin";
+    case SchedulerKind::Demand:
+      break;
   }
   return "demand";
 }

@@ -36,13 +36,18 @@ const IoStrategy& builtin_strategy(Strategy strategy) {
   static const BatchedStrategy batched;
   static const UnbatchedStrategy unbatched;
   switch (strategy) {
-    case Strategy::Batched: return batched;
-    case Strategy::Unbatched: return unbatched;
-    case Strategy::Epoll: break;
+    case Strategy::Batched:
+      return batched;
+    case Strategy::Unbatched:
+      return unbatched;
+    case Strategy::Epoll:
+      break;
   }
   return epoll;
 }
 
-std::string_view to_string(Strategy strategy) { return builtin_strategy(strategy).name(); }
+std::string_view to_string(Strategy strategy) {
+  return builtin_strategy(strategy).name();
+}
 
 }  // namespace pipepool

@@ -38,7 +38,9 @@ class WatchdogListener : public ::testing::EmptyTestEventListener {
 
 }  // namespace
 
-void extend_watchdog(unsigned seconds) { alarm(seconds); }
+void extend_watchdog(unsigned seconds) {
+  alarm(seconds);
+}
 
 }  // namespace pipepool::testing
 
@@ -52,7 +54,6 @@ int main(int argc, char** argv) {
   struct sigaction sa {};
   sa.sa_handler = pipepool::testing::on_alarm;
   sigaction(SIGALRM, &sa, nullptr);
-  ::testing::UnitTest::GetInstance()->listeners().Append(
-      new pipepool::testing::WatchdogListener);
+  ::testing::UnitTest::GetInstance()->listeners().Append(new pipepool::testing::WatchdogListener);
   return RUN_ALL_TESTS();
 }
