@@ -13,9 +13,12 @@
 namespace pipepool::sim {
 namespace {
 
+// Two back-to-back apply_async on one worker, lambda_multiprocessing's way (its scheduler hands
+// out tasks at submission; the pool's default, Demand, would hold the second one back).
 Scenario two_tasks(Strategy strategy, uint64_t task_bytes, uint64_t result_bytes) {
   Scenario s;
   s.strategy = strategy;
+  s.scheduler = SchedulerKind::ShortestBacklog;
   s.workers = 1;
   s.pipe_pages = 16;
   Call call;

@@ -2,6 +2,7 @@
 
 #include <bit>
 #include <charconv>
+#include <chrono>
 #include <stdexcept>
 
 namespace pipepool::sim {
@@ -86,6 +87,50 @@ std::string encode_task_payload(const TaskSpec& spec) {
 bool decode_task_payload(std::string_view payload, TaskSpec& out) {
   out.input_bytes = payload.size();
   return get_leb128(payload, out.duration_us) && get_leb128(payload, out.output_bytes);
+}
+
+// ---- options -----------------------------------------------------------------------------------
+
+Options to_options(const Scenario& s) {
+  Options options;
+  options.processes = static_cast<int>(s.workers);
+  options.strategy = s.strategy;
+  options.scheduler = s.scheduler;
+  options.demand_max_in_flight = s.demand_max_in_flight;
+  options.demand_queue_budget = std::chrono::microseconds(s.demand_queue_budget_us);
+  options.maxtasksperchild = s.max_tasks_per_child;
+  options.max_retries = s.max_retries;
+  options.task_timeout = std::chrono::milliseconds((s.task_timeout_us + 999) / 1000);
+  options.pipe_capacity_bytes = uint64_t{s.pipe_pages} * s.page_size;
+  options.enlarge_pipes = false;
+  options.seed = s.engine_seed;
+  options.custom_scheduler = s.custom_scheduler;
+  options.custom_strategy = s.custom_strategy;
+  return options;
+}
+
+Scenario scenario_from_options(const Options& options, uint32_t default_workers) {
+  if (options.processes == 0) {
+    throw std::invalid_argument("Pool(0) runs every task inline: there is nothing to simulate");
+  }
+  if (options.processes < -1) throw std::invalid_argument("processes must be >= -1");
+  Scenario s;
+  s.workers = options.processes == -1 ? default_workers : static_cast<uint32_t>(options.processes);
+  s.strategy = options.strategy;
+  s.scheduler = options.scheduler;
+  s.demand_max_in_flight = options.demand_max_in_flight;
+  s.demand_queue_budget_us = static_cast<uint64_t>(options.demand_queue_budget.count());
+  s.custom_scheduler = options.custom_scheduler;
+  s.custom_strategy = options.custom_strategy;
+  s.max_tasks_per_child = options.maxtasksperchild;
+  s.max_retries = options.max_retries;
+  s.task_timeout_us = static_cast<uint64_t>(options.task_timeout.count()) * 1000;
+  s.engine_seed = options.seed;
+  uint64_t capacity = options.pipe_capacity_bytes;
+  if (capacity == 0) capacity = options.enlarge_pipes ? uint64_t{1} << 20 : uint64_t{64} << 10;
+  // The kernel rounds a capacity up to a power-of-two number of pages.
+  s.pipe_pages = static_cast<uint32_t>(std::bit_ceil((capacity + s.page_size - 1) / s.page_size));
+  return s;
 }
 
 // ---- the user's script -------------------------------------------------------------------------
@@ -419,7 +464,15 @@ std::string to_text(const Scenario& s) {
     out += "max-tasks-per-child " + std::to_string(s.max_tasks_per_child) + "\n";
   }
   if (s.max_retries != 0) out += "max-retries " + std::to_string(s.max_retries) + "\n";
-  if (s.engine_seed != 0) out += "engine-seed " + std::to_string(s.engine_seed) + "\n";
+  if (s.engine_seed != Options{}.seed) {
+    out += "engine-seed " + std::to_string(s.engine_seed) + "\n";
+  }
+  if (s.custom_scheduler) {
+    out += "# with a user's scheduler: " + std::string(s.custom_scheduler->name()) + "\n";
+  }
+  if (s.custom_strategy) {
+    out += "# with a user's strategy: " + std::string(s.custom_strategy->name()) + "\n";
+  }
   for (const Call& call : s.calls) out += describe_call(call) + "\n";
   return out;
 }

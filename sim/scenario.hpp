@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pipepool/options.hpp"
 #include "pipepool/scheduler.hpp"
 #include "pipepool/strategy.hpp"
 #include "protocol/frame.hpp"
@@ -53,19 +54,39 @@ struct Call {
   TaskSpec item;           // one item
 };
 
+// The defaults are the real pool's (pipepool::Options{}), but for the pipes: 64 KiB, the kernel's
+// default (Options{.enlarge_pipes = false}), where the interesting thresholds are.
 struct Scenario {
-  Strategy strategy = Strategy::Epoll;
-  SchedulerKind scheduler = SchedulerKind::ShortestBacklog;
-  uint32_t demand_max_in_flight = 1;  // Demand only
-  uint32_t workers = 1;               // 1 .. 62
-  uint32_t pipe_pages = 16;           // slots of every task and result pipe (a power of two)
-  uint32_t page_size = 4096;          // bytes of one slot
-  uint64_t task_timeout_us = 0;       // 0: no task timeouts (no Started frames, no timers)
-  uint32_t max_tasks_per_child = 0;   // 0: unlimited
+  Strategy strategy = Options{}.strategy;
+  SchedulerKind scheduler = Options{}.scheduler;
+  uint32_t demand_max_in_flight = Options{}.demand_max_in_flight;  // Demand only
+  uint64_t demand_queue_budget_us =
+      static_cast<uint64_t>(Options{}.demand_queue_budget.count());  // Demand only
+  // A user's design, as Options::custom_scheduler / custom_strategy give it to the real pool.
+  // Each simulated pool runs a fresh copy of the scheduler (Scheduler::clone()) when it offers one.
+  std::shared_ptr<Scheduler> custom_scheduler{};
+  std::shared_ptr<const IoStrategy> custom_strategy{};
+  uint32_t workers = 1;              // 1 .. 62
+  uint32_t pipe_pages = 16;          // slots of every task and result pipe (a power of two)
+  uint32_t page_size = 4096;         // bytes of one slot
+  uint64_t task_timeout_us = 0;      // 0: no task timeouts (no Started frames, no timers)
+  uint32_t max_tasks_per_child = 0;  // 0: unlimited
   uint32_t max_retries = 0;
-  uint64_t engine_seed = 0;  // the parent engine's seed (scheduler tie-breaks)
+  uint64_t engine_seed = Options{}.seed;  // the parent engine's seed (scheduler tie-breaks)
   std::vector<Call> calls;
 };
+
+// The Options of the real pool this scenario simulates (the simulator derives the engines' settings
+// from them with protocol::engine_setup(), as the pool does). The task timeout keeps only whole
+// milliseconds there; the simulator uses task_timeout_us itself.
+Options to_options(const Scenario& scenario);
+// The scenario of a real pool built with `options` (no calls yet): strategy, scheduler (built-in
+// or custom), Demand settings, seed, maxtasksperchild, retries, task timeout, and the pipes'
+// capacity (pipe_capacity_bytes; else 64 KiB with enlarge_pipes = false, else 1 MiB, Linux's
+// default pipe-max-size). Workers: options.processes, or `default_workers` for -1 (the simulator
+// cannot know the CPUs of the machine the pool will run on). Throws std::invalid_argument for
+// Pool(0) (nothing to simulate: no pipes).
+Scenario scenario_from_options(const Options& options, uint32_t default_workers = 2);
 
 // ---- task payloads -------------------------------------------------------------------------
 

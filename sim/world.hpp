@@ -20,20 +20,19 @@
 // or a task timeout). If nothing is left to wake and the user has not returned from join(), the
 // world is deadlocked.
 //
-// How each process behaves (the parent mirrors the real driver, pool/src/driver/):
-//   user    each call is one step that queues its tasks (one submit() each, as the real pool's
-//           queue + eventfd); apply and map then wait for their results, join for the pool.
-//   parent  each loop iteration: (1) if submissions or engine commands are queued, one step applies
-//           them all (commands, then submissions, then the commands those made: StartWorker forks
-//           a worker with fresh pipes and calls worker_started, KillWorker kills it, ArmTimer arms
-//           a timer); (2) else if blocking_write_due() names w, one blocking writev(2) of
-//           pending_write(w), which may sleep on a full pipe and go on in later steps
-//           (PipeModel::continue_writev) until it returns; (3) else one epoll_wait step takes a
-//           snapshot of what is ready (result pipes it wants_read, task pipes it wants_write,
-//           exited workers, expired timers; new submissions wake it too), then one step per ready
-//           item: a non-blocking read(2) of read_buffer(w), a non-blocking writev(2), reaping a
-//           worker (worker_exited) or a timer (timer_fired). It leaves the snapshot early, back to
-//           (1), when the engine asks for commands or a blocking write.
+// How each process behaves:
+//   user    each call is one step that queues its tasks (as the real pool's queue + eventfd); apply
+//           and map then wait for their results, join for the pool. A call after terminate() is
+//           refused, as the real pool's PoolClosed.
+//   parent  the pool's own loop, protocol::ParentLoop, executed action by action exactly as the
+//           real driver executes it (pool/src/driver/pool_core.cpp); sim_parent.cpp carries the
+//           actions out. One step is one system call the loop asks for: a blocking writev(2) of a
+//           task frame (which may sleep on a full pipe and go on in later steps, as
+//           PipeModel::continue_writev), a non-blocking writev(2) or read(2), or an epoll_wait
+//           (runnable once something it watches is ready: a result pipe it reads, a task pipe it
+//           writes, an exited worker, a submission, or its deadline). Actions that are no system
+//           call of the parent's own (taking the user's queue, forking a worker, killing one,
+//           delivering completions) are carried out within the step that precedes them.
 //   worker  ChildEngine::next(): Read is one blocking read(2) (runnable once the pipe has bytes or
 //           no writer), Run one step at the end of the task's duration, Write one blocking
 //           writev(2) (and one step per wake-up while the pipe is full), Exit one step that closes
@@ -51,6 +50,7 @@
 #include "pipe_model.hpp"
 #include "protocol/child_engine.hpp"
 #include "protocol/parent_engine.hpp"
+#include "protocol/parent_loop.hpp"
 #include "scenario.hpp"
 
 namespace pipepool::sim {
@@ -165,32 +165,31 @@ class World {
     size_t op;  // Tasks: index in script ops
   };
 
+  // world.cpp: the user, time, the end of a run.
   bool user_runnable();
-  bool parent_runnable();
-  bool worker_runnable(uint32_t w) const;
-  bool epoll_ready() const;
   void advance_user();
-
   void step_user();
+  void finish_run();
+  // sim_parent.cpp: the executor of protocol::ParentLoop.
+  bool parent_runnable() const;
+  bool wait_ready() const;
   void step_parent();
+  void advance_parent();
+  void take_inbox();
+  void start_worker(protocol::WorkerId w);
+  void kill_worker(protocol::WorkerId w);
+  void parent_write();
+  void parent_read();
+  void parent_wait();
+  void record_completion(protocol::Completion& completion);
+  // sim_worker.cpp: the simulated worker.
+  bool worker_runnable(uint32_t w) const;
   void step_worker(uint32_t w);
-
-  void parent_apply();
-  void parent_start_write(protocol::WorkerId w);
-  void parent_continue_write();
-  void parent_finish_write(int64_t result);
-  void parent_epoll_wait();
-  void parent_dispatch();
-  void parent_after_step();
-  void execute(const protocol::Command& command);
-  void drain_engine();
-  void record_completion(protocol::Completion completion);
-
   void fetch_action(uint32_t w);
   void worker_exit(uint32_t w, int signal, int exit_code, const std::string& reason);
-
-  void finish_run();
+  // deadlock.cpp
   void build_deadlock_report();
+
   PipeState pipe_state(uint32_t w, bool task_pipe) const;
   void note(uint32_t process, uint64_t kind, uint64_t value);
   void trace_line(uint32_t process, const std::string& text);
@@ -199,16 +198,16 @@ class World {
   WorldOptions options_;
   uint32_t workers_count_;
   PipeConfig pipe_config_;
-  protocol::ChildConfig child_config_;
-  std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<protocol::ParentEngine> engine_;
+  protocol::EngineSetup setup_;
+  std::shared_ptr<Scheduler> scheduler_;
+  const IoStrategy* strategy_ = nullptr;
   std::unique_ptr<User> user_;
   std::unique_ptr<Parent> parent_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::deque<QueueItem> queue_;
   std::vector<uint8_t> completions_;  // per task: completions received
   uint64_t completed_count_ = 0;
-  bool terminate_applied_ = false;
+  bool terminate_requested_ = false;  // the user called terminate()
   uint64_t now_us_ = 0;
   RunStatus status_ = RunStatus::Running;
   std::vector<uint8_t> schedule_;
@@ -217,7 +216,6 @@ class World {
   std::string failure_;
   std::unique_ptr<DeadlockReport> deadlock_;
   std::vector<std::string> trace_;
-  std::vector<protocol::Completion> completion_scratch_;
 };
 
 }  // namespace pipepool::sim

@@ -1,7 +1,7 @@
 // pipepool/options.hpp: how a Pool is built.
 //
-//   pipepool::Pool pool(pipepool::Options{.processes = 2, .strategy =
-//   pipepool::Strategy::Batched});
+//   pipepool::Pool pool(
+//       pipepool::Options{.processes = 2, .strategy = pipepool::Strategy::Batched});
 //
 // Every field has a default that is safe for production: the Epoll strategy (deadlock-free), the
 // Demand scheduler, pipes enlarged to /proc/sys/fs/pipe-max-size.

@@ -8,14 +8,13 @@
 //
 // Built in:
 //   ShortestBacklog  fewest outstanding tasks, random among ties (lambda_multiprocessing >= 0.4).
-//   RoundRobin       worker 0, 1, 2, ... regardless of load (lambda_multiprocessing's first
-//   version). Demand           a worker gets another task only while what it already holds is
-//   short: no
-//                    task outstanding, or fewer than `max_in_flight` whose estimated total run time
-//                    (outstanding x its recent mean task time) is under `queue_budget_ns`. Slow
-//                    tasks are therefore handed out one at a time, so one long task never holds
-//                    quick ones behind it; tiny tasks are pipelined, so the round trip to the
-//                    parent does not bound the task rate.
+//   RoundRobin       worker 0, 1, 2, ... regardless of load (its first version).
+//   Demand           a worker gets another task only while what it already holds is short: no
+//                    task outstanding, or fewer than `max_in_flight` whose estimated total run
+//                    time (outstanding x its recent mean task time) is under `queue_budget_ns`.
+//                    Slow tasks are therefore handed out one at a time, so one long task never
+//                    holds quick ones behind it; tiny tasks are pipelined, so the round trip to
+//                    the parent does not bound the task rate.
 //
 // Writing your own (no library code to touch):
 //
@@ -28,9 +27,12 @@
 //     }
 //     std::string_view name() const override { return "lowest-index-first"; }
 //   };
-//   pipepool::Pool pool(pipepool::Options{.processes = 2,
-//                                         .custom_scheduler =
-//                                         std::make_shared<LowestIndexFirst>()});
+//   pipepool::Pool pool(pipepool::Options{
+//       .processes = 2, .custom_scheduler = std::make_shared<LowestIndexFirst>()});
+//
+// The simulator (sim/) runs the same object over model pipes to find the workloads that
+// deadlock it; since it builds many pools, give a scheduler that keeps state between picks a
+// clone() that returns a fresh copy (see below).
 //
 // Contract: pick() returns one of the `worker` values it was given, or nullopt. Returning nullopt
 // while no task is outstanding anywhere would stall the pool forever, so the engine treats that as
@@ -61,6 +63,12 @@ class Scheduler {
   // `workers` is never empty and lists only workers that can take a task now, in slot order.
   virtual std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random& random) = 0;
   virtual std::string_view name() const = 0;
+  // A fresh copy in its initial state, so that the simulator can run many pools, each with its
+  // own. nullptr (the default): the one instance is shared across the simulator's runs, which is
+  // right for a scheduler that keeps no state between picks; a stateful one that does not
+  // override clone() is caught by the explorer's determinism check (the same schedule, replayed,
+  // takes another path).
+  virtual std::unique_ptr<Scheduler> clone() const { return nullptr; }
 };
 
 enum class SchedulerKind { Demand, ShortestBacklog, RoundRobin };

@@ -1,7 +1,5 @@
 #include "driver/worker_main.hpp"
 
-#include <signal.h>
-#include <sys/resource.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -10,6 +8,8 @@
 #include <vector>
 
 #include "os/io.hpp"
+#include "os/limits.hpp"
+#include "os/signals.hpp"
 #include "pipepool/detail/task.hpp"
 #include "pipepool/errors.hpp"
 #include "protocol/child_engine.hpp"
@@ -32,16 +32,12 @@ void exit_on_allocation_failure() {
 int worker_main(void* context, int task_fd, int result_fd) {
   const auto& config = *static_cast<const WorkerContext*>(context);
   // A write to a parent that is gone must come back as EPIPE, not kill the worker.
-  sigset_t pipe_only;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  sigprocmask(SIG_BLOCK, &pipe_only, nullptr);
+  os::ScopedSigpipeBlock no_sigpipe;
 
   if (config.memory_limit_bytes != 0) {
     // RLIMIT_AS counts the whole address space, which starts as the parent's as of the pool's
     // construction (copied by the fork server's forks): see Options::memory_limit_bytes.
-    rlimit limit{config.memory_limit_bytes, config.memory_limit_bytes};
-    if (setrlimit(RLIMIT_AS, &limit) != 0) return kExitMemoryLimit;
+    if (!os::limit_address_space(config.memory_limit_bytes).ok()) return kExitMemoryLimit;
     std::set_new_handler(&exit_on_allocation_failure);
   }
   if (config.initializer) {
@@ -52,11 +48,7 @@ int worker_main(void* context, int task_fd, int result_fd) {
     }
   }
 
-  protocol::ChildEngine engine({.mode = config.mode,
-                                .max_task_payload_bytes = config.max_frame_bytes,
-                                .max_tasks = config.max_tasks,
-                                .send_started = config.send_started,
-                                .read_ahead_bytes = config.read_ahead_bytes});
+  protocol::ChildEngine engine(config.config);
   std::vector<iovec> pieces;
   for (;;) {
     protocol::ChildEngine::Action action = engine.next();

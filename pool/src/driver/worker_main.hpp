@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "pipepool/strategy.hpp"
+#include "protocol/child_engine.hpp"
 
 namespace pipepool::driver {
 
@@ -17,11 +17,7 @@ inline constexpr int kExitMemoryLimit = 12;  // ENOMEM's number, as a mnemonic
 // Everything a worker needs, built in the parent before the fork server is forked (so that the
 // server's copy, and every worker's, holds it).
 struct WorkerContext {
-  ChildMode mode = ChildMode::OneAtATime;
-  uint64_t max_frame_bytes = 0;
-  uint32_t max_tasks = 0;
-  bool send_started = false;
-  size_t read_ahead_bytes = 0;
+  protocol::ChildConfig config;  // from protocol::engine_setup(), as the simulator's workers
   uint64_t memory_limit_bytes = 0;
   std::function<void()> initializer;
 };

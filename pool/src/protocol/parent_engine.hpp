@@ -80,6 +80,8 @@ struct Command {
   // ArmTimer: which attempt of the task the timer is for (a retried task gets a timer per attempt;
   // timer_fired(task, attempt) ignores the timers of earlier attempts).
   uint32_t attempt = 0;
+  // ArmTimer: the task's own budget in nanoseconds; 0: the pool's task timeout.
+  uint64_t timeout_ns = 0;
 };
 
 struct EngineStats {

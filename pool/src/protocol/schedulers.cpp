@@ -21,6 +21,7 @@ class ShortestBacklog final : public Scheduler {
     return workers[0].worker;  // unreachable
   }
   std::string_view name() const override { return "shortest-backlog"; }
+  std::unique_ptr<Scheduler> clone() const override { return std::make_unique<ShortestBacklog>(); }
 };
 
 // Next slot in turn among those accepting, whatever their load.
@@ -37,6 +38,7 @@ class RoundRobin final : public Scheduler {
     return workers[0].worker;
   }
   std::string_view name() const override { return "round-robin"; }
+  std::unique_ptr<Scheduler> clone() const override { return std::make_unique<RoundRobin>(); }
 
  private:
   uint32_t next_ = 0;
@@ -58,6 +60,9 @@ class Demand final : public Scheduler {
     return best->worker;
   }
   std::string_view name() const override { return "demand"; }
+  std::unique_ptr<Scheduler> clone() const override {
+    return std::make_unique<Demand>(max_in_flight_, queue_budget_ns_);
+  }
 
  private:
   bool may_take(const WorkerLoad& w) const {

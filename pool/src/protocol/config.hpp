@@ -1,0 +1,23 @@
+// One derivation of the engines' configuration from pipepool::Options, used by the real driver
+// and by the simulator alike: a setting cannot mean one thing in the pool and another in the
+// simulator. No system calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "pipepool/options.hpp"
+#include "protocol/parent_loop.hpp"
+
+namespace pipepool::protocol {
+
+// The parent engine's, worker engine's and loop's settings for a pool of `workers` processes.
+EngineSetup engine_setup(const Options& options, uint32_t workers);
+
+// Options::custom_strategy, or the built-in Options::strategy.
+const IoStrategy& strategy_of(const Options& options);
+
+// Options::custom_scheduler, or a new built-in Options::scheduler with the Demand settings.
+std::shared_ptr<Scheduler> scheduler_of(const Options& options);
+
+}  // namespace pipepool::protocol

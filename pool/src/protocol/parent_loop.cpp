@@ -1,0 +1,392 @@
+#include "protocol/parent_loop.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <utility>
+
+namespace pipepool::protocol {
+
+namespace {
+// Bounds of one ready item, so that one busy pipe cannot starve the others of a batch.
+constexpr uint32_t kReadRoundsPerEvent = 64;
+constexpr uint32_t kWriteRoundsPerEvent = 16;
+}  // namespace
+
+ParentLoop::ParentLoop(const EngineSetup& setup, const IoStrategy& strategy, Scheduler& scheduler)
+    : setup_(setup),
+      engine_(setup.parent, strategy, scheduler),
+      blocking_writes_(strategy.parent_blocking_writes()),
+      slots_(setup.parent.workers),
+      interest_(setup.parent.workers) {
+  segments_.reserve(128);
+}
+
+const char* ParentLoop::phase_name() const {
+  switch (phase_) {
+    case Phase::Boot:
+      return "boot";
+    case Phase::Top:
+    case Phase::InboxTaken:
+    case Phase::Commands:
+      return "top";
+    case Phase::Writing:
+      return "blocking-write";
+    case Phase::Waiting:
+      return "wait";
+    case Phase::Dispatch:
+      return "dispatch";
+    case Phase::Terminating:
+      return "terminating";
+    case Phase::Done:
+      return "done";
+  }
+  return "?";
+}
+
+void ParentLoop::expect(Pending pending) const {
+  if (pending_ != pending) {
+    throw std::logic_error(
+        "pipepool: ParentLoop report out of order (an action's report is missing or extra)");
+  }
+}
+
+// ---- the loop ----------------------------------------------------------------------------------
+
+ParentLoop::Action ParentLoop::next(uint64_t now_ns) {
+  expect(Pending::None);
+  now_ns_ = now_ns;
+  engine_.set_time(now_ns);
+  for (;;) {
+    if (queued_pos_ < queued_.size()) {
+      const Action action = queued_[queued_pos_++];
+      if (action.op == Op::StartWorker) pending_ = Pending::Start;
+      return action;
+    }
+    queued_.clear();
+    queued_pos_ = 0;
+    switch (phase_) {
+      case Phase::Boot:
+        if (apply_commands()) continue;  // StartWorker for every slot
+        phase_ = Phase::Top;
+        return {.op = Op::Booted};
+      case Phase::Top:
+        phase_ = Phase::InboxTaken;
+        pending_ = Pending::Inbox;
+        return {.op = Op::TakeInbox};
+      case Phase::InboxTaken:
+      case Phase::Writing:
+      case Phase::Waiting:
+        throw std::logic_error("pipepool: ParentLoop::next() without the report it waits for");
+      case Phase::Commands: {
+        if (apply_commands() || take_deliveries()) continue;
+        if (engine_.finished()) {
+          phase_ = Phase::Done;
+          continue;
+        }
+        if (server_lost_ &&
+            std::none_of(slots_.begin(), slots_.end(), [](const Slot& s) { return s.alive; })) {
+          // Everything its workers wrote has been read; nothing can run what is left.
+          engine_.abort(server_reason_ + ", and no worker can be started without it");
+          phase_ = Phase::Terminating;
+          continue;
+        }
+        if (std::optional<WorkerId> w = engine_.blocking_write_due()) {
+          segments_.clear();
+          const size_t total = engine_.pending_write(*w, segments_);
+          io_worker_ = *w;
+          phase_ = Phase::Writing;
+          pending_ = Pending::Write;
+          return {.op = Op::Write,
+                  .worker = *w,
+                  .blocking = true,
+                  .write = segments_,
+                  .write_bytes = total};
+        }
+        for (WorkerId w = 0; w < interest_.size(); ++w) {
+          interest_[w].read = engine_.wants_read(w);
+          interest_[w].write = !blocking_writes_ && engine_.wants_write(w);
+        }
+        phase_ = Phase::Waiting;
+        pending_ = Pending::Wait;
+        return {.op = Op::Wait, .interest = interest_, .deadline_ns = next_deadline()};
+      }
+      case Phase::Dispatch: {
+        if (batch_pos_ >= batch_.size()) {
+          fire_timers();
+          phase_ = Phase::Top;
+          continue;
+        }
+        Action action;
+        if (!item_over_ && dispatch_item(action)) return action;
+        next_event();
+        apply_commands();
+        continue;
+      }
+      case Phase::Terminating: {
+        // terminate() or abort(): kill what lives, deliver every completion, and stop. Nothing is
+        // started again and no timer matters any more.
+        for (const Command& command : engine_.take_commands()) {
+          if (command.kind == Command::Kind::KillWorker) {
+            queued_.push_back({.op = Op::KillWorker, .worker = command.worker});
+          }
+        }
+        if (!queued_.empty() || take_deliveries()) continue;
+        phase_ = Phase::Done;
+        continue;
+      }
+      case Phase::Done:
+        return {.op = Op::Done};
+    }
+  }
+}
+
+// The action for the current item of the batch, or false when the item needs nothing more.
+bool ParentLoop::dispatch_item(Action& out) {
+  const ReadyEvent& event = batch_[batch_pos_];
+  const WorkerId w = event.worker;
+  switch (event.kind) {
+    case ReadyEvent::Kind::Readable: {
+      if (rounds_ >= kReadRoundsPerEvent || !engine_.wants_read(w)) return false;
+      const std::span<std::byte> buffer = engine_.read_buffer(w);
+      if (buffer.empty()) return false;
+      ++rounds_;
+      io_worker_ = w;
+      read_after_exit_ = false;
+      pending_ = Pending::Read;
+      out = {.op = Op::Read, .worker = w, .read_into = buffer};
+      return true;
+    }
+    case ReadyEvent::Kind::Writable: {
+      if (blocking_writes_ || rounds_ >= kWriteRoundsPerEvent || !engine_.wants_write(w)) {
+        return false;
+      }
+      ++rounds_;
+      segments_.clear();
+      const size_t total = engine_.pending_write(w, segments_);
+      io_worker_ = w;
+      pending_ = Pending::Write;
+      out = {.op = Op::Write, .worker = w, .write = segments_, .write_bytes = total};
+      return true;
+    }
+    case ReadyEvent::Kind::Exited: {
+      if (!exit_handled_) {
+        // The engine tracks one process per slot; an exit of one it no longer has is stale.
+        if (!slots_[w].alive) return false;
+        exit_handled_ = true;
+        Slot& slot = slots_[w];
+        slot.alive = false;
+        const bool failed = event.exit.signal != 0 || event.exit.exit_code != 0;
+        const bool young =
+            failed && slot.bytes_read == 0 &&
+            now_ns_ - std::min(now_ns_, slot.started_ns) < setup_.loop.young_death_ns;
+        slot.young_deaths = young ? slot.young_deaths + 1 : 0;
+        engine_.worker_exited(w, event.exit);
+      }
+      // What it wrote is all in the pipe now: read it to the end.
+      if (!engine_.wants_read(w)) return false;
+      const std::span<std::byte> buffer = engine_.read_buffer(w);
+      if (buffer.empty()) {
+        engine_.result_eof(w);
+        return false;
+      }
+      io_worker_ = w;
+      read_after_exit_ = true;
+      pending_ = Pending::Read;
+      out = {.op = Op::Read, .worker = w, .after_exit = true, .read_into = buffer};
+      return true;
+    }
+    case ReadyEvent::Kind::Wake:
+    case ReadyEvent::Kind::ServerLost:
+      return false;
+  }
+  return false;
+}
+
+void ParentLoop::next_event() {
+  ++batch_pos_;
+  rounds_ = 0;
+  exit_handled_ = false;
+  item_over_ = false;
+}
+
+bool ParentLoop::apply_commands() {
+  bool queued = false;
+  for (const Command& command : engine_.take_commands()) {
+    Slot& slot = slots_[command.worker];
+    switch (command.kind) {
+      case Command::Kind::StartWorker: {
+        slot.needs_start = true;
+        slot.start_after_ns = 0;
+        if (slot.young_deaths >= 2) {
+          const uint64_t delay = setup_.loop.young_first_delay_ns
+                                 << std::min<uint32_t>(slot.young_deaths - 2, 7);
+          slot.start_after_ns = now_ns_ + std::min(delay, setup_.loop.young_max_delay_ns);
+        }
+        break;
+      }
+      case Command::Kind::KillWorker:
+        queued_.push_back({.op = Op::KillWorker, .worker = command.worker});
+        queued = true;
+        break;
+      case Command::Kind::ArmTimer: {
+        if (auto old = timer_of_.find(command.task); old != timer_of_.end()) {
+          timers_.erase(old->second);  // an earlier attempt's
+          timer_of_.erase(old);
+        }
+        const uint64_t budget =
+            command.timeout_ns != 0 ? command.timeout_ns : setup_.loop.task_timeout_ns;
+        timer_of_[command.task] =
+            timers_.emplace(now_ns_ + budget, Timer{command.task, command.attempt});
+        break;
+      }
+    }
+  }
+  if (!server_lost_) {
+    for (WorkerId w = 0; w < slots_.size(); ++w) {
+      Slot& slot = slots_[w];
+      if (slot.needs_start && slot.start_after_ns <= now_ns_) {
+        slot.needs_start = false;
+        queued_.push_back({.op = Op::StartWorker, .worker = w});
+        queued = true;
+      }
+    }
+  }
+  return queued;
+}
+
+bool ParentLoop::take_deliveries() {
+  if (!engine_.has_output()) return false;
+  delivering_ = engine_.take_completions();
+  if (delivering_.empty()) return false;
+  for (const Completion& completion : delivering_) {
+    if (auto timer = timer_of_.find(completion.task); timer != timer_of_.end()) {
+      timers_.erase(timer->second);
+      timer_of_.erase(timer);
+    }
+  }
+  queued_.push_back({.op = Op::Deliver, .completions = delivering_});
+  return true;
+}
+
+void ParentLoop::fire_timers() {
+  while (!timers_.empty() && timers_.begin()->first <= now_ns_) {
+    const Timer timer = timers_.begin()->second;
+    timers_.erase(timers_.begin());
+    timer_of_.erase(timer.task);
+    engine_.timer_fired(timer.task, timer.attempt);
+  }
+}
+
+uint64_t ParentLoop::next_deadline() const {
+  uint64_t next = timers_.empty() ? UINT64_MAX : timers_.begin()->first;
+  if (!server_lost_) {
+    for (const Slot& slot : slots_) {
+      if (slot.needs_start) next = std::min(next, slot.start_after_ns);
+    }
+  }
+  return next;
+}
+
+// ---- reports -----------------------------------------------------------------------------------
+
+void ParentLoop::inbox(Inbox inbox) {
+  expect(Pending::Inbox);
+  pending_ = Pending::None;
+  for (std::vector<TaskSubmission>& call : inbox.calls) engine_.submit(std::move(call));
+  if (inbox.terminate) {
+    engine_.terminate();
+    phase_ = Phase::Terminating;
+    return;
+  }
+  if (inbox.join && !engine_.shutting_down()) engine_.begin_shutdown();
+  phase_ = Phase::Commands;
+}
+
+void ParentLoop::started(WorkerId w, std::string label) {
+  expect(Pending::Start);
+  pending_ = Pending::None;
+  Slot& slot = slots_[w];
+  slot.alive = true;
+  slot.started_ns = now_ns_;
+  slot.bytes_read = 0;
+  engine_.set_worker_label(w, std::move(label));
+  engine_.worker_started(w);
+}
+
+void ParentLoop::start_failed(WorkerId w) {
+  expect(Pending::Start);
+  pending_ = Pending::None;
+  Slot& slot = slots_[w];
+  slot.needs_start = true;
+  slot.start_after_ns = now_ns_ + setup_.loop.start_retry_ns;
+}
+
+void ParentLoop::wrote(size_t n) {
+  expect(Pending::Write);
+  pending_ = Pending::None;
+  engine_.bytes_written(io_worker_, n);
+  if (phase_ == Phase::Writing) phase_ = Phase::Top;
+}
+
+void ParentLoop::write_would_block() {
+  expect(Pending::Write);
+  pending_ = Pending::None;
+  if (phase_ == Phase::Writing) {
+    throw std::logic_error("pipepool: a blocking write reported that it would block");
+  }
+  item_over_ = true;
+}
+
+void ParentLoop::write_failed(int error) {
+  expect(Pending::Write);
+  pending_ = Pending::None;
+  engine_.write_failed(io_worker_, error);
+  if (phase_ == Phase::Writing) {
+    phase_ = Phase::Top;
+  } else {
+    item_over_ = true;
+  }
+}
+
+void ParentLoop::read_done(size_t n) {
+  expect(Pending::Read);
+  pending_ = Pending::None;
+  slots_[io_worker_].bytes_read += n;
+  engine_.bytes_read(io_worker_, n);
+}
+
+void ParentLoop::read_would_block() {
+  expect(Pending::Read);
+  pending_ = Pending::None;
+  if (read_after_exit_) {
+    engine_.result_eof(io_worker_);  // a dead process writes nothing more
+  } else {
+    item_over_ = true;
+  }
+}
+
+void ParentLoop::read_eof() {
+  expect(Pending::Read);
+  pending_ = Pending::None;
+  engine_.result_eof(io_worker_);
+  if (!read_after_exit_) item_over_ = true;
+}
+
+void ParentLoop::waited(std::span<const ReadyEvent> events) {
+  expect(Pending::Wait);
+  pending_ = Pending::None;
+  batch_.assign(events.begin(), events.end());
+  batch_pos_ = 0;
+  rounds_ = 0;
+  exit_handled_ = false;
+  item_over_ = false;
+  for (const ReadyEvent& event : batch_) {
+    if (event.kind == ReadyEvent::Kind::ServerLost && !server_lost_) {
+      server_lost_ = true;
+      server_reason_ = event.reason;
+    }
+  }
+  phase_ = Phase::Dispatch;
+}
+
+}  // namespace pipepool::protocol

@@ -1,0 +1,352 @@
+// The simulated parent: an executor of protocol::ParentLoop, the loop the real pool runs
+// (pool/src/driver/pool_core.cpp executes the same actions with system calls). It decides
+// nothing: it carries out each action over the model pipes and reports what happened. Which
+// step comes when is the explorer's choice; what each step does is the loop's.
+#include <algorithm>
+#include <cerrno>
+
+#include "world.hpp"
+#include "world_internal.hpp"
+
+namespace pipepool::sim {
+
+using protocol::Completion;
+using protocol::ParentLoop;
+using protocol::ReadyEvent;
+using protocol::TaskId;
+using protocol::WorkerId;
+using Op = protocol::ParentLoop::Op;
+
+// ---- runnable ----------------------------------------------------------------------------------
+
+// Whether the parent's epoll_wait would return now (what epoll reports for the interest set, a
+// worker to reap, a submission's eventfd, or the deadline).
+bool World::wait_ready() const {
+  const ParentLoop::Action& a = parent_->action;
+  if (!queue_.empty()) return true;
+  if (a.deadline_ns != UINT64_MAX && a.deadline_ns <= now_us_ * 1000) return true;
+  for (WorkerId w = 0; w < workers_count_; ++w) {
+    const Worker& k = *workers_[w];
+    if (k.phase == Worker::Phase::Zombie) return true;
+    if (!k.result) continue;
+    if (a.interest[w].read && (k.result->model.readable() || k.result->model.hup())) return true;
+    if (a.interest[w].write && (k.task->model.writable() || k.task->model.err())) return true;
+  }
+  return false;
+}
+
+bool World::parent_runnable() const {
+  const Parent& p = *parent_;
+  switch (p.action.op) {
+    case Op::Write:
+      // Entering write(2) is always possible; a blocking one may sleep at once and go on later.
+      if (p.action.blocking && p.in_write) {
+        return workers_[p.action.worker]->task->model.writer_can_proceed();
+      }
+      return true;
+    case Op::Read:
+      return true;  // non-blocking
+    case Op::Wait:
+      return wait_ready();
+    default:
+      return false;  // Done (the other actions are carried out within a step)
+  }
+}
+
+// ---- steps -------------------------------------------------------------------------------------
+
+void World::step_parent() {
+  switch (parent_->action.op) {
+    case Op::Write:
+      parent_write();
+      break;
+    case Op::Read:
+      parent_read();
+      break;
+    case Op::Wait:
+      parent_wait();
+      break;
+    default:
+      fail("the parent took a step with nothing to do");
+      return;
+  }
+  if (!parent_->in_write) advance_parent();
+}
+
+// Asks the loop for actions, carrying out those that are no step of their own, until it names
+// one that is (Write, Read, Wait) or is Done.
+void World::advance_parent() {
+  Parent& p = *parent_;
+  for (;;) {
+    if (status_ != RunStatus::Running) {
+      p.action = {.op = Op::Done};
+      return;
+    }
+    ParentLoop::Action action;
+    try {
+      action = p.loop->next(now_us_ * 1000);
+    } catch (const std::exception& e) {
+      fail(std::string("the parent loop broke its contract: ") + e.what());
+      p.action = {.op = Op::Done};
+      return;
+    }
+    switch (action.op) {
+      case Op::Booted:
+        break;
+      case Op::TakeInbox:
+        take_inbox();
+        break;
+      case Op::StartWorker:
+        start_worker(action.worker);
+        break;
+      case Op::KillWorker:
+        kill_worker(action.worker);
+        break;
+      case Op::Deliver:
+        note(kParentProcess, kDeliver, action.completions.size());
+        for (Completion& c : action.completions) record_completion(c);
+        break;
+      case Op::Write:
+      case Op::Read:
+      case Op::Wait:
+      case Op::Done:
+        p.action = action;
+        if (action.op == Op::Write) {
+          p.segments.assign(action.write.begin(), action.write.end());
+          p.action.write = p.segments;
+          p.in_write = false;
+          p.write_done = 0;
+        }
+        if (action.op == Op::Done && options_.trace) {
+          trace_line(kParentProcess, "the pool has shut down");
+        }
+        return;
+    }
+  }
+}
+
+void World::take_inbox() {
+  protocol::Inbox inbox;
+  while (!queue_.empty()) {
+    const QueueItem item = queue_.front();
+    queue_.pop_front();
+    switch (item.kind) {
+      case QueueItem::Kind::Tasks: {
+        const Script::Op& op = script_->ops[item.op];
+        std::vector<protocol::TaskSubmission>& tasks = inbox.calls.emplace_back();
+        tasks.reserve(op.end_task - op.first_task);
+        for (TaskId id = op.first_task; id < op.end_task; ++id) {
+          tasks.push_back({id, script_->payloads[id - 1]});
+        }
+        break;
+      }
+      case QueueItem::Kind::Shutdown:
+        inbox.join = true;
+        break;
+      case QueueItem::Kind::Terminate:
+        inbox.terminate = true;
+        break;
+    }
+  }
+  if (!inbox.calls.empty() || inbox.join || inbox.terminate) {
+    note(kParentProcess, kInbox,
+         (inbox.calls.size() << 2) ^ (uint64_t{inbox.join} << 1) ^ uint64_t{inbox.terminate});
+    if (options_.trace) {
+      trace_line(kParentProcess, "takes " + std::to_string(inbox.calls.size()) + " call(s)" +
+                                     (inbox.join ? " and join()" : "") +
+                                     (inbox.terminate ? " and terminate()" : ""));
+    }
+  }
+  parent_->loop->inbox(std::move(inbox));
+}
+
+void World::start_worker(WorkerId w) {
+  Worker& k = *workers_[w];
+  if (k.phase != Worker::Phase::None) {
+    fail("the loop started worker " + std::to_string(w) + " while its process still exists");
+    parent_->loop->start_failed(w);
+    return;
+  }
+  if (k.task) closed_pipe_ops_ += k.task->model.ops() + k.result->model.ops();
+  k.task.emplace(pipe_config_);
+  k.result.emplace(pipe_config_);
+  k.engine.emplace(setup_.child);
+  ++k.incarnation;
+  k.in_write = false;
+  k.phase = Worker::Phase::Alive;
+  note(kFirstWorkerProcess + w, kForked, k.incarnation);
+  fetch_action(w);
+  if (options_.trace) trace_line(kParentProcess, "forks worker " + std::to_string(w));
+  parent_->loop->started(w, "worker " + std::to_string(w));
+}
+
+void World::kill_worker(WorkerId w) {
+  if (workers_[w]->phase != Worker::Phase::Alive) return;
+  if (options_.trace) trace_line(kParentProcess, "kills worker " + std::to_string(w));
+  worker_exit(w, 9, -1, "killed by signal 9 (SIGKILL)");
+}
+
+void World::parent_write() {
+  Parent& p = *parent_;
+  const WorkerId w = p.action.worker;
+  Pipe& pipe = *workers_[w]->task;
+  if (!p.action.blocking) {
+    const PipeModel::WriteResult r = pipe.model.writev(p.segments, /*nonblocking=*/true);
+    pipe.written += r.written;
+    note(kParentProcess, kParentNbWrite, (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
+    if (options_.trace) {
+      trace_line(kParentProcess, "write(2) task pipe " + std::to_string(w) +
+                                     " (non-blocking): " + describe_frame(p.segments) + " -> " +
+                                     std::to_string(r.result) + " [" + pipe.model.describe() + "]");
+    }
+    if (r.result > 0) {
+      p.loop->wrote(static_cast<size_t>(r.result));
+    } else if (r.result == -EAGAIN) {
+      p.loop->write_would_block();
+    } else {
+      p.loop->write_failed(static_cast<int>(-r.result));
+    }
+    return;
+  }
+  const bool continuing = p.in_write;
+  const PipeModel::WriteResult r = continuing ? pipe.model.continue_writev(p.segments, p.write_done)
+                                              : pipe.model.writev(p.segments, false);
+  pipe.written += r.written;
+  note(kParentProcess, continuing ? kParentContinue : kParentWrite,
+       (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
+  if (options_.trace) {
+    trace_line(kParentProcess,
+               continuing ? "write(2) task pipe " + std::to_string(w) + " wakes: +" +
+                                std::to_string(r.written) + " (" +
+                                std::to_string(p.write_done + r.written) + " of " +
+                                std::to_string(p.action.write_bytes) + ")" +
+                                (r.blocked ? ", sleeps" : ", returns " + std::to_string(r.result)) +
+                                " [" + pipe.model.describe() + "]"
+                          : "write(2) task pipe " + std::to_string(w) + ": " +
+                                describe_frame(p.segments) + " -> " + std::to_string(r.result) +
+                                (r.blocked ? ", sleeps" : "") + " [" + pipe.model.describe() + "]");
+  }
+  if (r.blocked) {
+    p.in_write = true;
+    p.write_done = static_cast<size_t>(r.result);
+    return;
+  }
+  p.in_write = false;
+  if (r.result > 0) {
+    p.loop->wrote(static_cast<size_t>(r.result));
+  } else if (r.result == -EPIPE) {
+    p.loop->write_failed(EPIPE);
+  } else {
+    fail("the parent's write(2) to task pipe " + std::to_string(w) + " returned " +
+         std::to_string(r.result));
+    p.loop->write_failed(static_cast<int>(-r.result));
+  }
+}
+
+void World::parent_read() {
+  Parent& p = *parent_;
+  const WorkerId w = p.action.worker;
+  Worker& k = *workers_[w];
+  if (!k.result) {
+    p.loop->read_eof();
+    return;
+  }
+  const PipeModel::ReadResult r = k.result->model.read(p.action.read_into, /*nonblocking=*/true);
+  note(kParentProcess, kParentRead, (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
+  if (options_.trace) {
+    trace_line(kParentProcess, "read(2) result pipe " + std::to_string(w) + ", wants " +
+                                   std::to_string(p.action.read_into.size()) + " -> " +
+                                   std::to_string(r.result) + " [" + k.result->model.describe() +
+                                   "]");
+  }
+  if (r.would_block || r.result == -EAGAIN) {
+    p.loop->read_would_block();
+  } else if (r.result > 0) {
+    k.result->read += static_cast<uint64_t>(r.result);
+    p.loop->read_done(static_cast<size_t>(r.result));
+  } else {
+    p.loop->read_eof();
+  }
+}
+
+void World::parent_wait() {
+  Parent& p = *parent_;
+  const ParentLoop::Action& a = p.action;
+  p.events.clear();
+  uint64_t h = 0;
+  std::string text;
+  for (WorkerId w = 0; w < workers_count_; ++w) {
+    Worker& k = *workers_[w];
+    if (k.result && a.interest[w].read && (k.result->model.readable() || k.result->model.hup())) {
+      p.events.push_back({.kind = ReadyEvent::Kind::Readable, .worker = w});
+    }
+    if (k.task && a.interest[w].write && (k.task->model.writable() || k.task->model.err())) {
+      p.events.push_back({.kind = ReadyEvent::Kind::Writable, .worker = w});
+    }
+    if (k.phase == Worker::Phase::Zombie) {
+      // The fork server reaps it and reports its exit, which this epoll_wait returns.
+      k.phase = Worker::Phase::None;
+      p.events.push_back({.kind = ReadyEvent::Kind::Exited, .worker = w, .exit = k.exit});
+    }
+  }
+  if (!queue_.empty()) p.events.push_back({.kind = ReadyEvent::Kind::Wake});
+  for (const ReadyEvent& e : p.events) {
+    h = mix(h, (static_cast<uint64_t>(e.kind) << 56) ^ (uint64_t{e.worker} << 40));
+    if (options_.trace) {
+      static const char* const kNames[] = {"read", "write", "reap", "wake", "server-lost"};
+      text += std::string(text.empty() ? "" : ", ") + kNames[static_cast<int>(e.kind)] +
+              (e.kind == ReadyEvent::Kind::Wake ? "" : " W" + std::to_string(e.worker));
+      if (e.kind == ReadyEvent::Kind::Exited) text += " (" + e.exit.description + ")";
+    }
+  }
+  note(kParentProcess, kEpollWait, mix(h, now_us_));
+  if (options_.trace) {
+    trace_line(kParentProcess, "epoll_wait -> " + (text.empty() ? std::string("timeout") : text));
+  }
+  p.loop->waited(p.events);
+}
+
+// ---- completions -------------------------------------------------------------------------------
+
+void World::record_completion(Completion& c) {
+  if (c.task == 0 || c.task > script_->task_count()) {
+    fail("the engine completed task " + std::to_string(c.task) + ", which was never submitted");
+    return;
+  }
+  if (++completions_[c.task - 1] > 1) {
+    fail("task " + std::to_string(c.task) + " completed twice");
+    return;
+  }
+  ++completed_count_;
+  const std::string task = "task " + std::to_string(c.task);
+  switch (c.kind) {
+    case Completion::Kind::Result:
+      if (c.payload.size() != script_->task(c.task).output_bytes) {
+        fail(task + " returned " + std::to_string(c.payload.size()) + " result bytes, expected " +
+             std::to_string(script_->task(c.task).output_bytes));
+      }
+      break;
+    case Completion::Kind::Terminated:
+      if (!terminate_requested_) fail(task + " completed as Terminated without terminate()");
+      break;
+    case Completion::Kind::RemoteError:
+      fail(task + " completed with a remote error");
+      break;
+    case Completion::Kind::WorkerLost:
+      fail(task + " was lost: " + c.message);
+      break;
+    case Completion::Kind::ProtocolError:
+      fail(task + " failed with a protocol error: " + c.message);
+      break;
+    case Completion::Kind::Timeout:
+      // Expected when the task runs longer than the timeout; a failure otherwise.
+      if (script_->task(c.task).duration_us <= script_->scenario.task_timeout_us) {
+        fail(task + " timed out although it runs " + format_ms(script_->task(c.task).duration_us) +
+             " ms: " + c.message);
+      }
+      break;
+  }
+  if (options_.trace) trace_line(kParentProcess, "completes " + task);
+}
+
+}  // namespace pipepool::sim

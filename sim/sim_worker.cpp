@@ -1,0 +1,147 @@
+// The simulated worker: protocol::ChildEngine over the model pipes, as driver/worker_main.cpp
+// runs it over real ones.
+#include <algorithm>
+#include <cerrno>
+
+#include "world.hpp"
+#include "world_internal.hpp"
+
+namespace pipepool::sim {
+
+using protocol::ChildEngine;
+using protocol::TaskId;
+using protocol::WorkerId;
+
+bool World::worker_runnable(uint32_t w) const {
+  const Worker& k = *workers_[w];
+  if (k.phase != Worker::Phase::Alive) return false;
+  switch (k.action.op) {
+    case ChildEngine::Op::Read:
+      return k.task->model.reader_can_proceed();
+    case ChildEngine::Op::Run:
+      return now_us_ >= k.wake_us;
+    case ChildEngine::Op::Write:
+      // A write that could not move a byte has no effect anyone sees: it only sleeps. So it
+      // counts as blocked before it is entered, and the step is taken once it can do something.
+      return k.in_write ? k.result->model.writer_can_proceed()
+                        : write_can_start(k.result->model, k.write_total);
+    case ChildEngine::Op::Exit:
+      return true;
+  }
+  return false;
+}
+
+void World::fetch_action(uint32_t w) {
+  Worker& k = *workers_[w];
+  k.action = k.engine->next();
+  switch (k.action.op) {
+    case ChildEngine::Op::Run: {
+      TaskSpec spec;
+      if (!decode_task_payload(*k.action.task_payload, spec)) {
+        fail("worker " + std::to_string(w) + " got a task payload it cannot decode");
+        return;
+      }
+      k.run_output_bytes = spec.output_bytes;
+      k.wake_us = now_us_ + spec.duration_us;
+      break;
+    }
+    case ChildEngine::Op::Write:
+      k.write_total = total_size(k.action.write);
+      k.write_done = 0;
+      k.in_write = false;
+      break;
+    case ChildEngine::Op::Read:
+    case ChildEngine::Op::Exit:
+      break;
+  }
+}
+
+void World::worker_exit(uint32_t w, int signal, int exit_code, const std::string& reason) {
+  Worker& k = *workers_[w];
+  k.task->model.close_reader();
+  k.result->model.close_writer();
+  k.phase = Worker::Phase::Zombie;
+  k.in_write = false;
+  k.exit = {};
+  k.exit.signal = signal;
+  k.exit.exit_code = exit_code;
+  k.exit.description = signal != 0 ? "killed by signal " + std::to_string(signal) + " (SIGKILL)"
+                                   : "exited with code " + std::to_string(exit_code);
+  if (!reason.empty() && signal == 0) k.exit.description += " (" + reason + ")";
+  k.engine.reset();
+  k.action = {};
+  note(kFirstWorkerProcess + w, signal != 0 ? kKilled : kWorkerExit,
+       static_cast<uint64_t>(exit_code));
+}
+
+void World::step_worker(uint32_t w) {
+  Worker& k = *workers_[w];
+  const uint32_t process = kFirstWorkerProcess + w;
+  switch (k.action.op) {
+    case ChildEngine::Op::Read: {
+      const PipeModel::ReadResult r = k.task->model.read(k.action.read_into, /*nonblocking=*/false);
+      note(process, kWorkerRead, static_cast<uint64_t>(r.result));
+      if (options_.trace) {
+        trace_line(process, "read(2) task pipe, wants " +
+                                std::to_string(k.action.read_into.size()) + " -> " +
+                                std::to_string(r.result) + " [" + k.task->model.describe() + "]");
+      }
+      if (r.would_block || r.result < 0) {
+        fail("worker " + std::to_string(w) + "'s read(2) returned " + std::to_string(r.result));
+        return;
+      }
+      k.task->read += static_cast<uint64_t>(r.result);
+      k.engine->bytes_read(static_cast<size_t>(r.result));
+      break;
+    }
+    case ChildEngine::Op::Run:
+      note(process, kWorkerRun, k.action.task);
+      if (options_.trace) {
+        trace_line(process, "runs task " + std::to_string(k.action.task) + " -> " +
+                                std::to_string(k.run_output_bytes) + " result bytes");
+      }
+      k.engine->task_finished(true, std::string(k.run_output_bytes, 'r'));
+      break;
+    case ChildEngine::Op::Write: {
+      const PipeModel::WriteResult r =
+          k.in_write ? k.result->model.continue_writev(k.action.write, k.write_done)
+                     : k.result->model.writev(k.action.write, /*nonblocking=*/false);
+      k.result->written += r.written;
+      note(process, k.in_write ? kWorkerContinue : kWorkerWrite, static_cast<uint64_t>(r.result));
+      if (options_.trace) {
+        trace_line(
+            process,
+            std::string(k.in_write ? "writev(2) result pipe wakes: +" : "writev(2) result pipe: ") +
+                (k.in_write
+                     ? std::to_string(r.written) + " (" + std::to_string(k.write_done + r.written) +
+                           " of " + std::to_string(k.write_total) + ")"
+                     : describe_frame(k.action.write) + " -> " + std::to_string(r.result)) +
+                (r.blocked ? ", sleeps" : "") + " [" + k.result->model.describe() + "]");
+      }
+      if (r.blocked) {
+        k.in_write = true;
+        k.write_done = static_cast<size_t>(r.result);
+        return;
+      }
+      k.in_write = false;
+      if (r.result >= 0) {
+        k.engine->bytes_written(static_cast<size_t>(r.result));
+      } else {
+        k.engine->write_failed(static_cast<int>(-r.result));
+      }
+      break;
+    }
+    case ChildEngine::Op::Exit: {
+      const ChildEngine::Action action = k.action;
+      if (options_.trace) {
+        trace_line(process, "exits with code " + std::to_string(action.exit_code) + " (" +
+                                action.exit_reason + ")");
+      }
+      worker_exit(w, 0, action.exit_code, action.exit_reason);
+      return;
+    }
+  }
+  fetch_action(w);
+}
+
+}  // namespace pipepool::sim

@@ -1,0 +1,105 @@
+// The simulated world's processes and pipes, shared by world.cpp, sim_parent.cpp, sim_worker.cpp
+// and deadlock.cpp (the definitions of World's members, split by process). Not a public header.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pipe_model.hpp"
+#include "protocol/child_engine.hpp"
+#include "protocol/parent_loop.hpp"
+#include "world.hpp"
+
+namespace pipepool::sim {
+
+inline uint64_t mix(uint64_t h, uint64_t v) {
+  uint64_t z = h ^ (v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// What a step did, for the trace hash and the processes' histories.
+enum StepKind : uint64_t {
+  kSubmit = 1,
+  kTerminate,
+  kJoin,
+  kInbox,
+  kParentWrite,
+  kParentContinue,
+  kEpollWait,
+  kParentRead,
+  kParentNbWrite,
+  kReap,
+  kDeliver,
+  kWorkerRead,
+  kWorkerRun,
+  kWorkerWrite,
+  kWorkerContinue,
+  kWorkerExit,
+  kForked,
+  kKilled,
+  kTimeAdvance,
+  kRefused,
+};
+
+inline size_t total_size(std::span<const std::span<const std::byte>> segments) {
+  size_t total = 0;
+  for (const auto& s : segments) total += s.size();
+  return total;
+}
+
+// Whether a blocking write of `total` bytes would move any byte now, or return at once (EPIPE):
+// a free slot, no reader, or room behind the last buffer for the merge step (anon_pipe_write).
+bool write_can_start(const PipeModel& pipe, size_t total);
+
+// "Task frame of task 2 (32 + 65537 = 65569 bytes)" when the segments start at a frame's header.
+std::string describe_frame(std::span<const std::span<const std::byte>> segments);
+
+struct World::Pipe {
+  explicit Pipe(PipeConfig config) : model(config) {}
+  PipeModel model;
+  uint64_t written = 0;  // bytes ever written
+  uint64_t read = 0;     // bytes ever read
+};
+
+struct World::Worker {
+  enum class Phase : uint8_t { None, Alive, Zombie };
+  Phase phase = Phase::None;
+  std::optional<protocol::ChildEngine> engine;
+  protocol::ChildEngine::Action action;  // what engine->next() asked for
+  uint64_t run_output_bytes = 0;
+  uint64_t wake_us = 0;   // Run: when the task ends
+  bool in_write = false;  // asleep inside a writev(2)
+  size_t write_done = 0;
+  size_t write_total = 0;
+  protocol::ExitInfo exit;
+  uint64_t history = 0;
+  uint32_t incarnation = 0;
+  std::optional<Pipe> task;    // parent -> worker
+  std::optional<Pipe> result;  // worker -> parent
+};
+
+// The parent: the pool's loop and the one action of it that is a step (Write, Read, Wait), or
+// Done.
+struct World::Parent {
+  std::optional<protocol::ParentLoop> loop;
+  protocol::ParentLoop::Action action;
+  std::vector<std::span<const std::byte>> segments;  // a copy of action.write
+  bool in_write = false;                             // asleep inside a blocking writev(2)
+  size_t write_done = 0;
+  std::vector<protocol::ReadyEvent> events;
+  uint64_t history = 0;
+};
+
+struct World::User {
+  size_t op = 0;
+  protocol::TaskId wait_cursor = 0;  // WaitTasks: tasks below it are known complete
+  bool joined = false;
+  uint64_t history = 0;
+};
+
+}  // namespace pipepool::sim
