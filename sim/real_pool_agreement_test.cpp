@@ -4,11 +4,16 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <string>
+#include <vector>
 
+#include "explore.hpp"
 #include "pipepool/pipepool.hpp"
 #include "process_helpers.hpp"
+#include "scenario.hpp"
 #include "threshold.hpp"
+#include "watchdog.hpp"
 
 namespace pipepool::sim {
 namespace {
@@ -54,6 +59,121 @@ TEST(RealPoolAgreement, UnbatchedThresholdIsWhereRealProcessesHang) {
   EXPECT_TRUE(real_pool_deadlocks(task, result)) << "the real pool did not hang at the threshold";
   EXPECT_FALSE(real_pool_deadlocks(task - 1, result)) << "the real pool hung one byte below";
   EXPECT_FALSE(real_pool_deadlocks(task, result - 1)) << "the real pool hung one byte below";
+}
+
+// ---- every strategy and scheduler, with 1, 2 and 4 workers ---------------------------------------
+
+struct AgreementCase {
+  Strategy strategy;
+  SchedulerKind scheduler;
+  uint32_t workers;
+  size_t string_bytes;  // each task echoes a string of this size, resized to the same size
+};
+
+std::string describe(const AgreementCase& c) {
+  return std::string(to_string(c.strategy)) + "/" + std::string(to_string(c.scheduler)) + ", " +
+         std::to_string(c.workers) + " worker(s), " + std::to_string(2 * c.workers) +
+         " apply_async of " + std::to_string(c.string_bytes) + " bytes";
+}
+
+Options options_of(const AgreementCase& c) {
+  return Options{.processes = static_cast<int>(c.workers),
+                 .strategy = c.strategy,
+                 .scheduler = c.scheduler,
+                 .enlarge_pipes = false};
+}
+
+// What the simulator says of the case: a deadlock found, certified free within the bound, or
+// neither (an exploration cut short without a failure).
+struct SimVerdict {
+  bool deadlock = false;
+  bool certified = false;
+};
+
+SimVerdict simulate(const AgreementCase& c) {
+  Scenario scenario = scenario_from_options(options_of(c));
+  Call call;
+  call.kind = Call::Kind::ApplyAsync;
+  call.item = {c.string_bytes + kTaskOverhead, c.string_bytes + kResultOverhead, 0};
+  scenario.calls.assign(2 * c.workers, call);
+  ExploreOptions exhaustive;
+  exhaustive.mode = ExploreMode::Exhaustive;
+  exhaustive.preemption_bound = 1;
+  exhaustive.schedules = 3000;
+  exhaustive.trace_counterexample = false;
+  ExploreResult r = explore(scenario, exhaustive);
+  EXPECT_TRUE(r.error.empty()) << describe(c) << ": " << r.error;
+  SimVerdict verdict;
+  verdict.deadlock = r.outcomes[static_cast<int>(RunStatus::Deadlock)] > 0;
+  verdict.certified = r.complete && r.failures == 0;
+  EXPECT_EQ(r.failures, r.outcomes[static_cast<int>(RunStatus::Deadlock)]) << describe(c);
+  if (!verdict.deadlock && !verdict.certified) {
+    ExploreOptions random;
+    random.mode = ExploreMode::Random;
+    random.schedules = 200;
+    random.seed = 7;
+    random.trace_counterexample = false;
+    verdict.deadlock = explore(scenario, random).failures > 0;
+  }
+  return verdict;
+}
+
+// Runs the case on real processes: true if they hang (no result within the watchdog's time).
+bool real_hangs(const AgreementCase& c) {
+  Pool pool(options_of(c));
+  const std::string in(c.string_bytes, 'x');
+  std::vector<AsyncResult<std::string>> results;
+  for (uint32_t i = 0; i < 2 * c.workers; ++i) {
+    results.push_back(pool.apply_async(echo_resized, in, c.string_bytes));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 1500ms;
+  bool done = true;
+  for (auto& r : results) {
+    done = done && r.wait(std::max(std::chrono::steady_clock::duration(0),
+                                   deadline - std::chrono::steady_clock::now()));
+  }
+  if (!done) pool.terminate();
+  return !done;
+}
+
+// A deadlock of real processes is one the simulator finds; a simulator certificate is never broken
+// by a real run. Payloads below the pipe (30,000 bytes) and above it (70,000), on 64 KiB pipes.
+TEST(RealPoolAgreement, EveryStrategyAndSchedulerWithOneTwoAndFourWorkers) {
+  pipepool::testing::extend_watchdog(240);
+  int hangs = 0, deadlocks = 0, certificates = 0;
+  for (Strategy strategy : {Strategy::Unbatched, Strategy::Batched, Strategy::Epoll}) {
+    for (SchedulerKind scheduler :
+         {SchedulerKind::RoundRobin, SchedulerKind::ShortestBacklog, SchedulerKind::Demand}) {
+      for (uint32_t workers : {1u, 2u, 4u}) {
+        for (size_t bytes : {size_t{30'000}, size_t{70'000}}) {
+          const AgreementCase c{strategy, scheduler, workers, bytes};
+          const SimVerdict sim = simulate(c);
+          const bool hung = real_hangs(c);
+          std::printf("agreement: %-62s simulator %-12s real %s\n", describe(c).c_str(),
+                      sim.deadlock    ? "deadlock"
+                      : sim.certified ? "certified"
+                                      : "no failure",
+                      hung ? "HUNG" : "completed");
+          hangs += hung;
+          deadlocks += sim.deadlock;
+          certificates += sim.certified;
+          if (hung) {
+            EXPECT_TRUE(sim.deadlock) << describe(c) << ": real processes hung";
+          }
+          if (sim.certified) {
+            EXPECT_FALSE(hung) << describe(c) << ": a certificate was broken";
+          }
+          if (strategy == Strategy::Epoll) {
+            EXPECT_FALSE(sim.deadlock || hung) << describe(c);
+          }
+          EXPECT_TRUE(pipepool::testing::wait_for_no_descendants(2000).empty());
+        }
+      }
+    }
+  }
+  std::printf("agreement: 54 cases, %d real hangs, %d simulator deadlocks, %d certificates\n",
+              hangs, deadlocks, certificates);
+  EXPECT_GT(hangs, 0);  // the cases include real deadlocks, or they test nothing
 }
 
 }  // namespace
