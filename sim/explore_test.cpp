@@ -343,5 +343,71 @@ TEST(Scenario, TextRoundTripsAndPayloadsCarryDurationAndResultSize) {
   EXPECT_THROW(make_script(s), std::invalid_argument);
 }
 
+// ---- a user's own scheduler, as it would be given to the real pool -----------------------------
+
+// Fills the lowest-numbered worker first: the example of scheduler.hpp, with room for 4 tasks.
+class LowestIndexFirst : public Scheduler {
+ public:
+  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random&) override {
+    for (const auto& w : workers) {
+      if (w.outstanding < 4) return w.worker;
+    }
+    return std::nullopt;
+  }
+  std::string_view name() const override { return "lowest-index-first"; }
+};
+
+// The fix: never more than one task outstanding per worker.
+class OneAtATimeLowestIndex : public Scheduler {
+ public:
+  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random&) override {
+    for (const auto& w : workers) {
+      if (w.outstanding == 0) return w.worker;
+    }
+    return std::nullopt;
+  }
+  std::string_view name() const override { return "one-at-a-time"; }
+};
+
+Scenario user_scenario(std::shared_ptr<Scheduler> scheduler) {
+  Scenario s = scenario_from_options(Options{.processes = 2,
+                                             .strategy = Strategy::Batched,
+                                             .enlarge_pipes = false,
+                                             .custom_scheduler = std::move(scheduler)});
+  Call call;
+  call.kind = Call::Kind::ApplyAsync;
+  call.item = {70000, 70000, 0};
+  s.calls = {call, call};  // two apply_async back to back: more than one call in flight
+  return s;
+}
+
+TEST(Explore, AUserSchedulerIsFoundToDeadlockAndItsFixIsCertified) {
+  ExploreOptions options = exhaustive(2);
+  const ExploreResult bad = explore(user_scenario(std::make_shared<LowestIndexFirst>()), options);
+  ASSERT_TRUE(bad.error.empty()) << bad.error;
+  ASSERT_TRUE(bad.counterexample.has_value());
+  EXPECT_EQ(bad.counterexample->status, RunStatus::Deadlock);
+  // The replay string reproduces it.
+  std::vector<uint8_t> schedule;
+  std::string error;
+  ASSERT_TRUE(parse_schedule(format_schedule(bad.counterexample->schedule), schedule, error));
+  const RunSummary again =
+      replay(user_scenario(std::make_shared<LowestIndexFirst>()), schedule, 0, false);
+  EXPECT_EQ(again.status, RunStatus::Deadlock);
+  EXPECT_EQ(again.trace_hash, bad.counterexample->trace_hash);
+
+  const ExploreResult good =
+      explore(user_scenario(std::make_shared<OneAtATimeLowestIndex>()), options);
+  ASSERT_TRUE(good.error.empty()) << good.error;
+  EXPECT_FALSE(good.counterexample.has_value());
+  EXPECT_TRUE(good.complete) << good.cut_reason;
+  EXPECT_EQ(good.failures, 0u);
+  std::printf(
+      "user scheduler: lowest-index-first deadlocks (%s), one-at-a-time certified over %llu "
+      "schedules\n",
+      bad.counterexample->deadlock ? bad.counterexample->deadlock->summary.c_str() : "",
+      static_cast<unsigned long long>(good.schedules));
+}
+
 }  // namespace
 }  // namespace pipepool::sim

@@ -61,7 +61,8 @@ TEST(RealPoolAgreement, UnbatchedThresholdIsWhereRealProcessesHang) {
   EXPECT_FALSE(real_pool_deadlocks(task, result - 1)) << "the real pool hung one byte below";
 }
 
-// ---- every strategy and scheduler, with 1, 2 and 4 workers ---------------------------------------
+// ---- every strategy and scheduler, with 1, 2 and 4 workers
+// ---------------------------------------
 
 struct AgreementCase {
   Strategy strategy;
