@@ -30,6 +30,7 @@
 
 #include "driver/fork_server.hpp"
 #include "driver/worker_main.hpp"
+#include "driver/worker_slots.hpp"
 #include "os/cpu.hpp"
 #include "os/epoll.hpp"
 #include "os/eventfd.hpp"
@@ -61,11 +62,7 @@ constexpr uint64_t kEventsToken = ~uint64_t{0} - 1;
 // How long the I/O thread waits for a fork server whose events socket ended to be reapable.
 constexpr int kServerReapTimeoutMs = 2000;
 
-// epoll tokens of a worker's descriptors: slot << 2 | which.
-enum class Which : uint64_t { Read = 0, Write = 1, Pidfd = 2 };
-uint64_t token(WorkerId w, Which which) {
-  return (uint64_t{w} << 2) | static_cast<uint64_t>(which);
-}
+using Which = driver::WorkerSlots::Which;
 
 Outcome::Kind to_outcome_kind(Completion::Kind kind) {
   switch (kind) {
@@ -152,12 +149,6 @@ class Core {
     std::shared_ptr<CallState> call;
     size_t first;
   };
-  struct Slot {
-    driver::WorkerHandle handle;
-    bool read_registered = false;
-    bool write_registered = false;
-    bool pidfd_registered = false;  // only once the fork server has died
-  };
 
   void run_inline(std::vector<std::string>& payloads, CallState& call, size_t first);
   void io_loop();
@@ -171,8 +162,6 @@ class Core {
   void wait(const ParentLoop::Action& action);
   void deliver(std::span<Completion> completions);
   void sync_stats();
-  void release_slot(WorkerId w);
-  void set_interest(WorkerId w, Which which, bool want);
   void read_server_events(uint32_t epoll_events);
   void fork_server_died();
   void pidfd_ready(WorkerId w);
@@ -205,7 +194,7 @@ class Core {
   std::optional<ParentLoop> loop_;
   std::optional<os::Epoll> epoll_;
   os::Fd wake_;
-  std::vector<Slot> slots_;
+  std::optional<driver::WorkerSlots> slots_;
   std::unordered_map<pid_t, WorkerId> pid_slot_;
   std::unordered_map<TaskId, std::pair<std::shared_ptr<CallState>, size_t>> calls_;
   bool server_dead_ = false;
@@ -272,7 +261,7 @@ Core::Core(Options options) : options_(std::move(options)) {
   (void)epoll_->add(wake_.get(), EPOLLIN, kWakeToken);
   (void)epoll_->add(fork_server_->events_fd(), EPOLLIN, kEventsToken);
 
-  slots_.resize(processes_);
+  slots_.emplace(*epoll_, processes_);
   loop_.emplace(setup, *strategy_, *scheduler_);
   // The first workers, synchronously: failures throw here.
   for (;;) {
@@ -280,7 +269,7 @@ Core::Core(Options options) : options_(std::move(options)) {
     if (action.op == Op::Booted) break;
     carry_out(action);
   }
-  for (WorkerId w = 0; w < slots_.size(); ++w) {
+  for (WorkerId w = 0; w < slots_->size(); ++w) {
     if (!loop_->process_alive(w)) {
       fork_server_->shutdown();
       throw_os("cannot start worker processes", EAGAIN);
@@ -368,8 +357,9 @@ void Core::terminate() {
 void Core::kill_all_workers() {
   std::lock_guard lock(spawn_mutex_);
   spawning_allowed_ = false;
-  for (Slot& slot : slots_) {
-    if (slot.handle.pidfd) (void)os::pidfd_send_signal(slot.handle.pidfd.get(), SIGKILL);
+  for (WorkerId w = 0; w < slots_->size(); ++w) {
+    const driver::WorkerHandle& handle = slots_->handle(w);
+    if (handle.pidfd) (void)os::pidfd_send_signal(handle.pidfd.get(), SIGKILL);
   }
 }
 
@@ -380,7 +370,7 @@ void Core::stop_io_thread() {
     std::lock_guard lock(spawn_mutex_);
     spawning_allowed_ = false;
     if (server_dead_) reap_orphans();
-    for (WorkerId w = 0; w < slots_.size(); ++w) release_slot(w);
+    for (WorkerId w = 0; w < slots_->size(); ++w) slots_->release(w);
     if (fork_server_) fork_server_->shutdown();  // kills and reaps anything left
   }
   std::lock_guard lock(mutex_);
@@ -452,10 +442,10 @@ void Core::take_inbox() {
 }
 
 void Core::start_worker(WorkerId w) {
-  Slot& slot = slots_[w];
+  driver::WorkerHandle& slot = slots_->handle(w);
   {
     std::lock_guard lock(spawn_mutex_);  // terminate() reads the pidfds from another thread
-    release_slot(w);
+    slots_->release(w);
     auto handle = spawning_allowed_
                       ? fork_server_->spawn()
                       : os::Result<driver::WorkerHandle>(os::Error{EINTR, "stopping"});
@@ -463,36 +453,24 @@ void Core::start_worker(WorkerId w) {
       loop_->start_failed(w);  // fork failed (EAGAIN...), or terminate() is under way
       return;
     }
-    slot.handle = std::move(handle).value();
+    slots_->install(w, std::move(handle).value());
   }
-  pipe_capacity_bytes_ = slot.handle.pipe_capacity_bytes;
-  (void)os::set_nonblocking(slot.handle.result_read.get(), true);
-  (void)os::set_nonblocking(slot.handle.task_write.get(), !strategy_->parent_blocking_writes());
-  pid_slot_[slot.handle.pid] = w;
-  loop_->started(w,
-                 "worker " + std::to_string(w) + " (pid " + std::to_string(slot.handle.pid) + ")");
+  pipe_capacity_bytes_ = slot.pipe_capacity_bytes;
+  (void)os::set_nonblocking(slot.result_read.get(), true);
+  (void)os::set_nonblocking(slot.task_write.get(), !strategy_->parent_blocking_writes());
+  pid_slot_[slot.pid] = w;
+  loop_->started(w, "worker " + std::to_string(w) + " (pid " + std::to_string(slot.pid) + ")");
 }
 
 void Core::kill_worker(WorkerId w) {
-  Slot& slot = slots_[w];
-  if (slot.handle.pidfd) (void)os::pidfd_send_signal(slot.handle.pidfd.get(), SIGKILL);
-}
-
-// Callers hold spawn_mutex_.
-void Core::release_slot(WorkerId w) {
-  Slot& slot = slots_[w];
-  set_interest(w, Which::Read, false);
-  set_interest(w, Which::Write, false);
-  set_interest(w, Which::Pidfd, false);
-  slot.handle.task_write.reset();
-  slot.handle.result_read.reset();
-  slot.handle.pidfd.reset();
+  const driver::WorkerHandle& slot = slots_->handle(w);
+  if (slot.pidfd) (void)os::pidfd_send_signal(slot.pidfd.get(), SIGKILL);
 }
 
 void Core::write(const ParentLoop::Action& action) {
   iovecs_.clear();
   for (auto s : action.write) iovecs_.push_back({const_cast<std::byte*>(s.data()), s.size()});
-  const int fd = slots_[action.worker].handle.task_write.get();
+  const int fd = slots_->handle(action.worker).task_write.get();
   if (action.blocking) {
     const os::Result<void> r = os::writev_all(fd, iovecs_);
     if (r.ok()) {
@@ -513,7 +491,7 @@ void Core::write(const ParentLoop::Action& action) {
 }
 
 void Core::read(const ParentLoop::Action& action) {
-  const int fd = slots_[action.worker].handle.result_read.get();
+  const int fd = slots_->handle(action.worker).result_read.get();
   if (fd < 0) {
     loop_->read_eof();
     return;
@@ -528,31 +506,10 @@ void Core::read(const ParentLoop::Action& action) {
   }
 }
 
-void Core::set_interest(WorkerId w, Which which, bool want) {
-  Slot& slot = slots_[w];
-  bool& registered = which == Which::Read    ? slot.read_registered
-                     : which == Which::Write ? slot.write_registered
-                                             : slot.pidfd_registered;
-  if (registered == want) return;
-  const int fd = which == Which::Read    ? slot.handle.result_read.get()
-                 : which == Which::Write ? slot.handle.task_write.get()
-                                         : slot.handle.pidfd.get();
-  if (fd < 0) {
-    registered = false;
-    return;
-  }
-  if (want) {
-    want = epoll_->add(fd, which == Which::Write ? EPOLLOUT : EPOLLIN, token(w, which)).ok();
-  } else {
-    (void)epoll_->remove(fd);
-  }
-  registered = want;
-}
-
 void Core::wait(const ParentLoop::Action& action) {
-  for (WorkerId w = 0; w < slots_.size(); ++w) {
-    set_interest(w, Which::Read, action.interest[w].read);
-    set_interest(w, Which::Write, action.interest[w].write);
+  for (WorkerId w = 0; w < slots_->size(); ++w) {
+    slots_->watch(w, Which::Read, action.interest[w].read);
+    slots_->watch(w, Which::Write, action.interest[w].write);
   }
   int timeout_ms = -1;
   if (action.deadline_ns != UINT64_MAX) {
@@ -572,8 +529,8 @@ void Core::wait(const ParentLoop::Action& action) {
     } else if (data == kEventsToken) {
       read_server_events(ready[i].events);
     } else {
-      const WorkerId w = static_cast<WorkerId>(data >> 2);
-      switch (static_cast<Which>(data & 3)) {
+      const WorkerId w = driver::WorkerSlots::slot_of(data);
+      switch (driver::WorkerSlots::which_of(data)) {
         case Which::Read:
           events_.push_back({.kind = ReadyEvent::Kind::Readable, .worker = w});
           break;
@@ -595,7 +552,7 @@ void Core::read_server_events(uint32_t epoll_events) {
     if (it == pid_slot_.end()) continue;
     const WorkerId w = it->second;
     pid_slot_.erase(it);
-    if (slots_[w].handle.pid != event->pid) continue;  // an older process of the slot
+    if (slots_->handle(w).pid != event->pid) continue;  // an older process of the slot
     events_.push_back({.kind = ReadyEvent::Kind::Exited,
                        .worker = w,
                        .exit = exit_info(event->status, options_)});
@@ -630,12 +587,12 @@ void Core::fork_server_died() {
   fork_server_->shutdown();  // nothing left to wait for; closes our sockets
   // Its workers die with it (PR_SET_PDEATHSIG): make sure, and watch their pidfds, since no
   // server will report their exits.
-  for (WorkerId w = 0; w < slots_.size(); ++w) {
-    Slot& slot = slots_[w];
-    if (!loop_->process_alive(w) || !slot.handle.pidfd) continue;
-    (void)os::pidfd_send_signal(slot.handle.pidfd.get(), SIGKILL);
-    set_interest(w, Which::Pidfd, true);
-    if (!slot.pidfd_registered) {  // cannot watch it: it was just SIGKILLed, count it gone
+  for (WorkerId w = 0; w < slots_->size(); ++w) {
+    const driver::WorkerHandle& slot = slots_->handle(w);
+    if (!loop_->process_alive(w) || !slot.pidfd) continue;
+    (void)os::pidfd_send_signal(slot.pidfd.get(), SIGKILL);
+    if (!slots_->watch(w, Which::Pidfd,
+                       true)) {  // cannot watch it: it was just SIGKILLed, count it gone
       events_.push_back({.kind = ReadyEvent::Kind::Exited,
                          .worker = w,
                          .exit = {SIGKILL, -1, "was killed (SIGKILL) when " + server_death_}});
@@ -645,18 +602,18 @@ void Core::fork_server_died() {
 }
 
 void Core::pidfd_ready(WorkerId w) {
-  Slot& slot = slots_[w];
-  if (!slot.pidfd_registered) return;
-  pollfd exited{slot.handle.pidfd.get(), POLLIN, 0};
+  const driver::WorkerHandle& slot = slots_->handle(w);
+  if (!slots_->watched(w, Which::Pidfd)) return;
+  pollfd exited{slot.pidfd.get(), POLLIN, 0};
   if (auto ready = os::poll_fds(std::span<pollfd>(&exited, 1), 0);
       ready.ok() && ready.value() == 0) {
     return;  // not yet
   }
-  set_interest(w, Which::Pidfd, false);
+  slots_->watch(w, Which::Pidfd, false);
   protocol::ExitInfo info{SIGKILL, -1, "was killed (SIGKILL) when " + server_death_};
   // Reapable here only if this process is a child subreaper (PR_SET_CHILD_SUBREAPER): then the
   // orphan is ours, and this gives its real status. Otherwise init reaps it.
-  auto status = os::wait_pidfd(slot.handle.pidfd.get(), true);
+  auto status = os::wait_pidfd(slot.pidfd.get(), true);
   if (status.ok() && status.value().has_value()) {
     info = exit_info(*status.value(), options_);
     info.description += " after " + server_death_;
@@ -668,13 +625,13 @@ void Core::pidfd_ready(WorkerId w) {
 // dying): no server will reap them. If this process is a child subreaper they are its children
 // now, and only it can reap them; otherwise init does, and wait_pidfd fails with ECHILD.
 void Core::reap_orphans() {
-  for (WorkerId w = 0; w < slots_.size(); ++w) {
-    Slot& slot = slots_[w];
-    if (!loop_->process_alive(w) || !slot.handle.pidfd) continue;
-    (void)os::pidfd_send_signal(slot.handle.pidfd.get(), SIGKILL);
-    pollfd exited{slot.handle.pidfd.get(), POLLIN, 0};
+  for (WorkerId w = 0; w < slots_->size(); ++w) {
+    const driver::WorkerHandle& slot = slots_->handle(w);
+    if (!loop_->process_alive(w) || !slot.pidfd) continue;
+    (void)os::pidfd_send_signal(slot.pidfd.get(), SIGKILL);
+    pollfd exited{slot.pidfd.get(), POLLIN, 0};
     (void)os::poll_fds(std::span<pollfd>(&exited, 1), kServerReapTimeoutMs);
-    (void)os::wait_pidfd(slot.handle.pidfd.get(), true);
+    (void)os::wait_pidfd(slot.pidfd.get(), true);
   }
 }
 
