@@ -93,6 +93,13 @@ SkbShape SocketPairModel::skb_shape(uint32_t size) const {
   return {head, data_len, slab + config_.sk_buff_bytes + frags};
 }
 
+SocketPairModel::SkbView SocketPairModel::skb(int end, size_t i) const {
+  const Side& s = side(end);
+  if (i >= s.queue.size()) throw std::out_of_range("SocketPairModel::skb: no such skb");
+  const Skb& k = s.queue[i];
+  return {k.len, k.consumed, k.truesize};
+}
+
 bool SocketPairModel::reader_can_proceed(int end) const {
   const Side& s = side(end);
   return !s.queue.empty() || s.rcv_shutdown || s.error != 0;

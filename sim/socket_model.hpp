@@ -79,19 +79,19 @@ struct SocketConfig {
   uint32_t sndbuf_bytes = 212992;
   // /proc/sys/net/core/wmem_max: SO_SNDBUF's bound before doubling.
   uint32_t wmem_max_bytes = 212992;
-  uint32_t min_sndbuf_bytes = 4608;     // SOCK_MIN_SNDBUF = 2 * (2048 + 256)
-  uint32_t sk_buff_bytes = 256;         // SKB_DATA_ALIGN(sizeof(struct sk_buff))
-  uint32_t shared_info_bytes = 320;     // SKB_DATA_ALIGN(sizeof(struct skb_shared_info))
-  uint32_t cache_line_bytes = 64;       // SMP_CACHE_BYTES (SKB_DATA_ALIGN)
-  uint32_t smallest_head_bytes = 512;   // smallest kmalloc size a head can get here
-  uint32_t frags_bytes = 32768;         // UNIX_SKB_FRAGS_SZ = PAGE_SIZE << get_order(32768)
+  uint32_t min_sndbuf_bytes = 4608;    // SOCK_MIN_SNDBUF = 2 * (2048 + 256)
+  uint32_t sk_buff_bytes = 256;        // SKB_DATA_ALIGN(sizeof(struct sk_buff))
+  uint32_t shared_info_bytes = 320;    // SKB_DATA_ALIGN(sizeof(struct skb_shared_info))
+  uint32_t cache_line_bytes = 64;      // SMP_CACHE_BYTES (SKB_DATA_ALIGN)
+  uint32_t smallest_head_bytes = 512;  // smallest kmalloc size a head can get here
+  uint32_t frags_bytes = 32768;        // UNIX_SKB_FRAGS_SZ = PAGE_SIZE << get_order(32768)
 };
 
 // How one skb of `size` bytes is built, and what it costs.
 struct SkbShape {
-  uint32_t head_bytes = 0;   // linear data (kmalloc'ed head)
-  uint32_t frag_bytes = 0;   // data in page frags
-  uint32_t truesize = 0;     // charged to the writer
+  uint32_t head_bytes = 0;  // linear data (kmalloc'ed head)
+  uint32_t frag_bytes = 0;  // data in page frags
+  uint32_t truesize = 0;    // charged to the writer
 };
 
 class SocketPairModel {
@@ -140,10 +140,17 @@ class SocketPairModel {
   bool hup(int end) const;       // POLLHUP (with POLLRDHUP): the peer closed
   bool err(int end) const { return side(end).error != 0; }  // POLLERR
 
-  size_t inq_bytes(int end) const { return side(end).unread; }      // SIOCINQ
-  size_t outq_bytes(int end) const { return side(end).wmem; }       // SIOCOUTQ
-  size_t unread_bytes(int end) const { return side(end).unread; }   // bytes a read could return
+  size_t inq_bytes(int end) const { return side(end).unread; }     // SIOCINQ
+  size_t outq_bytes(int end) const { return side(end).wmem; }      // SIOCOUTQ
+  size_t unread_bytes(int end) const { return side(end).unread; }  // bytes a read could return
   size_t skbs_queued(int end) const { return side(end).queue.size(); }
+  // The i-th skb of `end`'s receive queue, oldest first (i < skbs_queued(end)).
+  struct SkbView {
+    uint32_t len;
+    uint32_t consumed;
+    uint32_t truesize;
+  };
+  SkbView skb(int end, size_t i) const;
   uint32_t sndbuf_bytes(int end) const { return side(end).sndbuf; }  // getsockopt(SO_SNDBUF)
 
   // setsockopt(SO_SNDBUF, value) on `end`: 0 (never fails), or -EBADF on a closed end.
@@ -170,19 +177,19 @@ class SocketPairModel {
     uint32_t truesize = 0;
   };
   struct Side {
-    std::deque<Skb> queue;          // this end's receive queue
-    std::vector<std::byte> bytes;   // the unread bytes of `queue` from `bytes_head` on, in order
+    std::deque<Skb> queue;         // this end's receive queue
+    std::vector<std::byte> bytes;  // the unread bytes of `queue` from `bytes_head` on, in order
     size_t bytes_head = 0;
-    size_t unread = 0;              // sum of len - consumed (SIOCINQ)
-    size_t wmem = 0;                // truesize charged to this end as a writer (SIOCOUTQ)
+    size_t unread = 0;  // sum of len - consumed (SIOCINQ)
+    size_t wmem = 0;    // truesize charged to this end as a writer (SIOCOUTQ)
     uint32_t sndbuf = 0;
-    int error = 0;                  // sk_err (ECONNRESET)
-    bool send_shutdown = false;     // SEND_SHUTDOWN (the peer closed)
-    bool rcv_shutdown = false;      // RCV_SHUTDOWN (the peer closed)
+    int error = 0;               // sk_err (ECONNRESET)
+    bool send_shutdown = false;  // SEND_SHUTDOWN (the peer closed)
+    bool rcv_shutdown = false;   // RCV_SHUTDOWN (the peer closed)
     bool closed = false;
-    bool writer_sleeping = false;   // a blocking write on this end sleeps in sock_wait_for_wmem
-    bool writer_woken = false;      // ... and has been woken since
-    uint32_t pending_skb = 0;       // size of the skb the sleeping writer was allocating
+    bool writer_sleeping = false;  // a blocking write on this end sleeps in sock_wait_for_wmem
+    bool writer_woken = false;     // ... and has been woken since
+    uint32_t pending_skb = 0;      // size of the skb the sleeping writer was allocating
   };
   struct Source;
 

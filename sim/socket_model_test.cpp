@@ -40,9 +40,9 @@ TEST(SocketModel, TruesizeOfOneSkb) {
   SocketPairModel pair;
   // size -> truesize, measured on 6.18: kmalloc size of the head + 256 + frag pages.
   const std::pair<uint32_t, uint32_t> table[] = {
-      {1, 768},      {192, 768},    {193, 1280},   {704, 1280},   {705, 2304},
-      {1728, 2304},  {1729, 4352},  {3776, 4352},  {3777, 4864},  {4288, 4864},
-      {4289, 5376},  {7873, 8960},  {36544, 37120}};
+      {1, 768},     {192, 768},   {193, 1280},   {704, 1280},  {705, 2304},
+      {1728, 2304}, {1729, 4352}, {3776, 4352},  {3777, 4864}, {4288, 4864},
+      {4289, 5376}, {7873, 8960}, {36544, 37120}};
   for (const auto& [size, truesize] : table) {
     EXPECT_EQ(pair.skb_shape(size).truesize, truesize) << size;
   }
@@ -206,7 +206,8 @@ class Differential {
     std::vector<std::byte> out(n);
     uint64_t pos = next_[end];
     for (auto& b : out) {
-      b = std::byte(static_cast<uint8_t>((pos * 131 + (pos >> 8) + static_cast<uint64_t>(end) * 7)));
+      b = std::byte(
+          static_cast<uint8_t>((pos * 131 + (pos >> 8) + static_cast<uint64_t>(end) * 7)));
       ++pos;
     }
     return out;
@@ -242,8 +243,8 @@ class Differential {
                     std::to_string(model_.outq_bytes(end)));
       }
       if (real_.sndbuf(end) != static_cast<int64_t>(model_.sndbuf_bytes(end))) {
-        return fail("SO_SNDBUF" + e + ": kernel " + std::to_string(real_.sndbuf(end)) +
-                    ", model " + std::to_string(model_.sndbuf_bytes(end)));
+        return fail("SO_SNDBUF" + e + ": kernel " + std::to_string(real_.sndbuf(end)) + ", model " +
+                    std::to_string(model_.sndbuf_bytes(end)));
       }
     }
     return true;
@@ -295,7 +296,8 @@ class Differential {
     ++totals_.calls;
     log("end " + std::to_string(end) + " SO_SNDBUF " + std::to_string(value) + " -> " +
         std::to_string(r) + " (sndbuf " + std::to_string(real_.sndbuf(end)) + ")");
-    if (r != m) return fail("SO_SNDBUF: kernel " + std::to_string(r) + ", model " + std::to_string(m));
+    if (r != m)
+      return fail("SO_SNDBUF: kernel " + std::to_string(r) + ", model " + std::to_string(m));
     return check_state("after SO_SNDBUF");
   }
 
@@ -325,16 +327,37 @@ size_t pick_write_size(std::mt19937_64& rng, const SocketPairModel& model, int e
   const size_t skb = model.max_skb_bytes(end);
   const size_t charged = model.outq_bytes(end);
   const size_t room = sndbuf > charged ? sndbuf - charged : 1;
-  const size_t edges[] = {1,        2,    192,        193,       704,          705,
-                          1728,     1729, 3776,       3777,      4096,         4097,
-                          skb,      skb + 1, skb - 1, 2 * skb + 1, sndbuf,     sndbuf + 1,
-                          room,     room + 1, room / 768 * 768, 2 * sndbuf + 17, 0};
+  const size_t edges[] = {1,
+                          2,
+                          192,
+                          193,
+                          704,
+                          705,
+                          1728,
+                          1729,
+                          3776,
+                          3777,
+                          4096,
+                          4097,
+                          skb,
+                          skb + 1,
+                          skb - 1,
+                          2 * skb + 1,
+                          sndbuf,
+                          sndbuf + 1,
+                          room,
+                          room + 1,
+                          room / 768 * 768,
+                          2 * sndbuf + 17,
+                          0};
   switch (rng() % 4) {
     case 0:
     case 1: {
       const size_t base = edges[rng() % std::size(edges)];
       const int64_t jitter = static_cast<int64_t>(rng() % 3) - 1;
-      return base == 0 ? 0 : static_cast<size_t>(std::max<int64_t>(1, static_cast<int64_t>(base) + jitter));
+      return base == 0
+                 ? 0
+                 : static_cast<size_t>(std::max<int64_t>(1, static_cast<int64_t>(base) + jitter));
     }
     case 2:
       return 1 + rng() % 256;  // tiny messages: the truesize dominates
@@ -381,7 +404,7 @@ void play_sequence(uint64_t seed, Totals& totals) {
     } else if (kind < 97) {
       const int end = static_cast<int>(rng() % 2);
       const int value = rng() % 16 == 0 ? static_cast<int>(static_cast<uint32_t>(rng()))
-                                       : kSndbufValues[rng() % std::size(kSndbufValues)];
+                                        : kSndbufValues[rng() % std::size(kSndbufValues)];
       if (d.real().open(end)) d.set_sndbuf(end, value);
     } else if (i > calls / 2) {
       const int end = static_cast<int>(rng() % 2);
@@ -465,8 +488,8 @@ void play_blocking_scenario(uint64_t seed, Totals& totals) {
   }
   if (d.failed()) return;
   const size_t sndbuf = d.model().sndbuf_bytes(0);
-  const size_t length = rng() % 4 == 0 ? 1 + rng() % 2000
-                                       : sndbuf * (1 + rng() % 3) + rng() % 50000;
+  const size_t length =
+      rng() % 4 == 0 ? 1 + rng() % 2000 : sndbuf * (1 + rng() % 3) + rng() % 50000;
   const auto data = d.stream(0, length);
   d.log("end 0 blocking write " + std::to_string(length));
 
@@ -478,8 +501,9 @@ void play_blocking_scenario(uint64_t seed, Totals& totals) {
     const Settled s = wait_for_writer(writer, d.real());
     if (s == Settled::kTimeout) return d.fail(when + ": the writer neither slept nor returned");
     if ((s == Settled::kDone) == step.blocked) {
-      return d.fail(when + ": the kernel's writer " + (s == Settled::kDone ? "returned" : "sleeps") +
-                    ", the model's " + (step.blocked ? "sleeps" : "returned") + " (model at " +
+      return d.fail(when + ": the kernel's writer " +
+                    (s == Settled::kDone ? "returned" : "sleeps") + ", the model's " +
+                    (step.blocked ? "sleeps" : "returned") + " (model at " +
                     std::to_string(step.result) + ")");
     }
     return d.check_state(when);
@@ -499,6 +523,15 @@ void play_blocking_scenario(uint64_t seed, Totals& totals) {
       peer_data = true;
     } else if (kind < 80) {
       d.set_sndbuf(0, kSndbufValues[rng() % std::size(kSndbufValues)]);
+    } else if (kind < 88 && d.model().skbs_queued(1) != 0) {
+      // The wake-up edge: SO_SNDBUF set so that freeing the oldest skb leaves the writer charged
+      // W with 4 * (W + 2) just above, at, or just below sk_sndbuf (sock_wfree's extra
+      // reference), then that skb read to its end.
+      const auto oldest = d.model().skb(1, 0);
+      const int64_t w_after = static_cast<int64_t>(d.model().outq_bytes(0)) - oldest.truesize;
+      const int64_t delta = static_cast<int64_t>(rng() % 4) * 2 - 2;
+      d.set_sndbuf(0, static_cast<int>(2 * w_after + 2 + delta));
+      if (!d.failed()) d.read(1, oldest.len - oldest.consumed);
     } else if (kind < 95) {
       d.read(0, 1 + rng() % 5000);
     } else if (kind < 98) {
@@ -541,15 +574,13 @@ void print_totals(const char* name, const Totals& t) {
       "%s: %llu sequences, %llu calls: %llu EAGAIN, %llu partial writes, %llu EPIPE, %llu reads "
       "(%llu left a partly read skb), %llu ECONNRESET, %llu closes; blocking: %llu sleeps, %llu "
       "wake-ups (%llu by the peer's data), %llu back to sleep\n",
-      name, static_cast<unsigned long long>(t.sequences),
-      static_cast<unsigned long long>(t.calls), static_cast<unsigned long long>(t.eagain),
-      static_cast<unsigned long long>(t.partial), static_cast<unsigned long long>(t.epipe),
-      static_cast<unsigned long long>(t.reads),
+      name, static_cast<unsigned long long>(t.sequences), static_cast<unsigned long long>(t.calls),
+      static_cast<unsigned long long>(t.eagain), static_cast<unsigned long long>(t.partial),
+      static_cast<unsigned long long>(t.epipe), static_cast<unsigned long long>(t.reads),
       static_cast<unsigned long long>(t.partial_skb_reads),
       static_cast<unsigned long long>(t.econnreset), static_cast<unsigned long long>(t.closes),
       static_cast<unsigned long long>(t.blocked), static_cast<unsigned long long>(t.wakeups),
-      static_cast<unsigned long long>(t.peer_wakeups),
-      static_cast<unsigned long long>(t.resleeps));
+      static_cast<unsigned long long>(t.peer_wakeups), static_cast<unsigned long long>(t.resleeps));
 }
 
 class SocketModelRandom : public ::testing::TestWithParam<int> {};
