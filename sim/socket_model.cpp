@@ -165,6 +165,7 @@ SocketPairModel::WriteResult SocketPairModel::continue_writev(
   if (written_so_far > source.total) {
     throw std::invalid_argument("SocketPairModel::continue_write: written_so_far past the data");
   }
+  if (s.closed) return {-EBADF, 0, false, false};
   if (!s.writer_sleeping) {
     throw std::logic_error("SocketPairModel::continue_write: no blocked write on this end");
   }

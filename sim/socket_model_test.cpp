@@ -201,14 +201,15 @@ class Differential {
     return false;
   }
 
-  // The next n bytes of end e's stream (a pattern that shows reordering and loss).
-  std::vector<std::byte> stream(int end, size_t n) const {
+  // The next n bytes of end e's stream (a pattern that shows reordering and loss). A non-blocking
+  // write never queues more than sndbuf + one skb, so unless `all`, only that much is patterned.
+  std::vector<std::byte> stream(int end, size_t n, bool all = false) const {
     std::vector<std::byte> out(n);
+    const size_t patterned =
+        all ? n : std::min<size_t>(n, size_t{model_.sndbuf_bytes(end)} + 65536);
     uint64_t pos = next_[end];
-    for (auto& b : out) {
-      b = std::byte(
-          static_cast<uint8_t>((pos * 131 + (pos >> 8) + static_cast<uint64_t>(end) * 7)));
-      ++pos;
+    for (size_t i = 0; i < patterned; ++i, ++pos) {
+      out[i] = std::byte(static_cast<uint8_t>(pos * 131 + (pos >> 8) + uint64_t(end) * 7));
     }
     return out;
   }
@@ -490,11 +491,17 @@ void play_blocking_scenario(uint64_t seed, Totals& totals) {
   const size_t sndbuf = d.model().sndbuf_bytes(0);
   const size_t length =
       rng() % 4 == 0 ? 1 + rng() % 2000 : sndbuf * (1 + rng() % 3) + rng() % 50000;
-  const auto data = d.stream(0, length);
+  const auto data = d.stream(0, length, /*all=*/true);
   d.log("end 0 blocking write " + std::to_string(length));
 
   rp::ExclusiveCpu cpu;
   WriterThread writer(d.real(), data, cpu.cpu());
+  // On an early return (a failed comparison) the writer may still sleep: closing end 1 wakes it
+  // (EPIPE or ECONNRESET) before ~WriterThread joins it.
+  struct WakeOnExit {
+    rp::RealSocketPair& real;
+    ~WakeOnExit() { real.close_end(1); }
+  } wake_on_exit{d.real()};
   auto step = d.model().write(0, data, false);
   if (step.blocked) ++totals.blocked;
   const auto settle = [&](const std::string& when) {

@@ -29,7 +29,7 @@ namespace pipepool::tools {
 
 struct SimSocketOptions {
   // sk_sndbuf of both ends in bytes, as getsockopt(SO_SNDBUF) reads it (the kernel's default here
-  // is 212992). At least SOCK_MIN_SNDBUF (4608), at most INT_MAX.
+  // is 212992). At least SOCK_MIN_SNDBUF (4608), at most 256 MiB (the model holds what is queued).
   uint32_t sndbuf_bytes = 212992;
   // /proc/sys/net/core/wmem_max: what sndbuf:V is capped at before doubling (Linux's default).
   uint32_t wmem_max_bytes = 212992;
@@ -88,7 +88,7 @@ int usage(std::FILE* err) {
   std::fprintf(err,
                "usage: pipepool sim socket [--sndbuf BYTES] [--json] OP...\n"
                "  end 0 writes, end 1 reads; --sndbuf is sk_sndbuf as getsockopt reads it "
-               "(default 212992, 4608..2147483647)\n"
+               "(default 212992, 4608..268435456)\n"
                "  OP: write:N nbwrite:N fill:N read:N reply:N sndbuf:V close-reader close-writer\n"
                "  (sndbuf:V is setsockopt(SO_SNDBUF, V): min(V, wmem_max 212992) doubled, at least "
                "4608)\n"
@@ -123,8 +123,8 @@ struct Line {
 
 int run_sim_socket(const SimSocketOptions& options, std::FILE* out, std::FILE* err) {
   if (options.ops.empty()) return usage(err);
-  if (options.sndbuf_bytes < 4608 || options.sndbuf_bytes > INT_MAX) {
-    std::fprintf(err, "pipepool sim socket: --sndbuf must be in 4608..2147483647\n");
+  if (options.sndbuf_bytes < 4608 || options.sndbuf_bytes > kMaxOpBytes) {
+    std::fprintf(err, "pipepool sim socket: --sndbuf must be in 4608..268435456\n");
     return 2;
   }
   sim::SocketPairModel pair(sim::SocketConfig{.sndbuf_bytes = options.sndbuf_bytes,
@@ -267,9 +267,9 @@ int run_sim_socket_command(int argc, char** argv) {
         std::fprintf(stderr, "pipepool sim socket: --sndbuf needs a value\n");
         return 2;
       }
-      const auto v = parse_number(argv[++i], 4608, INT_MAX);
+      const auto v = parse_number(argv[++i], 4608, static_cast<int64_t>(kMaxOpBytes));
       if (!v) {
-        std::fprintf(stderr, "pipepool sim socket: --sndbuf must be in 4608..2147483647\n");
+        std::fprintf(stderr, "pipepool sim socket: --sndbuf must be in 4608..268435456\n");
         return 2;
       }
       options.sndbuf_bytes = static_cast<uint32_t>(*v);
