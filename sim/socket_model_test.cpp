@@ -163,7 +163,7 @@ constexpr int kSndbufValues[] = {0, 2304, 3000, 8192, 16384, 65536, 106496, 2129
 struct Totals {
   uint64_t sequences = 0, calls = 0, eagain = 0, partial = 0, epipe = 0, reads = 0,
            partial_skb_reads = 0, blocked = 0, wakeups = 0, resleeps = 0, peer_wakeups = 0,
-           closes = 0, econnreset = 0;
+           closes = 0, econnreset = 0, writevs = 0, blocked_cut_short = 0;
 };
 
 std::string poll_text(short ev) {
@@ -251,13 +251,22 @@ class Differential {
     return true;
   }
 
-  bool write(int end, size_t n) {
+  // One non-blocking send of n bytes; `parts` > 1 splits it into that many iovecs (sendmsg).
+  bool write(int end, size_t n, size_t parts = 1) {
     const auto data = stream(end, n);
-    const int64_t r = real_.send_nowait(end, data);
+    std::vector<std::span<const std::byte>> iov;
+    for (size_t i = 0, at = 0; i < parts; ++i) {
+      const size_t len = i + 1 == parts ? n - at : (n - at) / 2;
+      iov.emplace_back(data.data() + at, len);
+      at += len;
+    }
+    const int64_t r = parts == 1 ? real_.send_nowait(end, data) : real_.sendv_nowait(end, iov);
     const bool real_sigpipe = rp::ScopedBlockSigpipe::take_pending_sigpipe();
-    const auto m = model_.write(end, data, true);
+    const auto m = parts == 1 ? model_.write(end, data, true) : model_.writev(end, iov, true);
     ++totals_.calls;
-    log("end " + std::to_string(end) + " send " + std::to_string(n) + " -> " + std::to_string(r) +
+    if (parts > 1) ++totals_.writevs;
+    log("end " + std::to_string(end) + (parts > 1 ? " sendmsg " : " send ") + std::to_string(n) +
+        (parts > 1 ? " in " + std::to_string(parts) + " iovecs" : "") + " -> " + std::to_string(r) +
         (real_sigpipe ? " +SIGPIPE" : "") + "   [outq " + std::to_string(real_.outq(end)) + "]");
     if (r != m.result || real_sigpipe != m.sigpipe) {
       return fail("send: kernel " + std::to_string(r) + (real_sigpipe ? " +SIGPIPE" : "") +
@@ -398,7 +407,8 @@ void play_sequence(uint64_t seed, Totals& totals) {
     const uint64_t kind = rng() % 100;
     if (kind < 45) {
       const int end = rng() % 5 == 0 ? 1 : 0;  // mostly end 0 writes, end 1 reads
-      if (d.real().open(end)) d.write(end, pick_write_size(rng, d.model(), end));
+      const size_t parts = rng() % 6 == 0 ? 2 + rng() % 3 : 1;
+      if (d.real().open(end)) d.write(end, pick_write_size(rng, d.model(), end), parts);
     } else if (kind < 90) {
       const int end = rng() % 5 == 0 ? 0 : 1;
       if (d.real().open(end)) d.read(end, pick_read_size(rng, d.model(), end));
@@ -570,6 +580,7 @@ void play_blocking_scenario(uint64_t seed, Totals& totals) {
            ", model " + std::to_string(step.result) + (step.sigpipe ? " +SIGPIPE" : ""));
     return;
   }
+  if (r != static_cast<int64_t>(length)) ++totals.blocked_cut_short;
   if (r > 0) d.advance(0, static_cast<size_t>(r));
   // The layout the write left: drain both ends and compare every byte.
   while (!d.failed() && d.real().open(1) && d.model().unread_bytes(1) != 0) d.read(1, 65536);
@@ -579,15 +590,18 @@ void play_blocking_scenario(uint64_t seed, Totals& totals) {
 void print_totals(const char* name, const Totals& t) {
   std::printf(
       "%s: %llu sequences, %llu calls: %llu EAGAIN, %llu partial writes, %llu EPIPE, %llu reads "
-      "(%llu left a partly read skb), %llu ECONNRESET, %llu closes; blocking: %llu sleeps, %llu "
-      "wake-ups (%llu by the peer's data), %llu back to sleep\n",
+      "(%llu left a partly read skb), %llu ECONNRESET, %llu closes, %llu sendmsg with iovecs; "
+      "blocking: %llu sleeps, %llu wake-ups (%llu by the peer's data), %llu back to sleep, %llu "
+      "cut short by a close\n",
       name, static_cast<unsigned long long>(t.sequences), static_cast<unsigned long long>(t.calls),
       static_cast<unsigned long long>(t.eagain), static_cast<unsigned long long>(t.partial),
       static_cast<unsigned long long>(t.epipe), static_cast<unsigned long long>(t.reads),
       static_cast<unsigned long long>(t.partial_skb_reads),
       static_cast<unsigned long long>(t.econnreset), static_cast<unsigned long long>(t.closes),
-      static_cast<unsigned long long>(t.blocked), static_cast<unsigned long long>(t.wakeups),
-      static_cast<unsigned long long>(t.peer_wakeups), static_cast<unsigned long long>(t.resleeps));
+      static_cast<unsigned long long>(t.writevs), static_cast<unsigned long long>(t.blocked),
+      static_cast<unsigned long long>(t.wakeups), static_cast<unsigned long long>(t.peer_wakeups),
+      static_cast<unsigned long long>(t.resleeps),
+      static_cast<unsigned long long>(t.blocked_cut_short));
 }
 
 class SocketModelRandom : public ::testing::TestWithParam<int> {};

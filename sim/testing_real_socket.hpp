@@ -43,6 +43,15 @@ class RealSocketPair {
   int64_t send_nowait(int end, std::span<const std::byte> data) {
     return value(::send(fds_[end], data.data(), data.size(), MSG_DONTWAIT));
   }
+  // sendmsg(2) of several parts at once (one iov_iter, as writev), MSG_DONTWAIT.
+  int64_t sendv_nowait(int end, std::span<const std::span<const std::byte>> parts) {
+    std::vector<iovec> iov;
+    for (const auto& p : parts) iov.push_back({const_cast<std::byte*>(p.data()), p.size()});
+    msghdr msg{};
+    msg.msg_iov = iov.data();
+    msg.msg_iovlen = iov.size();
+    return value(::sendmsg(fds_[end], &msg, MSG_DONTWAIT));
+  }
   // write(2) of the whole buffer on the (blocking) descriptor: for the writer thread.
   int64_t write_blocking(int end, std::span<const std::byte> data) {
     return value(::write(fds_[end], data.data(), data.size()));
