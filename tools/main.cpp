@@ -6,6 +6,7 @@
 namespace pipepool::tools {
 int run_demo_command(int argc, char** argv);
 int run_sim_pipe_command(int argc, char** argv);
+int run_sim_socket_command(int argc, char** argv);
 #ifdef PIPEPOOL_HAVE_SIM_COMMAND
 int run_sim_command(int argc, char** argv);
 #endif
@@ -18,6 +19,7 @@ int usage() {
                "usage: pipepool COMMAND [ARGS]\n"
                "  demo                 a tour of the pool and of the strategies' deadlocks\n"
                "  sim pipe OP...       play writes and reads against the Linux pipe model\n"
+               "  sim socket OP...     play them against the AF_UNIX stream socketpair model\n"
 #ifdef PIPEPOOL_HAVE_SIM_COMMAND
                "  sim run|threshold    simulate a scenario on the pool's own protocol\n"
 #endif
@@ -34,6 +36,9 @@ int main(int argc, char** argv) {
   if (command == "sim") {
     if (argc >= 3 && std::strcmp(argv[2], "pipe") == 0) {
       return pipepool::tools::run_sim_pipe_command(argc - 3, argv + 3);
+    }
+    if (argc >= 3 && std::strcmp(argv[2], "socket") == 0) {
+      return pipepool::tools::run_sim_socket_command(argc - 3, argv + 3);
     }
 #ifdef PIPEPOOL_HAVE_SIM_COMMAND
     return pipepool::tools::run_sim_command(argc - 2, argv + 2);
