@@ -34,6 +34,7 @@
 #include <unordered_map>
 
 #include "driver/fork_server.hpp"
+#include "driver/probes.hpp"
 #include "driver/worker_main.hpp"
 #include "os/cpu.hpp"
 #include "os/epoll.hpp"
@@ -515,6 +516,8 @@ void Core::take_submissions() {
     tasks.reserve(submission.payloads.size());
     for (size_t i = 0; i < submission.payloads.size(); ++i) {
       const TaskId id = next_task_++;
+      PIPEPOOL_PROBE4(task_submitted, id, -1, submission.payloads[i].size(),
+                      options_.custom_strategy ? -1 : static_cast<int>(options_.strategy));
       calls_.emplace(id, std::make_pair(submission.call, submission.first + i));
       tasks.push_back({id, std::move(submission.payloads[i])});
     }
@@ -596,6 +599,7 @@ bool Core::spawn(WorkerId w) {
   engine_->set_worker_label(
       w, "worker " + std::to_string(w) + " (pid " + std::to_string(slot.handle.pid) + ")");
   engine_->worker_started(w);
+  PIPEPOOL_PROBE2(worker_spawned, w, slot.handle.pid);
   return true;
 }
 
@@ -625,6 +629,8 @@ void Core::deliver_completions() {
     stats_.tasks_retried = s.tasks_retried;
   }
   for (Completion& completion : completions) {
+    PIPEPOOL_PROBE4(result_received, completion.task, completion.worker, completion.payload.size(),
+                    static_cast<int>(completion.kind));
     auto it = calls_.find(completion.task);
     if (it == calls_.end()) continue;
     auto [call, index] = std::move(it->second);
@@ -747,6 +753,7 @@ void Core::worker_gone(WorkerId w, const protocol::ExitInfo& info) {
   const bool young = (info.signal != 0 || info.exit_code != 0) && slot.bytes_read == 0 &&
                      Clock::now() - slot.spawned_at < kYoungDeath;
   slot.young_deaths = young ? slot.young_deaths + 1 : 0;
+  PIPEPOOL_PROBE4(worker_lost, w, slot.handle.pid, info.signal, info.exit_code);
   engine_->worker_exited(w, info);
   drain_after_exit(w);
 }
