@@ -1,7 +1,7 @@
 // pipepool_workload: real pools for the doctor and bpftrace tests (tools/*_test.cpp). Tests only.
 //   pipepool_workload stuck-unbatched   two 200 KB tasks on one Unbatched worker: deadlocks
 //   pipepool_workload slow SECONDS      a healthy pool whose tasks sleep, for SECONDS
-//   pipepool_workload tasks N           N small tasks on each strategy, then exits 0
+//   pipepool_workload tasks N           N tasks of 1000 bytes on each strategy, then exits 0
 // Prints "ready" once its pool has its tasks, then does its job.
 #include <pipepool/pipepool.hpp>
 
@@ -57,7 +57,7 @@ int tasks(int count) {
        {pipepool::Strategy::Epoll, pipepool::Strategy::Batched, pipepool::Strategy::Unbatched}) {
     pipepool::Pool pool(pipepool::Options{.processes = 2, .strategy = strategy});
     std::vector<std::string> inputs(static_cast<size_t>(count), std::string(1000, 'y'));
-    if (pool.map(identity, inputs).size() != inputs.size()) return 1;
+    if (pool.map(identity, inputs, 1).size() != inputs.size()) return 1;  // one task each
   }
   std::printf("ready\ndone\n");
   return 0;
