@@ -65,6 +65,7 @@ class Inspector {
   }
 
   ProcessReport inspect(pid_t pid, Diagnosis& diagnosis);
+  const std::vector<pid_t>& hidden_holders() const { return holders_.denied; }
 
  private:
   std::vector<pid_t> holders_of(uint64_t inode, bool want_read, bool want_write) const;
@@ -112,6 +113,9 @@ void Inspector::follow_io(pid_t pid, ThreadReport& thread, const proc::SyscallSt
     }
     thread.wait = writing ? WaitKind::Write : WaitKind::Read;
     thread.waits_for = writing ? object.readers : object.writers;
+    // Nobody visible holds the other end (another PID namespace, or hidden fds): it may well
+    // be alive, so this thread is not followed.
+    if (thread.waits_for.empty()) thread.wait = WaitKind::Other;
     return;
   }
   if (entry->kind == proc::FdKind::Socket && sockets_) {
@@ -132,6 +136,7 @@ void Inspector::follow_io(pid_t pid, ThreadReport& thread, const proc::SyscallSt
       }
       thread.wait = writing ? WaitKind::Write : WaitKind::Read;
       thread.waits_for = object.peer_holders;
+      if (thread.waits_for.empty()) thread.wait = WaitKind::Other;  // as for a pipe
       return;
     }
   }
@@ -347,6 +352,11 @@ Diagnosis diagnose_once(const Options& options) {
   for (const ProcessReport& report : diagnosis.processes) {
     if (report.hidden) any_hidden = true;
     for (const std::string& fact : report.missing) diagnosis.missing.push_back(fact);
+  }
+  if (!diagnosis.deadlocked.empty() && !inspector.hidden_holders().empty()) {
+    diagnosis.missing.push_back(
+        "the fds of " + std::to_string(inspector.hidden_holders().size()) +
+        " processes of other users: an end held by one of them is not seen");
   }
   if (!diagnosis.deadlocked.empty()) {
     diagnosis.verdict = Verdict::Deadlock;

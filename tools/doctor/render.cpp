@@ -172,7 +172,13 @@ std::string render_text(const Diagnosis& diagnosis) {
   if (!diagnosis.gone.empty()) out << "gone: " << pid_list(diagnosis.gone) << "\n";
   if (!diagnosis.missing.empty()) {
     out << "cannot see:\n";
-    for (const std::string& fact : diagnosis.missing) out << "  " << fact << "\n";
+    constexpr size_t kShown = 6;  // --json lists every one
+    for (size_t i = 0; i < diagnosis.missing.size() && i < kShown; ++i) {
+      out << "  " << diagnosis.missing[i] << "\n";
+    }
+    if (diagnosis.missing.size() > kShown) {
+      out << "  ... and " << diagnosis.missing.size() - kShown << " more like these\n";
+    }
   }
   out << "\n";
   for (const ProcessReport& report : diagnosis.processes) {
@@ -194,7 +200,10 @@ std::string render_text(const Diagnosis& diagnosis) {
       } else if (thread.wait == WaitKind::Hidden) {
         out << ": system call hidden";
       } else if (!thread.object.empty()) {
-        out << ": fd " << thread.fd << ", " << thread.object << " (not followed)";
+        out << ": fd " << thread.fd << ", " << thread.object
+            << (find_object(diagnosis, thread.object) != nullptr
+                    ? " (its other end is held by no process the doctor can see: not followed)"
+                    : " (not a pipe or connected AF_UNIX socket: not followed)");
       }
       out << "\n";
     }
