@@ -5,10 +5,9 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <vector>
+
+#include "proc_reader.hpp"
 
 namespace pipepool::bench {
 namespace {
@@ -22,65 +21,41 @@ struct Sample {
   std::string wchan;
 };
 
-std::string read_first_line(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-// /proc/.../stat: "pid (comm) S ppid ... utime stime ...", comm may hold spaces and parentheses.
-std::optional<Sample> read_sample(const std::string& dir, long id, int depth) {
-  const std::string stat = read_first_line(dir + "/stat");
-  const size_t open = stat.find('(');
-  const size_t close = stat.rfind(')');
-  if (open == std::string::npos || close == std::string::npos || close < open) return std::nullopt;
+// One thread (pid, tid) or one process (pid, pid), from the project's /proc reader.
+std::optional<Sample> read_sample(pid_t pid, pid_t tid, bool whole_process, int depth) {
+  const std::optional<proc::TaskStat> stat =
+      whole_process ? proc::read_process_stat(pid) : proc::read_thread_stat(pid, tid);
+  if (!stat) return std::nullopt;
   Sample sample;
-  sample.id = id;
+  sample.id = tid;
   sample.depth = depth;
-  sample.comm = stat.substr(open + 1, close - open - 1);
-  std::istringstream rest(stat.substr(close + 1));
-  std::vector<std::string> fields;
-  for (std::string field; rest >> field;) fields.push_back(field);
-  if (fields.size() < 13) return std::nullopt;
-  sample.state = fields[0].empty() ? '?' : fields[0][0];
-  sample.cpu_ticks = std::stoull(fields[11]) + std::stoull(fields[12]);  // utime + stime
-  sample.wchan = read_first_line(dir + "/wchan");
-  if (sample.wchan.empty() || sample.wchan == "0") sample.wchan = "-";
+  sample.comm = stat->comm;
+  sample.state = stat->state;
+  sample.cpu_ticks = stat->cpu_ticks();  // utime + stime (of all threads, for a process)
+  sample.wchan = proc::read_wchan(pid, tid).symbol;
+  if (sample.wchan.empty()) sample.wchan = "-";
   return sample;
-}
-
-std::vector<long> children_of(const std::string& process_dir) {
-  std::vector<long> children;
-  std::error_code error;
-  for (const auto& task : std::filesystem::directory_iterator(process_dir + "/task", error)) {
-    std::istringstream in(read_first_line(task.path().string() + "/children"));
-    for (long child; in >> child;) children.push_back(child);
-  }
-  return children;
 }
 
 // Every thread of this process but the caller, then every descendant process (breadth first).
 std::vector<Sample> sample_pool(const std::vector<long>& ignored) {
   std::vector<Sample> samples;
-  const long self_thread = static_cast<long>(gettid());
-  std::error_code error;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", error)) {
-    const long tid = std::atol(task.path().filename().c_str());
+  const pid_t self = ::getpid();
+  const pid_t self_thread = ::gettid();
+  for (pid_t tid : proc::list_threads(self)) {
     if (tid == self_thread) continue;
-    if (auto sample = read_sample(task.path().string(), tid, 0)) samples.push_back(*sample);
+    if (auto sample = read_sample(self, tid, false, 0)) samples.push_back(*sample);
   }
-  std::vector<std::pair<long, int>> pending;  // pid, depth
-  for (long child : children_of("/proc/self")) {
+  std::vector<std::pair<pid_t, int>> pending;  // pid, depth
+  for (pid_t child : proc::children_of(self)) {
     if (std::find(ignored.begin(), ignored.end(), child) == ignored.end()) {
       pending.emplace_back(child, 1);
     }
   }
   for (size_t i = 0; i < pending.size() && i < 256; ++i) {
     const auto [pid, depth] = pending[i];
-    const std::string dir = "/proc/" + std::to_string(pid);
-    if (auto sample = read_sample(dir, pid, depth)) samples.push_back(*sample);
-    for (long child : children_of(dir)) pending.emplace_back(child, depth + 1);
+    if (auto sample = read_sample(pid, pid, true, depth)) samples.push_back(*sample);
+    for (pid_t child : proc::children_of(pid)) pending.emplace_back(child, depth + 1);
   }
   return samples;
 }

@@ -12,7 +12,8 @@
 // where each process sleeps ("pipe_write" on both sides is the classic pipe deadlock). A call
 // with no result after `timeout` is declared deadlocked whatever the samples say.
 //
-// Linux only; reads /proc (wchan may read "0" in some containers: the verdict does not need it).
+// Linux only; reads /proc through tools/proc (the project's one /proc reader; wchan may read "0"
+// in some containers: the verdict does not need it).
 // Thread safety: call from one thread at a time; it is the thread that is left out of the samples.
 #pragma once
 

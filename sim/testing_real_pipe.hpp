@@ -20,10 +20,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "proc_reader.hpp"  // tools/proc: the project's one /proc reader (libc only)
 
 namespace pipepool::sim::testing {
 
@@ -148,20 +151,13 @@ inline pid_t current_tid() {
 
 // Scheduler state letter of a thread of this process ('R', 'S', 'D', ...), or '?' if it is gone.
 inline char thread_state(pid_t tid) {
-  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
-  std::string stat;
-  if (!std::getline(in, stat)) return '?';
-  const auto paren = stat.rfind(')');  // the command name may hold spaces and parentheses
-  if (paren == std::string::npos || paren + 2 >= stat.size()) return '?';
-  return stat[paren + 2];
+  const std::optional<proc::TaskStat> stat = proc::read_thread_stat(::getpid(), tid);
+  return stat ? stat->state : '?';
 }
 
 // Kernel function a sleeping thread waits in ("anon_pipe_write"), or "" where the kernel hides it.
 inline std::string thread_wchan(pid_t tid) {
-  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/wchan");
-  std::string wchan;
-  std::getline(in, wchan);
-  return wchan == "0" ? std::string() : wchan;
+  return proc::read_wchan(::getpid(), tid).symbol;
 }
 
 // Whether the calling thread has CAP_SYS_RESOURCE in its effective set (F_SETPIPE_SZ above

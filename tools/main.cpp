@@ -5,6 +5,7 @@
 
 namespace pipepool::tools {
 int run_demo_command(int argc, char** argv);
+int run_doctor_command(int argc, char** argv);
 int run_sim_pipe_command(int argc, char** argv);
 int run_sim_socket_command(int argc, char** argv);
 #ifdef PIPEPOOL_HAVE_SIM_COMMAND
@@ -18,6 +19,8 @@ int usage() {
   std::fprintf(stderr,
                "usage: pipepool COMMAND [ARGS]\n"
                "  demo                 a tour of the pool and of the strategies' deadlocks\n"
+               "  doctor PID           live deadlock diagnosis of a process tree, from /proc\n"
+               "  doctor -- COMMAND    run COMMAND; diagnose and end it if it stops progressing\n"
                "  sim pipe OP...       play writes and reads against the Linux pipe model\n"
                "  sim socket OP...     play them against the AF_UNIX stream socketpair model\n"
 #ifdef PIPEPOOL_HAVE_SIM_COMMAND
@@ -33,6 +36,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage();
   const std::string command = argv[1];
   if (command == "demo") return pipepool::tools::run_demo_command(argc - 2, argv + 2);
+  if (command == "doctor") return pipepool::tools::run_doctor_command(argc - 2, argv + 2);
   if (command == "sim") {
     if (argc >= 3 && std::strcmp(argv[2], "pipe") == 0) {
       return pipepool::tools::run_sim_pipe_command(argc - 3, argv + 3);

@@ -8,10 +8,10 @@
 //   g_board = board.get();
 //   pipepool::Pool pool(2);     // a task does g_board->victim = getpid(); the test reads it
 //
-// Header-only, test code only.
+// Header-only, test code only. /proc is read through tools/proc (pipepool_proc), the project's
+// one reader.
 #pragma once
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -27,10 +27,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#include "proc_reader.hpp"
 
 namespace pipepool::faults {
 
@@ -122,60 +125,38 @@ struct ProcessInfo {
 };
 
 inline bool read_process(pid_t pid, ProcessInfo& out) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  if (!std::getline(stat, line)) return false;
-  const auto close = line.rfind(')');
-  if (close == std::string::npos) return false;
-  std::istringstream rest(line.substr(close + 2));
+  const std::optional<proc::TaskStat> stat = proc::read_process_stat(pid);
+  if (!stat) return false;
   out.pid = pid;
-  rest >> out.state >> out.ppid;
+  out.state = stat->state;
+  out.ppid = stat->ppid;
   return true;
 }
 
 // Live (not zombie) processes whose parent is `parent`.
 inline std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> out;
-  DIR* dir = ::opendir("/proc");
-  if (dir == nullptr) return out;
-  while (const dirent* entry = ::readdir(dir)) {
-    char* end = nullptr;
-    const long pid = std::strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0) continue;
+  for (pid_t pid : proc::list_processes()) {
     ProcessInfo info;
-    if (read_process(static_cast<pid_t>(pid), info) && info.ppid == parent && info.state != 'Z') {
+    if (read_process(pid, info) && info.ppid == parent && info.state != 'Z') {
       out.push_back(info.pid);
     }
   }
-  ::closedir(dir);
-  std::sort(out.begin(), out.end());
   return out;
 }
 
 // Threads of this process (tids), for signalling each one.
 inline std::vector<pid_t> own_threads() {
-  std::vector<pid_t> out;
-  DIR* dir = ::opendir("/proc/self/task");
-  if (dir == nullptr) return out;
-  while (const dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') out.push_back(static_cast<pid_t>(std::atoi(entry->d_name)));
-  }
-  ::closedir(dir);
-  return out;
+  return proc::list_threads(::getpid());
 }
 
 inline int signal_thread(pid_t tid, int signal) {
   return static_cast<int>(::syscall(SYS_tgkill, ::getpid(), tid, signal));
 }
 
-// Number of threads of process `pid` ("Threads:" of /proc/pid/status), 0 if unknown.
+// Number of threads of process `pid` (/proc/pid/task), 0 if unknown.
 inline int threads_of(pid_t pid) {
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Threads:", 0) == 0) return std::atoi(line.c_str() + 8);
-  }
-  return 0;
+  return static_cast<int>(proc::list_threads(pid).size());
 }
 
 // Installs a no-op handler for `signal` without SA_RESTART (so blocking calls fail with EINTR)

@@ -29,6 +29,7 @@
 #include <unordered_map>
 
 #include "driver/fork_server.hpp"
+#include "driver/probes.hpp"
 #include "driver/worker_main.hpp"
 #include "driver/worker_slots.hpp"
 #include "os/cpu.hpp"
@@ -434,6 +435,8 @@ void Core::take_inbox() {
     tasks.reserve(submission.payloads.size());
     for (size_t i = 0; i < submission.payloads.size(); ++i) {
       const TaskId id = next_task_++;
+      PIPEPOOL_PROBE4(task_submitted, id, -1, submission.payloads[i].size(),
+                      options_.custom_strategy ? -1 : static_cast<int>(options_.strategy));
       calls_.emplace(id, std::make_pair(submission.call, submission.first + i));
       tasks.push_back({id, std::move(submission.payloads[i])});
     }
@@ -459,6 +462,7 @@ void Core::start_worker(WorkerId w) {
   (void)os::set_nonblocking(slot.result_read.get(), true);
   (void)os::set_nonblocking(slot.task_write.get(), !strategy_->parent_blocking_writes());
   pid_slot_[slot.pid] = w;
+  PIPEPOOL_PROBE2(worker_spawned, w, slot.pid);
   loop_->started(w, "worker " + std::to_string(w) + " (pid " + std::to_string(slot.pid) + ")");
 }
 
@@ -553,6 +557,8 @@ void Core::read_server_events(uint32_t epoll_events) {
     const WorkerId w = it->second;
     pid_slot_.erase(it);
     if (slots_->handle(w).pid != event->pid) continue;  // an older process of the slot
+    PIPEPOOL_PROBE4(worker_lost, w, event->pid, event->status.signal,
+                    event->status.signal ? -1 : event->status.code);
     events_.push_back({.kind = ReadyEvent::Kind::Exited,
                        .worker = w,
                        .exit = exit_info(event->status, options_)});
@@ -647,6 +653,8 @@ void Core::deliver(std::span<Completion> completions) {
   // Before the callers wake: whoever sees a task fail with WorkerLost also sees it counted.
   sync_stats();
   for (Completion& completion : completions) {
+    PIPEPOOL_PROBE4(result_received, completion.task, completion.worker, completion.payload.size(),
+                    static_cast<int>(completion.kind));
     auto it = calls_.find(completion.task);
     if (it == calls_.end()) continue;
     auto [call, index] = std::move(it->second);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "driver/probes.hpp"
 #include "os/io.hpp"
 #include "os/limits.hpp"
 #include "os/signals.hpp"
@@ -61,11 +62,13 @@ int worker_main(void* context, int task_fd, int result_fd) {
       case protocol::ChildEngine::Op::Run: {
         std::string out;
         bool ok;
+        PIPEPOOL_PROBE3(task_started, action.task, ::getpid(), action.task_payload->size());
         try {
           ok = detail::execute_task(*action.task_payload, out);
         } catch (const ProtocolError&) {
           return protocol::kExitProtocolError;
         }
+        PIPEPOOL_PROBE3(task_finished, action.task, ::getpid(), out.size());
         engine.task_finished(ok, std::move(out));
         break;
       }

@@ -1,0 +1,130 @@
+// tools/bpf/*.bt against a short real workload (pipepool_workload tasks N), when this machine
+// allows BPF: root, bpftrace installed, tracefs mounted (the test mounts it if it can). Otherwise
+// every test skips and prints why.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "testing/spawn.hpp"
+
+namespace pipepool::tools {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Spawned;
+
+const std::string kWorkload = PIPEPOOL_WORKLOAD_PATH;
+const std::string kBpfDir = PIPEPOOL_BPF_DIR;
+constexpr int kTasks = 300;
+
+std::string find_bpftrace() {
+  for (const char* path : {"/usr/bin/bpftrace", "/usr/sbin/bpftrace", "/usr/local/bin/bpftrace"}) {
+    if (::access(path, X_OK) == 0) return path;
+  }
+  return "";
+}
+
+// Empty when BPF tracing works here, else why not.
+std::string why_no_bpf() {
+  if (::geteuid() != 0) return "not root: bpftrace needs CAP_BPF and CAP_PERFMON";
+  if (find_bpftrace().empty()) return "bpftrace is not installed (Debian package bpftrace)";
+  if (!std::filesystem::exists("/sys/kernel/tracing/events/syscalls") &&
+      ::mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0 &&
+      !std::filesystem::exists("/sys/kernel/debug/tracing/events/syscalls")) {
+    return "tracefs is not mounted and cannot be (mount -t tracefs nodev /sys/kernel/tracing)";
+  }
+  Spawned probe({find_bpftrace(), "-e", "BEGIN { printf(\"bpf-ok\\n\"); exit(); }"});
+  if (probe.finish(30s) != 0 || probe.out().find("bpf-ok") == std::string::npos) {
+    return "bpftrace cannot load a program here: " + probe.err().substr(0, 300);
+  }
+  return "";
+}
+
+const std::string& bpf_skip_reason() {
+  static const std::string reason = why_no_bpf();
+  return reason;
+}
+
+// Runs `script args...` while the workload runs once, then ends it (SIGINT: it prints its maps).
+std::string trace_workload(const std::string& script, const std::vector<std::string>& args = {}) {
+  std::vector<std::string> argv{find_bpftrace(), kBpfDir + "/" + script};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Spawned tracer(argv);
+  EXPECT_TRUE(tracer.wait_for_text("Ctrl-C to end", 30s)) << script << ": " << tracer.err();
+  Spawned workload({kWorkload, "tasks", std::to_string(kTasks)});
+  EXPECT_EQ(workload.finish(30s), 0) << workload.err();
+  EXPECT_NE(workload.out().find("done"), std::string::npos);
+  std::this_thread::sleep_for(200ms);
+  ::kill(tracer.pid(), SIGINT);
+  EXPECT_EQ(tracer.finish(20s), 0) << tracer.err();
+  return tracer.out();
+}
+
+#define SKIP_WITHOUT_BPF()                                   \
+  if (!bpf_skip_reason().empty()) {                          \
+    std::printf("skipped: %s\n", bpf_skip_reason().c_str()); \
+    GTEST_SKIP() << bpf_skip_reason();                       \
+  }
+
+TEST(Bpf, BlockedIoTimesBlockedPipeReadsPerProcess) {
+  SKIP_WITHOUT_BPF();
+  const std::string out = trace_workload("blocked_io.bt");
+  // Workers block reading their task pipe between tasks.
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex(R"(@blocked_us\[pipepool_worklo, \d+, pipe, read\]: [1-9]\d*)")))
+      << out;
+  EXPECT_TRUE(std::regex_search(
+      out, std::regex(R"(@blocked_calls\[pipepool_worklo, \d+, pipe, read\]: [1-9]\d*)")))
+      << out;
+}
+
+TEST(Bpf, PipeBytesCountsEveryTaskByte) {
+  SKIP_WITHOUT_BPF();
+  const std::string out = trace_workload("pipe_bytes.bt");
+  const std::regex line(R"(@pipe_bytes\[(\d+), pipepool_worklo, (\d+), write\]: (\d+))");
+  uint64_t written = 0;
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), line); it != std::sregex_iterator();
+       ++it) {
+    written += std::stoull((*it)[3]);
+  }
+  // Three pools; each writes every task (1000 bytes and a header) and its result.
+  EXPECT_GE(written, 3u * 2u * kTasks * 1000u) << out;
+}
+
+TEST(Bpf, WriteSizesHistogramShowsTheFrameSize) {
+  SKIP_WITHOUT_BPF();
+  const std::string out = trace_workload("write_sizes.bt");
+  const size_t at = out.find("@write_bytes[pipepool_worklo, pipe]:");
+  ASSERT_NE(at, std::string::npos) << out;
+  // A 1000-byte task or result and its header: one write of 1 KiB to 2 KiB.
+  const std::string histogram = out.substr(at, out.find("\n\n", at) - at);
+  EXPECT_TRUE(std::regex_search(histogram, std::regex(R"(\[1K, 2K\)\s+[1-9]\d* \|)"))) << histogram;
+}
+
+TEST(Bpf, TaskLatencyHasAHistogramPerStrategy) {
+  SKIP_WITHOUT_BPF();
+  const std::string out = trace_workload("task_latency.bt", {kWorkload});
+  for (const char* strategy : {"epoll", "batched", "unbatched"}) {
+    EXPECT_NE(out.find(std::string("@latency_us[") + strategy + "]:"), std::string::npos)
+        << strategy << "\n"
+        << out;
+    EXPECT_NE(out.find(std::string("@tasks[") + strategy + "]: " + std::to_string(kTasks)),
+              std::string::npos)
+        << strategy << "\n"
+        << out;
+  }
+  EXPECT_NE(out.find("@run_us:"), std::string::npos) << out;
+  EXPECT_NE(out.find("@workers_spawned: 6"), std::string::npos) << out;  // 3 pools, 2 each
+  EXPECT_NE(out.find("@workers_lost["), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace pipepool::tools
