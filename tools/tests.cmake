@@ -71,3 +71,31 @@ pipepool_cli_test(demo_payload_range 2 stderr 1 "^pipepool demo: --payload: 1K i
 pipepool_cli_test(sim_run_finds_deadlock 1 stdout any "VERDICT: DEADLOCK" sim run --quiet
                   --strategy unbatched --task 70000:70000:0 --task 70000:70000:0)
 pipepool_cli_test(sim_pipe_json 0 stdout any "\"op\": \"fill:4097\"" sim pipe --json fill:4097)
+
+# pipepool tiers: argument checks, the emulation against the published Lambda figures, cleanup.
+pipepool_cli_test(tiers_tier_range 2 stderr 1 "^pipepool tiers: --tiers: 64 is not in 128\\.\\.10240"
+                  tiers --tiers 64)
+pipepool_cli_test(tiers_negative_size 2 stderr 1 "^pipepool tiers: --sizes: -5 is not in" tiers
+                  --sizes 4K,-5)
+pipepool_cli_test(tiers_bad_workload 2 stderr 1 "^pipepool tiers: --workload: .*" tiers
+                  --workload dance)
+pipepool_cli_test(tiers_seconds_range 2 stderr 1 "^pipepool tiers: --seconds: 0 is not in 0\\.2\\.\\.600"
+                  tiers --seconds 0)
+pipepool_cli_test(tiers_workload_and_command 2 stderr 1
+                  "^pipepool tiers: give either --workload or -- COMMAND, not both" tiers
+                  --workload spin -- true)
+find_program(PIPEPOOL_PYTHON3 python3)
+if(PIPEPOOL_PYTHON3)
+  add_test(NAME tools_tiers_spin_matches_lambda
+           COMMAND ${PIPEPOOL_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/tiers_spin_test.py
+                   $<TARGET_FILE:pipepool_command> 1.5)
+  set_tests_properties(tools_tiers_spin_matches_lambda PROPERTIES
+    TIMEOUT 90 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE LABELS tiers)
+endif()
+foreach(signal INT TERM)
+  add_test(NAME tools_tiers_interrupt_${signal}_leaves_no_cgroup
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tiers_interrupt_test.sh
+                   $<TARGET_FILE:pipepool_command> ${signal})
+  set_tests_properties(tools_tiers_interrupt_${signal}_leaves_no_cgroup PROPERTIES
+    TIMEOUT 60 SKIP_RETURN_CODE 77 LABELS tiers)
+endforeach()
