@@ -51,7 +51,7 @@ int usage_error(const CLI::App& command, const std::string& message);
 // "pipepool sim run" for the app of `sim run`.
 std::string command_path(const CLI::App& command);
 
-// A validator for a decimal integer in [low, high]: no sign on unsigned types, no octal or hex,
+// A validator (use it with ->transform(), which may rewrite) for a decimal integer in [low, high]: no sign on unsigned types, no octal or hex,
 // no wrap-around. It rewrites the text to its canonical decimal form, so that CLI11's own
 // conversion (which reads "010" as octal) sees what was checked. Message: "-5 is not in 1..62".
 CLI::Validator integer_in(int64_t low, int64_t high);
@@ -67,9 +67,9 @@ CLI::Option* add_number(CLI::App& app, const std::string& name, T& value, const 
   static_assert(std::is_integral_v<T>);
   CLI::Option* option = app.add_option(name, value, help)->capture_default_str();
   if constexpr (std::is_unsigned_v<T>) {
-    option->check(unsigned_in(low, high));
+    option->transform(unsigned_in(low, high));
   } else {
-    option->check(integer_in(low, high));
+    option->transform(integer_in(low, high));
   }
   return option;
 }

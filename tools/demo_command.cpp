@@ -104,7 +104,7 @@ Run setup_demo(CLI::App& command) {
                   "bytes of each task and of each result (64K, 16M; at least 64 KiB + 1 so "
                   "that one frame overfills a default pipe)")
       ->capture_default_str()
-      ->check(size_in((uint64_t{64} << 10) + 1, uint64_t{256} << 20));
+      ->transform(size_in((uint64_t{64} << 10) + 1, uint64_t{256} << 20));
   add_number<int64_t>(command, "--watchdog-s", args->watchdog_s,
                       "seconds without a result after which a strategy is declared deadlocked", 1,
                       600);

@@ -349,18 +349,18 @@ Run setup_sim_threshold(CLI::App& command) {
                        1 << 20);
   add_preemptions(command, o.preemption_bound, "bound of each exploration");
   command.add_option("--grid", o.grid_bytes, "grid step (default page-size / 8)")
-      ->check(size_in(1, uint64_t{1} << 32));
+      ->transform(size_in(1, uint64_t{1} << 32));
   command.add_option("--min-bytes", o.min_bytes, "smallest size searched (default 0)")
-      ->check(size_in(0, uint64_t{1} << 32));
+      ->transform(size_in(0, uint64_t{1} << 32));
   command
       .add_option("--max-bytes", o.max_bytes,
                   "largest size searched (default twice the "
                   "capacity)")
-      ->check(size_in(1, uint64_t{1} << 32));
+      ->transform(size_in(1, uint64_t{1} << 32));
   command
       .add_option("--large", o.large_bytes,
                   "the other payload's fixed size (default capacity + a page)")
-      ->check(size_in(1, uint64_t{1} << 32));
+      ->transform(size_in(1, uint64_t{1} << 32));
   command.add_flag("--join-at-once", o.join_at_once,
                    "join right after the two calls (the Shutdown frame counts)");
   command.add_flag("--json", args->json, "JSON instead of text");

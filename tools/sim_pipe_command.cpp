@@ -149,7 +149,7 @@ Run setup_sim_pipe(CLI::App& command) {
   auto args = std::make_shared<SimPipeArgs>();
   command.add_option("--pages", args->pages, "pipe capacity in page slots, a power of two")
       ->capture_default_str()
-      ->check(unsigned_in(1, 1 << 20))
+      ->transform(unsigned_in(1, 1 << 20))
       ->check(CLI::Validator(
           [](std::string& input) -> std::string {
             const uint64_t n = std::stoull(input);  // unsigned_in has made it decimal

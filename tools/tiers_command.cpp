@@ -371,7 +371,7 @@ void print_table(const TiersArgs& args, const Json& rows, const std::string& cgr
       "MB / 1769 per 20 ms period\n\n",
       args.workload.c_str(), cgroup_version.c_str(), machine_cpus);
   const bool pool = args.workload == "echo" || args.workload == "rate";
-  std::printf("%7s %5s %11s %7s %-10s", "tier MB", "cpus", "quota us", "workers", "strategy");
+  std::printf("%7s %5s %12s %7s %-10s", "tier MB", "cpus", "quota us", "workers", "strategy");
   if (args.workload == "echo") std::printf(" %9s %9s", "payload", "MB/s");
   if (pool) std::printf(" %9s %9s %9s", "tasks/s", "p50 ms", "p99 ms");
   if (args.workload == "spin") std::printf(" %8s", "paused");
@@ -386,7 +386,7 @@ void print_table(const TiersArgs& args, const Json& rows, const std::string& cgr
     std::string workers = row.contains("workers")
                               ? std::to_string(row["workers"].get<int>())
                               : std::to_string(row["expected_workers"].get<int>());
-    std::printf("%7llu %5s %11s %7s %-10s",
+    std::printf("%7llu %5s %12s %7s %-10s",
                 static_cast<unsigned long long>(row["tier_mb"].get<uint64_t>()), cpus.c_str(),
                 (std::to_string(row["quota_us"].get<uint64_t>()) + "/20000").c_str(),
                 workers.c_str(), row["strategy"].get<std::string>().c_str());
@@ -514,11 +514,13 @@ int run_tiers(TiersArgs& args) {
   } else {
     print_table(args, rows, cgroup_version, machine_cpus);
   }
+  std::fflush(stdout);
   if (!args.plot.empty()) {
     const std::string data = args.plot + ".json";
     std::ofstream(data) << whole.dump(2) << "\n";
     const std::string script = PIPEPOOL_TIERS_PLOT_SCRIPT;
-    const std::string shell = "python3 '" + script + "' '" + data + "' '" + args.plot + "'";
+    const std::string shell =
+        std::string(PIPEPOOL_PLOT_PYTHON) + " '" + script + "' '" + data + "' '" + args.plot + "'";
     if (std::system(shell.c_str()) != 0) {
       std::fprintf(stderr, "pipepool tiers: the plot failed (%s; needs python3-matplotlib)\n",
                    shell.c_str());
@@ -536,7 +538,7 @@ Run setup_tiers(CLI::App& command) {
   command.add_option("--tiers", args->tiers_mb, "memory tiers in MB, 128..10240")
       ->delimiter(',')
       ->capture_default_str()
-      ->check(unsigned_in(128, 10240));
+      ->transform(unsigned_in(128, 10240));
   args->workload_option =
       command
           .add_option("--workload", args->workload, "what runs in each tier (or -- COMMAND ARGS)")
@@ -549,7 +551,7 @@ Run setup_tiers(CLI::App& command) {
   command.add_option("--sizes", args->sizes_bytes, "echo payload sizes (4K, 1M)")
       ->delimiter(',')
       ->capture_default_str()
-      ->check(size_in(1, uint64_t{64} << 20));
+      ->transform(size_in(1, uint64_t{64} << 20));
   command
       .add_option("--seconds", args->seconds, "seconds per run (default: spin 2, echo and rate 1)")
       ->check(CLI::Validator(
