@@ -196,7 +196,11 @@ int child_main(const TiersArgs& args, const RunSpec& run, double seconds, const 
     if (args.workload == "command") {
       setenv("PIPEPOOL_TIER_MB", std::to_string(run.tier_mb).c_str(), 1);
       os::Error error = os::exec_command(args.command);
-      figures = Json{{"error", "cannot run " + args.command.front() + ": " + error.message()}};
+      const std::string text =
+          Json{{"error", "cannot run " + args.command.front() + ": " + error.message()}}.dump() +
+          "\n";
+      (void)os::write_all(result_fd, std::as_bytes(std::span(text)));
+      return 127;
     } else {
       figures = run_workload(args, run, seconds);
     }
@@ -304,9 +308,7 @@ RunOutcome run_one(const TiersArgs& args, const RunSpec& run, double seconds, os
       report["nr_throttled"] = after->nr_throttled - before->nr_throttled;
       report["throttled_time_us"] = after->throttled_us - before->throttled_us;
     }
-    if (args.workload == "command") {
-      report["figures"] = Json{{"exit", status->describe()}};
-    }
+    if (args.workload == "command") report["figures"] = Json{{"exit", status->describe()}};
   }
   for (pid_t left : group.processes()) (void)os::send_signal(left, SIGKILL);  // stray workers
   outcome.row = report;
@@ -375,6 +377,7 @@ void print_table(const TiersArgs& args, const Json& rows, const std::string& cgr
   if (args.workload == "echo") std::printf(" %9s %9s", "payload", "MB/s");
   if (pool) std::printf(" %9s %9s %9s", "tasks/s", "p50 ms", "p99 ms");
   if (args.workload == "spin") std::printf(" %8s", "paused");
+  if (args.workload == "command") std::printf(" %8s %-20s", "wall s", "exit");
   std::printf(" %9s", "throttled");
   if (args.workload == "spin") std::printf(" %9s", "published");
   std::printf("\n");
@@ -401,6 +404,10 @@ void print_table(const TiersArgs& args, const Json& rows, const std::string& cgr
     }
     if (args.workload == "spin")
       std::printf(" %7s%%", cell(row, "paused_fraction", 100, "%.1f").c_str());
+    if (args.workload == "command") {
+      std::printf(" %8s %-20s", cell(row, "wall_s", 1, "%.2f").c_str(),
+                  row.value("exit", std::string("-")).c_str());
+    }
     std::printf(" %8s%%", cell(row, "throttled_fraction", 100, "%.1f").c_str());
     if (args.workload == "spin") {
       std::printf(" %8s%s", cell(row, "published_throttled_fraction", 100, "%.1f").c_str(),
