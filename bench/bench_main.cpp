@@ -9,10 +9,10 @@
 // the described mode to bench/python_peers.py, so that the peers run exactly the same workloads.
 #include <benchmark/benchmark.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -75,29 +75,20 @@ benchmark::internal::Benchmark* with_run_settings(benchmark::internal::Benchmark
 
 namespace {
 
-std::string json_list(const std::vector<uint64_t>& values) {
-  std::string text = "[";
-  for (size_t i = 0; i < values.size(); ++i) {
-    text += (i ? ", " : "") + std::to_string(values[i]);
-  }
-  return text + "]";
-}
-
 // The workloads python_peers.py mirrors (see the names in echo_load.hpp and task_rate_benchmark).
 std::string describe(const BenchMode& mode) {
-  std::vector<uint64_t> workers(mode.echo_workers.begin(), mode.echo_workers.end());
-  char min_time[32];
-  std::snprintf(min_time, sizeof min_time, "%g", mode.min_time_seconds);
-  return "{\"mode\": \"" + mode.name +
-         "\", \"echo_sizes_bytes\": " + json_list(mode.echo_sizes_bytes) +
-         ", \"asymmetric_sizes_bytes\": " + json_list(mode.asymmetric_sizes_bytes) +
-         ", \"echo_workers\": " + json_list(workers) +
-         ", \"messages_per_worker\": " + std::to_string(kMessagesPerWorker) +
-         ", \"small_side_bytes\": " + std::to_string(kSmallSideBytes) +
-         ", \"task_items\": " + std::to_string(mode.task_items) +
-         ", \"task_workers\": " + std::to_string(mode.task_workers) +
-         ", \"min_time_seconds\": " + min_time +
-         ", \"repetitions\": " + std::to_string(mode.repetitions) + "}\n";
+  nlohmann::ordered_json json{
+      {"mode", mode.name},
+      {"echo_sizes_bytes", mode.echo_sizes_bytes},
+      {"asymmetric_sizes_bytes", mode.asymmetric_sizes_bytes},
+      {"echo_workers", std::vector<uint64_t>(mode.echo_workers.begin(), mode.echo_workers.end())},
+      {"messages_per_worker", kMessagesPerWorker},
+      {"small_side_bytes", kSmallSideBytes},
+      {"task_items", mode.task_items},
+      {"task_workers", mode.task_workers},
+      {"min_time_seconds", mode.min_time_seconds},
+      {"repetitions", mode.repetitions}};
+  return json.dump() + "\n";
 }
 
 }  // namespace
@@ -108,19 +99,29 @@ int main(int argc, char** argv) {
   std::string mode_name = "quick";
   bool describe_only = false;
   int64_t fixed_iterations = 0;
-  std::vector<char*> args;
-  for (int i = 0; i < argc; ++i) {
-    constexpr const char* kFlag = "--pipepool_mode=";
-    if (std::strncmp(argv[i], kFlag, std::strlen(kFlag)) == 0) {
-      mode_name = argv[i] + std::strlen(kFlag);
-    } else if (std::strncmp(argv[i], "--pipepool_iterations=", 22) == 0) {
-      fixed_iterations = std::atoll(argv[i] + 22);
-    } else if (std::strcmp(argv[i], "--pipepool_describe_mode") == 0) {
-      describe_only = true;
-    } else {
-      args.push_back(argv[i]);
-    }
+  CLI::App app(
+      "pipepool_bench: the pool's benchmarks (Google Benchmark); every other flag, "
+      "--benchmark_filter=... and the like, goes to Google Benchmark",
+      "pipepool_bench");
+  app.allow_extras();
+  app.add_option("--pipepool_mode", mode_name, "workload sizes and run times")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"quick", "full", "smoke"}));
+  app.add_option("--pipepool_iterations", fixed_iterations,
+                 "exactly this many iterations per benchmark (for perf stat, strace -c)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_flag("--pipepool_describe_mode", describe_only, "print the mode as JSON and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "pipepool_bench: %s\n", e.what());
+    return 2;
   }
+  std::vector<std::string> rest = app.remaining();
+  std::vector<char*> args{argv[0]};
+  for (std::string& arg : rest) args.push_back(arg.data());
   BenchMode mode;
   try {
     mode = mode_named(mode_name);

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake g++ make libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-          nlohmann-json3-dev systemtap-sdt-dev bpftrace
+          libcli11-dev nlohmann-json3-dev systemtap-sdt-dev bpftrace
           python3 python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do

@@ -83,9 +83,7 @@ TEST(Explore, UnbatchedTwoLargeTasksOnOneWorkerDeadlockAndTheReportNamesTheCycle
   EXPECT_NE(text.find("blocked in write(2) to the task pipe of worker 0"), std::string::npos)
       << text;
   EXPECT_NE(text.find("blocked in writev(2) to its result pipe"), std::string::npos) << text;
-  JsonWriter json;
-  write_deadlock_json(json, d);
-  const std::string j = json.take();
+  const std::string j = deadlock_json(d).dump(2);
   EXPECT_NE(j.find("\"cycle\": [\n    \"P\",\n    \"W0\",\n    \"P\"\n  ]"), std::string::npos)
       << j;
   EXPECT_NE(j.find("\"wanted_bytes\": 4496"), std::string::npos) << j;

@@ -21,31 +21,26 @@ std::string pad(std::string s, size_t width) {
   return s;
 }
 
-void write_run_json(JsonWriter& json, const RunSummary& run, size_t trace_tail) {
-  json.begin_object();
-  json.key("status").value(to_string(run.status));
-  json.key("schedule").value(format_schedule(run.schedule));
-  json.key("schedule_index").value(run.index);
-  json.key("schedule_seed").value(run.schedule_seed);
-  json.key("steps").value(run.steps);
-  json.key("trace_hash").value(hex(run.trace_hash));
-  json.key("virtual_time_us").value(run.virtual_time_us);
-  json.key("tasks_completed").value(run.tasks_completed);
-  if (!run.failure.empty()) json.key("failure").value(run.failure);
-  if (run.diverged) json.key("diverged").value(true);
-  if (run.deadlock) {
-    json.key("deadlock");
-    write_deadlock_json(json, *run.deadlock);
-  }
+Json run_json(const RunSummary& run, size_t trace_tail) {
+  Json json{{"status", to_string(run.status)},
+            {"schedule", format_schedule(run.schedule)},
+            {"schedule_index", run.index},
+            {"schedule_seed", run.schedule_seed},
+            {"steps", run.steps},
+            {"trace_hash", hex(run.trace_hash)},
+            {"virtual_time_us", run.virtual_time_us},
+            {"tasks_completed", run.tasks_completed}};
+  if (!run.failure.empty()) json["failure"] = run.failure;
+  if (run.diverged) json["diverged"] = true;
+  if (run.deadlock) json["deadlock"] = deadlock_json(*run.deadlock);
   if (!run.trace.empty()) {
     const size_t from =
         trace_tail == 0 || run.trace.size() <= trace_tail ? 0 : run.trace.size() - trace_tail;
-    json.key("trace_first_line").value(uint64_t{from});
-    json.key("trace").begin_array();
-    for (size_t i = from; i < run.trace.size(); ++i) json.value(run.trace[i]);
-    json.end_array();
+    json["trace_first_line"] = uint64_t{from};
+    json["trace"] =
+        std::vector<std::string>(run.trace.begin() + static_cast<ptrdiff_t>(from), run.trace.end());
   }
-  json.end_object();
+  return json;
 }
 
 std::string explorer_line(const ExploreOptions& options, const ExploreResult& result) {
@@ -74,138 +69,6 @@ std::string explorer_line(const ExploreOptions& options, const ExploreResult& re
 }
 
 }  // namespace
-
-// ---- JSON --------------------------------------------------------------------------------------
-
-std::string json_escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + 2);
-  for (char c : text) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char u[8];
-          std::snprintf(u, sizeof u, "\\u%04x", static_cast<unsigned>(c));
-          out += u;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
-void JsonWriter::newline() {
-  out_ += '\n';
-  out_.append(2 * empty_.size(), ' ');
-}
-
-void JsonWriter::before_value() {
-  if (after_key_) {
-    after_key_ = false;
-    return;
-  }
-  if (!empty_.empty()) {
-    if (!empty_.back()) out_ += ',';
-    empty_.back() = false;
-    newline();
-  }
-}
-
-JsonWriter& JsonWriter::begin_object() {
-  before_value();
-  out_ += '{';
-  empty_.push_back(true);
-  return *this;
-}
-
-JsonWriter& JsonWriter::close(char bracket) {
-  const bool was_empty = empty_.back();
-  empty_.pop_back();
-  if (!was_empty) newline();
-  out_ += bracket;
-  return *this;
-}
-
-JsonWriter& JsonWriter::end_object() {
-  return close('}');
-}
-
-JsonWriter& JsonWriter::begin_array() {
-  before_value();
-  out_ += '[';
-  empty_.push_back(true);
-  return *this;
-}
-
-JsonWriter& JsonWriter::end_array() {
-  return close(']');
-}
-
-JsonWriter& JsonWriter::key(std::string_view name) {
-  before_value();
-  out_ += '"' + json_escape(name) + "\": ";
-  after_key_ = true;
-  return *this;
-}
-
-JsonWriter& JsonWriter::value(std::string_view text) {
-  before_value();
-  out_ += '"' + json_escape(text) + '"';
-  return *this;
-}
-
-JsonWriter& JsonWriter::value(uint64_t number) {
-  before_value();
-  out_ += std::to_string(number);
-  return *this;
-}
-
-JsonWriter& JsonWriter::value(int64_t number) {
-  before_value();
-  out_ += std::to_string(number);
-  return *this;
-}
-
-JsonWriter& JsonWriter::value(double number) {
-  before_value();
-  char text[32];
-  std::snprintf(text, sizeof text, "%.6g", number);
-  out_ += text;
-  return *this;
-}
-
-JsonWriter& JsonWriter::value(bool flag) {
-  before_value();
-  out_ += flag ? "true" : "false";
-  return *this;
-}
-
-JsonWriter& JsonWriter::null() {
-  before_value();
-  out_ += "null";
-  return *this;
-}
-
-std::string JsonWriter::take() {
-  out_ += '\n';
-  return std::move(out_);
-}
 
 // ---- pieces ------------------------------------------------------------------------------------
 
@@ -261,76 +124,65 @@ std::string format_deadlock(const DeadlockReport& report, std::string_view inden
   return out;
 }
 
-void write_pipe_json(JsonWriter& json, const PipeState& pipe) {
-  json.begin_object();
-  json.key("name").value(pipe.name);
-  json.key("worker").value(pipe.worker);
-  json.key("kind").value(pipe.task_pipe ? "task" : "result");
-  json.key("slots_used").value(pipe.slots_used);
-  json.key("slots").value(pipe.slots);
-  json.key("bytes").value(pipe.bytes);
-  json.key("has_reader").value(pipe.has_reader);
-  json.key("has_writer").value(pipe.has_writer);
-  json.key("describe").value(pipe.describe);
-  json.end_object();
+Json pipe_json(const PipeState& pipe) {
+  return Json{{"name", pipe.name},
+              {"worker", pipe.worker},
+              {"kind", pipe.task_pipe ? "task" : "result"},
+              {"slots_used", pipe.slots_used},
+              {"slots", pipe.slots},
+              {"bytes", pipe.bytes},
+              {"has_reader", pipe.has_reader},
+              {"has_writer", pipe.has_writer},
+              {"describe", pipe.describe}};
 }
 
-void write_deadlock_json(JsonWriter& json, const DeadlockReport& report) {
-  json.begin_object();
-  json.key("step").value(report.step);
-  json.key("virtual_time_us").value(report.virtual_time_us);
-  json.key("cycle").begin_array();
-  for (uint32_t p : report.cycle) json.value(process_name(p));
-  json.end_array();
-  json.key("summary").value(report.summary);
-  json.key("processes").begin_array();
+Json process_names(const std::vector<uint32_t>& processes) {
+  Json names = Json::array();
+  for (uint32_t p : processes) names.push_back(process_name(p));
+  return names;
+}
+
+Json deadlock_json(const DeadlockReport& report) {
+  Json json{{"step", report.step},
+            {"virtual_time_us", report.virtual_time_us},
+            {"cycle", process_names(report.cycle)},
+            {"summary", report.summary}};
+  Json processes = Json::array();
   for (const ProcessWait& pw : report.processes) {
-    json.begin_object();
-    json.key("process").value(process_name(pw.process));
-    json.key("call").value(pw.call);
-    json.key("text").value(pw.text);
-    if (pw.pipe) {
-      json.key("pipe");
-      write_pipe_json(json, *pw.pipe);
-    }
-    if (!pw.frame.empty()) json.key("frame").value(pw.frame);
+    Json process{{"process", process_name(pw.process)}, {"call", pw.call}, {"text", pw.text}};
+    if (pw.pipe) process["pipe"] = pipe_json(*pw.pipe);
+    if (!pw.frame.empty()) process["frame"] = pw.frame;
     if (pw.call == "write" || pw.call == "read") {
-      json.key("call_bytes").value(pw.call_bytes);
-      json.key("done_bytes").value(pw.done_bytes);
-      json.key("wanted_bytes").value(pw.wanted_bytes);
+      process["call_bytes"] = pw.call_bytes;
+      process["done_bytes"] = pw.done_bytes;
+      process["wanted_bytes"] = pw.wanted_bytes;
     }
-    json.key("waits_for").begin_array();
-    for (uint32_t p : pw.waits_for) json.value(process_name(p));
-    json.end_array();
-    json.end_object();
+    process["waits_for"] = process_names(pw.waits_for);
+    processes.push_back(std::move(process));
   }
-  json.end_array();
-  json.key("pipes").begin_array();
-  for (const PipeState& pipe : report.pipes) write_pipe_json(json, pipe);
-  json.end_array();
-  json.end_object();
+  json["processes"] = std::move(processes);
+  Json pipes = Json::array();
+  for (const PipeState& pipe : report.pipes) pipes.push_back(pipe_json(pipe));
+  json["pipes"] = std::move(pipes);
+  return json;
 }
 
-void write_scenario_json(JsonWriter& json, const Scenario& s) {
-  json.begin_object();
-  json.key("strategy").value(to_string(s.strategy));
-  json.key("scheduler").value(to_string(s.scheduler));
-  if (s.scheduler == SchedulerKind::Demand) {
-    json.key("demand_max_in_flight").value(s.demand_max_in_flight);
-  }
-  json.key("workers").value(s.workers);
-  json.key("pipe_pages").value(s.pipe_pages);
-  json.key("page_size").value(s.page_size);
-  json.key("pipe_capacity_bytes").value(uint64_t{s.pipe_pages} * s.page_size);
-  json.key("task_timeout_us").value(s.task_timeout_us);
-  json.key("max_tasks_per_child").value(s.max_tasks_per_child);
-  json.key("max_retries").value(s.max_retries);
-  json.key("engine_seed").value(s.engine_seed);
-  json.key("calls").begin_array();
-  for (const Call& call : s.calls) json.value(describe_call(call));
-  json.end_array();
-  json.key("text").value(to_text(s));
-  json.end_object();
+Json scenario_json(const Scenario& s) {
+  Json json{{"strategy", to_string(s.strategy)}, {"scheduler", to_string(s.scheduler)}};
+  if (s.scheduler == SchedulerKind::Demand) json["demand_max_in_flight"] = s.demand_max_in_flight;
+  json["workers"] = s.workers;
+  json["pipe_pages"] = s.pipe_pages;
+  json["page_size"] = s.page_size;
+  json["pipe_capacity_bytes"] = uint64_t{s.pipe_pages} * s.page_size;
+  json["task_timeout_us"] = s.task_timeout_us;
+  json["max_tasks_per_child"] = s.max_tasks_per_child;
+  json["max_retries"] = s.max_retries;
+  json["engine_seed"] = s.engine_seed;
+  Json calls = Json::array();
+  for (const Call& call : s.calls) calls.push_back(describe_call(call));
+  json["calls"] = std::move(calls);
+  json["text"] = to_text(s);
+  return json;
 }
 
 std::string verdict(const ExploreResult& result) {
@@ -462,59 +314,48 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
 
 std::string format_explore_json(const Scenario& scenario, const ExploreOptions& options,
                                 const ExploreResult& result, size_t trace_tail) {
-  JsonWriter json;
-  json.begin_object();
-  json.key("scenario");
-  write_scenario_json(json, scenario);
-  json.key("explorer").begin_object();
-  json.key("mode").value(to_string(options.mode));
-  json.key("seed").value(options.seed);
-  json.key("schedules").value(options.schedules);
-  if (options.mode == ExploreMode::Pct) json.key("depth").value(options.depth);
+  Json explorer{
+      {"mode", to_string(options.mode)}, {"seed", options.seed}, {"schedules", options.schedules}};
+  if (options.mode == ExploreMode::Pct) explorer["depth"] = options.depth;
   if (options.mode == ExploreMode::Exhaustive) {
-    json.key("preemption_bound").value(options.preemption_bound);
+    explorer["preemption_bound"] = options.preemption_bound;
   }
-  json.key("max_steps").value(result.max_steps);
-  json.end_object();
-  json.key("verdict").value(verdict(result));
-  if (!result.error.empty()) json.key("error").value(result.error);
-  json.key("statistics").begin_object();
-  json.key("schedules").value(result.schedules);
-  json.key("finished").value(result.outcomes[static_cast<int>(RunStatus::Finished)]);
-  json.key("deadlock").value(result.outcomes[static_cast<int>(RunStatus::Deadlock)]);
-  json.key("step_limit").value(result.outcomes[static_cast<int>(RunStatus::StepLimit)]);
-  json.key("failed").value(result.outcomes[static_cast<int>(RunStatus::Failed)]);
-  json.key("pruned").value(result.pruned);
-  json.key("cache_entries").value(result.cache_entries);
-  json.key("steps").value(result.steps);
-  json.key("longest_schedule").value(result.longest_schedule);
-  json.key("pipe_ops").value(result.pipe_ops);
-  json.key("processes").value(result.processes);
+  explorer["max_steps"] = result.max_steps;
+  Json json{{"scenario", scenario_json(scenario)},
+            {"explorer", std::move(explorer)},
+            {"verdict", verdict(result)}};
+  if (!result.error.empty()) json["error"] = result.error;
+  Json statistics{{"schedules", result.schedules},
+                  {"finished", result.outcomes[static_cast<int>(RunStatus::Finished)]},
+                  {"deadlock", result.outcomes[static_cast<int>(RunStatus::Deadlock)]},
+                  {"step_limit", result.outcomes[static_cast<int>(RunStatus::StepLimit)]},
+                  {"failed", result.outcomes[static_cast<int>(RunStatus::Failed)]},
+                  {"pruned", result.pruned},
+                  {"cache_entries", result.cache_entries},
+                  {"steps", result.steps},
+                  {"longest_schedule", result.longest_schedule},
+                  {"pipe_ops", result.pipe_ops},
+                  {"processes", result.processes}};
   if (options.mode == ExploreMode::Exhaustive) {
-    json.key("complete").value(result.complete);
-    json.key("cut_reason").value(result.cut_reason);
+    statistics["complete"] = result.complete;
+    statistics["cut_reason"] = result.cut_reason;
   }
   if (options.mode == ExploreMode::Pct) {
-    json.key("pct_k").value(result.pct_k);
-    json.key("pct_bound").value(result.pct_bound);
+    statistics["pct_k"] = result.pct_k;
+    statistics["pct_bound"] = result.pct_bound;
   }
-  json.end_object();
-  json.key("determinism").begin_object();
-  json.key("checked").value(result.determinism.checked);
-  json.key("ok").value(result.determinism.ok);
-  json.key("expected_hash").value(hex(result.determinism.expected_hash));
-  json.key("replay_hash").value(hex(result.determinism.replay_hash));
-  json.key("steps").value(result.determinism.replay_steps);
-  json.end_object();
+  json["statistics"] = std::move(statistics);
+  json["determinism"] = Json{{"checked", result.determinism.checked},
+                             {"ok", result.determinism.ok},
+                             {"expected_hash", hex(result.determinism.expected_hash)},
+                             {"replay_hash", hex(result.determinism.replay_hash)},
+                             {"steps", result.determinism.replay_steps}};
   if (result.counterexample) {
-    json.key("counterexample");
-    write_run_json(json, *result.counterexample, trace_tail);
+    json["counterexample"] = run_json(*result.counterexample, trace_tail);
   } else if (options.mode == ExploreMode::Replay) {
-    json.key("run");
-    write_run_json(json, result.sample, trace_tail);
+    json["run"] = run_json(result.sample, trace_tail);
   }
-  json.end_object();
-  return json.take();
+  return json.dump(2) + "\n";
 }
 
 }  // namespace pipepool::sim

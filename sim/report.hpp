@@ -7,54 +7,24 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "explore.hpp"
 #include "scenario.hpp"
 #include "world.hpp"
 
 namespace pipepool::sim {
 
-// A small streaming JSON writer with two-space indentation. Keys and values are escaped.
-//
-//   JsonWriter json;
-//   json.begin_object().key("schedules").value(uint64_t{12}).end_object();
-//   std::string text = json.take();
-class JsonWriter {
- public:
-  JsonWriter& begin_object();
-  JsonWriter& end_object();
-  JsonWriter& begin_array();
-  JsonWriter& end_array();
-  JsonWriter& key(std::string_view name);
-  JsonWriter& value(std::string_view text);
-  JsonWriter& value(const char* text) { return value(std::string_view(text)); }
-  JsonWriter& value(const std::string& text) { return value(std::string_view(text)); }
-  JsonWriter& value(uint64_t number);
-  JsonWriter& value(int64_t number);
-  JsonWriter& value(uint32_t number) { return value(uint64_t{number}); }
-  JsonWriter& value(int32_t number) { return value(int64_t{number}); }
-  JsonWriter& value(double number);
-  JsonWriter& value(bool flag);
-  JsonWriter& null();
-  std::string take();
-
- private:
-  void before_value();
-  void newline();
-  JsonWriter& close(char bracket);
-  std::string out_;
-  std::vector<bool> empty_;  // per open container: nothing written in it yet
-  bool after_key_ = false;
-};
-
-std::string json_escape(std::string_view text);
+// JSON values (nlohmann-json, keys in insertion order); callers dump them with dump(2).
+using Json = nlohmann::ordered_json;
 
 // "unbatched, shortest-backlog, 1 worker, pipes of 16 x 4096-byte pages (65536 bytes)".
 std::string describe_setup(const Scenario& scenario);
 
 // The deadlock: the cycle, then each process, its call and its pipe. Lines start with `indent`.
 std::string format_deadlock(const DeadlockReport& report, std::string_view indent);
-void write_deadlock_json(JsonWriter& json, const DeadlockReport& report);
-void write_scenario_json(JsonWriter& json, const Scenario& scenario);
+Json deadlock_json(const DeadlockReport& report);
+Json scenario_json(const Scenario& scenario);
 
 // "deadlock", "livelock", "failure", "no-failure", "error": the one-word outcome.
 std::string verdict(const ExploreResult& result);

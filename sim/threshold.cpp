@@ -242,57 +242,39 @@ std::string format_threshold_text(const ThresholdOptions& options, const Thresho
 }
 
 std::string format_threshold_json(const ThresholdOptions& options, const ThresholdResult& r) {
-  JsonWriter json;
-  json.begin_object();
-  json.key("strategy").value(to_string(options.strategy));
-  json.key("scheduler").value(to_string(options.scheduler));
-  json.key("pipe_pages").value(options.pipe_pages);
-  json.key("page_size").value(options.page_size);
-  json.key("capacity_bytes").value(r.capacity_bytes);
-  json.key("header_bytes").value(uint64_t{protocol::kHeaderBytes});
-  json.key("join_at_once").value(options.join_at_once);
-  json.key("preemption_bound").value(options.preemption_bound);
-  json.key("min_bytes").value(r.min_bytes);
-  json.key("max_bytes").value(r.max_bytes);
-  json.key("grid_bytes").value(r.grid_bytes);
-  if (!r.error.empty()) json.key("error").value(r.error);
+  Json json{{"strategy", to_string(options.strategy)},
+            {"scheduler", to_string(options.scheduler)},
+            {"pipe_pages", options.pipe_pages},
+            {"page_size", options.page_size},
+            {"capacity_bytes", r.capacity_bytes},
+            {"header_bytes", uint64_t{protocol::kHeaderBytes}},
+            {"join_at_once", options.join_at_once},
+            {"preemption_bound", options.preemption_bound},
+            {"min_bytes", r.min_bytes},
+            {"max_bytes", r.max_bytes},
+            {"grid_bytes", r.grid_bytes}};
+  if (!r.error.empty()) json["error"] = r.error;
   for (const ThresholdDimension* dim : {&r.task, &r.result}) {
-    json.key(dim->name).begin_object();
-    json.key("other_bytes").value(dim->other_bytes);
-    json.key("smallest");
-    if (dim->smallest) {
-      json.value(*dim->smallest);
-    } else {
-      json.null();
-    }
-    json.key("deadlocks").begin_array();
-    for (const SizeRange& range : dim->deadlocks) {
-      json.begin_array().value(range.first).value(range.last).end_array();
-    }
-    json.end_array();
-    json.key("monotone").value(dim->monotone);
-    json.key("scanned")
-        .begin_array()
-        .value(dim->scanned.first)
-        .value(dim->scanned.last)
-        .end_array();
-    json.key("sizes_explored").value(dim->sizes_explored);
-    json.key("schedules").value(dim->schedules);
-    json.key("complete").value(dim->complete);
-    if (!dim->complete) json.key("incomplete").value(dim->incomplete);
+    Json deadlocks = Json::array();
+    for (const SizeRange& range : dim->deadlocks) deadlocks.push_back({range.first, range.last});
+    Json d{{"other_bytes", dim->other_bytes},
+           {"smallest", dim->smallest ? Json(*dim->smallest) : Json(nullptr)},
+           {"deadlocks", std::move(deadlocks)},
+           {"monotone", dim->monotone},
+           {"scanned", {dim->scanned.first, dim->scanned.last}},
+           {"sizes_explored", dim->sizes_explored},
+           {"schedules", dim->schedules},
+           {"complete", dim->complete}};
+    if (!dim->complete) d["incomplete"] = dim->incomplete;
     if (dim->witness) {
-      json.key("witness_schedule").value(format_schedule(dim->witness->schedule));
-      if (dim->witness->deadlock) {
-        json.key("witness_deadlock");
-        write_deadlock_json(json, *dim->witness->deadlock);
-      }
+      d["witness_schedule"] = format_schedule(dim->witness->schedule);
+      if (dim->witness->deadlock) d["witness_deadlock"] = deadlock_json(*dim->witness->deadlock);
     }
-    json.end_object();
+    json[dim->name] = std::move(d);
   }
-  json.key("corner_checked").value(r.corner_checked);
-  json.key("corner_deadlocks").value(r.corner_deadlocks);
-  json.end_object();
-  return json.take();
+  json["corner_checked"] = r.corner_checked;
+  json["corner_deadlocks"] = r.corner_deadlocks;
+  return json.dump(2) + "\n";
 }
 
 }  // namespace pipepool::sim

@@ -5,10 +5,12 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "command.hpp"
 #include "pipepool/pipepool.hpp"
 
 namespace pipepool::tools {
@@ -57,40 +59,68 @@ void tour() {
   }
 }
 
-void large_payloads() {
-  constexpr size_t kSize = size_t{16} << 20;
+struct DemoArgs {
+  uint64_t payload_bytes = uint64_t{16} << 20;
+  int64_t watchdog_s = 3;
+};
+
+std::string mib(uint64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, bytes % (1 << 20) == 0 ? "%.0f MiB" : "%.2f MiB",
+                static_cast<double>(bytes) / (1 << 20));
+  return text;
+}
+
+void large_payloads(const DemoArgs& args) {
+  const size_t size = args.payload_bytes;
   std::printf(
-      "\nTwo 16 MiB tasks with 16 MiB results on one worker (map, chunksize 1), default 64 KiB "
-      "pipes,\nShortestBacklog scheduler as in lambda_multiprocessing; watchdog 3 s:\n");
+      "\nTwo %s tasks with %s results on one worker (map, chunksize 1), default 64 KiB "
+      "pipes,\nShortestBacklog scheduler as in lambda_multiprocessing; watchdog %lld s:\n",
+      mib(size).c_str(), mib(size).c_str(), static_cast<long long>(args.watchdog_s));
   for (Strategy strategy : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
     Pool pool(Options{.processes = 1,
                       .strategy = strategy,
                       .scheduler = SchedulerKind::ShortestBacklog,
                       .enlarge_pipes = false});
     auto start = Clock::now();
-    auto result = pool.map_async(echo, std::vector<std::string>(2, std::string(kSize, 'x')), 1);
-    if (result.wait(std::chrono::seconds(3))) {
+    auto result = pool.map_async(echo, std::vector<std::string>(2, std::string(size, 'x')), 1);
+    if (result.wait(std::chrono::seconds(args.watchdog_s))) {
       std::printf("  %-10s completed in %.3f s\n", std::string(to_string(strategy)).c_str(),
                   since(start));
     } else {
       pool.terminate();
       std::printf(
-          "  %-10s DEADLOCK: no result after 3 s (parent blocked writing task 2, worker blocked "
-          "writing result 1); terminated cleanly\n",
-          std::string(to_string(strategy)).c_str());
+          "  %-10s DEADLOCK: no result after %lld s (parent blocked writing task 2, worker "
+          "blocked writing result 1); terminated cleanly\n",
+          std::string(to_string(strategy)).c_str(), static_cast<long long>(args.watchdog_s));
     }
   }
 }
 
-}  // namespace
-
-int run_demo_command(int, char**) {
-  tour();
-  large_payloads();
-  std::printf(
-      "\nNext: `pipepool sim` explores such scenarios exhaustively over a byte-exact pipe model;\n"
-      "`pipepool sim pipe fill:4097` shows how many 4097-byte writes fit in a pipe.\n");
-  return 0;
+Run setup_demo(CLI::App& command) {
+  auto args = std::make_shared<DemoArgs>();
+  command
+      .add_option("--payload", args->payload_bytes,
+                  "bytes of each task and of each result (64K, 16M; at least 64 KiB + 1 so "
+                  "that one frame overfills a default pipe)")
+      ->capture_default_str()
+      ->transform(size_in((uint64_t{64} << 10) + 1, uint64_t{256} << 20));
+  add_number<int64_t>(command, "--watchdog-s", args->watchdog_s,
+                      "seconds without a result after which a strategy is declared deadlocked", 1,
+                      600);
+  return [args] {
+    tour();
+    large_payloads(*args);
+    std::printf(
+        "\nNext: `pipepool sim` explores such scenarios exhaustively over a byte-exact pipe "
+        "model;\n`pipepool sim pipe fill:4097` shows how many 4097-byte writes fit in a pipe.\n");
+    return 0;
+  };
 }
+
+[[maybe_unused]] const bool registered = register_command(
+    "demo", "a tour of the pool, then the large-payload deadlock on each strategy", setup_demo);
+
+}  // namespace
 
 }  // namespace pipepool::tools

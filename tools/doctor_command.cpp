@@ -4,6 +4,7 @@
 //   pipepool doctor [--json] [--stall SECONDS] -- COMMAND ARGS...
 // Exit status: 0 no cycle, 1 cycle found, 2 usage, 3 not permitted or process gone; with `--`,
 // the command's own status, unless it stalled (then 1, or 3 when permissions hid the facts).
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "command.hpp"
 #include "doctor.hpp"
 #include "watch.hpp"
 
@@ -99,25 +101,16 @@ std::string parse(int argc, char** argv, CommandLine& line) {
   return "";
 }
 
-}  // namespace
-
-int run_doctor_command(int argc, char** argv) {
-  for (int i = 0; i < argc && std::string_view(argv[i]) != "--"; ++i) {
-    if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
-      std::printf("%s\n", kUsage);
-      std::printf(
-          "  PID          diagnose PID and its descendants, thread by thread\n"
-          "  --pids A,B   diagnose these processes (and whoever holds their pipes and sockets)\n"
-          "  -- COMMAND   run COMMAND; if its tree makes no progress (nothing runnable, no CPU)\n"
-          "               for --stall seconds (default 2), diagnose it and kill it\n"
-          "  --json       machine-readable report (fields: verdict, cycle, processes, ...)\n"
-          "exit status: 0 no cycle, 1 cycle found, 2 usage, 3 not permitted or process gone;\n"
-          "with --, the command's own status unless it stalled (1, or 3 if facts were hidden)\n");
-      return 0;
-    }
+// CLI11 parses the options (--json, --stall); what follows them is a PID, `--pids A,B,...` or
+// `-- COMMAND ARGS...`, which the parser above reads (CLI11 cannot tell a command after `--` from
+// a PID once both are positionals), with the same one-line errors.
+int run_doctor(CommandLine line, const std::vector<std::string>& rest) {
+  std::vector<char*> args;
+  for (const std::string& arg : rest) args.push_back(const_cast<char*>(arg.c_str()));
+  if (std::string reason = parse(static_cast<int>(args.size()), args.data(), line);
+      !reason.empty()) {
+    return usage_error(reason);
   }
-  CommandLine line;
-  if (std::string reason = parse(argc, argv, line); !reason.empty()) return usage_error(reason);
   if (line.run) {
     doctor::WatchResult result = doctor::watch_command(line.watch);
     if (!result.started) {
@@ -147,4 +140,40 @@ int run_doctor_command(int argc, char** argv) {
   return doctor::exit_status(diagnosis);
 }
 
+Run setup_doctor(CLI::App& command) {
+  // For --help: the syntax (a PID, --pids or `-- COMMAND ARGS...`, where `--` itself matters) is
+  // more than CLI11 can express, so the arguments after `doctor` are read by parse() above, with
+  // its one-line errors; CLI11 only collects them.
+  auto ignored_json = std::make_shared<bool>(false);
+  auto ignored_stall = std::make_shared<double>(2.0);
+  auto ignored_rest = std::make_shared<std::vector<std::string>>();
+  command.add_flag("--json", *ignored_json, "machine-readable report (verdict, cycle, processes)");
+  command
+      .add_option("--stall", *ignored_stall,
+                  "with -- COMMAND: seconds without progress (nothing runnable, no CPU) before "
+                  "the diagnosis (0 < S <= 86400)")
+      ->capture_default_str();
+  command.add_option("--pids", "diagnose these processes (A,B,...), and whoever holds their pipes");
+  command.add_option("target", *ignored_rest, "PID, or -- COMMAND ARGS...");
+  command.allow_extras();
+  command.footer(std::string(kUsage) +
+                 "\n  PID          diagnose PID and its descendants, thread by thread"
+                 "\n  --pids A,B   diagnose these processes (and whoever holds their pipes)"
+                 "\n  -- COMMAND   run COMMAND; if its tree makes no progress for --stall "
+                 "seconds, diagnose it and kill it"
+                 "\nexit status: 0 no cycle, 1 cycle found, 2 usage, 3 not permitted or process "
+                 "gone; with --, the command's own status unless it stalled");
+  return [ignored_json, ignored_stall, ignored_rest] {
+    const std::vector<std::string>& raw = raw_arguments();
+    auto at = std::find(raw.begin(), raw.end(), "doctor");
+    std::vector<std::string> rest(at == raw.end() ? raw.end() : at + 1, raw.end());
+    return run_doctor(CommandLine{}, rest);
+  };
+}
+
+[[maybe_unused]] const bool registered = register_command(
+    "doctor", "live deadlock diagnosis of a process tree (or of a command), from /proc",
+    setup_doctor);
+
+}  // namespace
 }  // namespace pipepool::tools

@@ -1,52 +1,100 @@
-// The `pipepool` command: one binary, one subcommand per job.
+// The `pipepool` command: one binary, one subcommand per job. Each subcommand registers itself
+// from its own *_command.cpp (see command.hpp); this file only builds the tree and parses.
+#include <algorithm>
 #include <cstdio>
-#include <cstring>
+#include <map>
+#include <memory>
 #include <string>
 
-namespace pipepool::tools {
-int run_demo_command(int argc, char** argv);
-int run_doctor_command(int argc, char** argv);
-int run_sim_pipe_command(int argc, char** argv);
-int run_sim_socket_command(int argc, char** argv);
-#ifdef PIPEPOOL_HAVE_SIM_COMMAND
-int run_sim_command(int argc, char** argv);
+#include "command.hpp"
+#include "registry.hpp"
+
+#ifndef PIPEPOOL_VERSION
+#error "PIPEPOOL_VERSION comes from the CMake project version (tools/CMakeLists.txt)"
 #endif
-}  // namespace pipepool::tools
 
 namespace {
 
-int usage() {
-  std::fprintf(stderr,
-               "usage: pipepool COMMAND [ARGS]\n"
-               "  demo                 a tour of the pool and of the strategies' deadlocks\n"
-               "  doctor PID           live deadlock diagnosis of a process tree, from /proc\n"
-               "  doctor -- COMMAND    run COMMAND; diagnose and end it if it stops progressing\n"
-               "  sim pipe OP...       play writes and reads against the Linux pipe model\n"
-               "  sim socket OP...     play them against the AF_UNIX stream socketpair model\n"
-#ifdef PIPEPOOL_HAVE_SIM_COMMAND
-               "  sim run|threshold    simulate a scenario on the pool's own protocol\n"
-#endif
-               "run `pipepool COMMAND --help` for a command's options\n");
-  return 2;
+using pipepool::tools::Registration;
+
+// One-line summaries of the groups that subcommands may join ("sim run" joins "sim").
+const std::map<std::string, std::string> kGroupSummaries = {
+    {"sim", "the simulator: the pool's own protocol over byte-exact pipe models"},
+};
+
+CLI::App* group(CLI::App& app, const std::string& name) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    if (sub->get_name() == name) return sub;
+  }
+  auto summary = kGroupSummaries.find(name);
+  CLI::App* sub = app.add_subcommand(name, summary == kGroupSummaries.end() ? "" : summary->second);
+  sub->require_subcommand(1);
+  return sub;
+}
+
+// The deepest subcommand the parser reached, for the error line.
+const CLI::App* deepest(const CLI::App& app) {
+  const CLI::App* at = &app;
+  for (;;) {
+    auto parsed = at->get_subcommands();
+    if (parsed.empty()) return at;
+    at = parsed.front();
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return usage();
-  const std::string command = argv[1];
-  if (command == "demo") return pipepool::tools::run_demo_command(argc - 2, argv + 2);
-  if (command == "doctor") return pipepool::tools::run_doctor_command(argc - 2, argv + 2);
-  if (command == "sim") {
-    if (argc >= 3 && std::strcmp(argv[2], "pipe") == 0) {
-      return pipepool::tools::run_sim_pipe_command(argc - 3, argv + 3);
+  pipepool::tools::set_raw_arguments(argc, argv);
+  CLI::App app("pipepool: a process pool over pipes, its simulator and its tools", "pipepool");
+  app.set_version_flag("--version", std::string("pipepool ") + PIPEPOOL_VERSION);
+  app.require_subcommand(1);
+  app.footer(
+      "Run `pipepool COMMAND --help` for a command's options. Exit status: 0 success, "
+      "1 found (a deadlock, a failure), 2 bad usage, 3 environment or tool failure.");
+
+  std::vector<Registration> all = pipepool::tools::registrations();
+  std::sort(all.begin(), all.end(), [](const Registration& a, const Registration& b) {
+    return std::string(a.path) < b.path;
+  });
+  std::map<CLI::App*, pipepool::tools::Run> runs;
+  for (const Registration& r : all) {
+    std::string path = r.path;
+    CLI::App* parent = &app;
+    for (size_t space; (space = path.find(' ')) != std::string::npos; path.erase(0, space + 1)) {
+      parent = group(*parent, path.substr(0, space));
     }
-    if (argc >= 3 && std::strcmp(argv[2], "socket") == 0) {
-      return pipepool::tools::run_sim_socket_command(argc - 3, argv + 3);
-    }
-#ifdef PIPEPOOL_HAVE_SIM_COMMAND
-    return pipepool::tools::run_sim_command(argc - 2, argv + 2);
-#endif
+    CLI::App* command = parent->add_subcommand(path, r.summary);
+    runs[command] = r.setup(*command);
   }
-  return usage();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    const CLI::App* at = deepest(app);
+    const std::string where = pipepool::tools::command_path(*at);
+    std::string message = e.what();
+    // "A subcommand is required" when the word given is not one: name it and the choices.
+    const auto subcommands = at->get_subcommands([](const CLI::App*) { return true; });
+    const std::vector<std::string> rest = at->remaining();
+    if (!subcommands.empty() && !rest.empty() && rest.front().front() != '-') {
+      message = "unknown command '" + rest.front() + "' (";
+      for (size_t i = 0; i < subcommands.size(); ++i) {
+        message += (i ? ", " : "") + subcommands[i]->get_name();
+      }
+      message += ")";
+    }
+    std::fprintf(stderr, "%s: %s (see %s --help)\n", where.c_str(), message.c_str(), where.c_str());
+    return pipepool::tools::kExitUsage;
+  }
+  const CLI::App* chosen = deepest(app);
+  auto run = runs.find(const_cast<CLI::App*>(chosen));
+  if (run == runs.end() || !run->second) return pipepool::tools::kExitUsage;
+  return run->second();
 }

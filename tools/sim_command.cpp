@@ -1,34 +1,23 @@
 // `pipepool sim run` and `pipepool sim threshold`: the simulator (sim/) from the command line.
 //
-//   pipepool sim run [scenario options] [explorer options] [--json]
-//     scenario: --scenario FILE (sim/README.md, "Scenarios"), or
-//               --strategy epoll|batched|unbatched --scheduler demand|shortest-backlog|round-robin
-//               --workers N --pipe-pages P [--page-size B] [--demand-in-flight N]
-//               [--task-timeout-ms X] [--max-tasks-per-child N] [--max-retries N]
-//               --task IN:OUT:DURATION_MS ... (one apply_async each) and/or
-//               --call 'apply_async IN OUT DUR' | 'map N IN OUT DUR [CHUNK]' | 'wait' | ... ...
-//     explorer: --explore random|pct|exhaustive (default exhaustive) --seed X --schedules N
-//               --depth D (pct) --preemptions B|none (exhaustive) --max-steps N --keep-going
-//               --no-state-cache (exhaustive without its reduction)
-//               --replay 'U P*2 W0 ...' (one schedule, traced) --trace-tail N (0: whole trace)
-//   pipepool sim threshold --strategy S --pipe-pages P [--page-size B] [--scheduler K]
-//               [--preemptions B] [--grid BYTES] [--min-bytes B] [--max-bytes B] [--large BYTES]
-//               [--join-at-once] [--json]
+// Every option of `sim run` is declared, and mapped to its field of sim::Scenario or
+// sim::ExploreOptions, in declare_run_options(); what needs all options at once (calls in
+// command-line order, defaults that depend on the mode) is in finish_run_options(). New explorer
+// switches go there, next to --no-state-cache.
 //
 // Exit status: 0 nothing found, 1 a deadlock, livelock or failure found, 2 bad usage, 3 the
-// simulator itself misbehaved (a replay that differs). A progress line goes to stderr when stderr
-// is a terminal. The command measures wall time for its speed line; the simulator never does.
+// simulator itself misbehaved (a replay that differs). Progress goes to stderr (command.hpp),
+// off with --quiet. The command measures wall time for its speed line; the simulator never does.
 #include <malloc.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "command.hpp"
 #include "explore.hpp"
 #include "report.hpp"
 #include "scenario.hpp"
@@ -37,403 +26,357 @@
 namespace pipepool::tools {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-const char kRunUsage[] =
-    "usage: pipepool sim run [SCENARIO] [EXPLORER] [--json]\n"
-    "scenario:\n"
-    "  --scenario FILE             the text format of sim/README.md\n"
-    "  --strategy S                epoll | batched | unbatched (default epoll)\n"
-    "  --scheduler K               demand | shortest-backlog | round-robin (default "
-    "shortest-backlog)\n"
-    "  --demand-in-flight N        Demand's tasks in flight per worker (default 1)\n"
-    "  --workers N                 1..62 (default 1)\n"
-    "  --pipe-pages P              pipe capacity in page slots, a power of two (default 16)\n"
-    "  --page-size B               bytes per page (default 4096)\n"
-    "  --task IN:OUT:DURATION_MS   one apply_async (repeat for more)\n"
-    "  --call 'CALL'               apply_async IN OUT DUR | apply IN OUT DUR |\n"
-    "                              map_async N IN OUT DUR [CHUNK] | map N IN OUT DUR [CHUNK] |\n"
-    "                              wait | terminate | join   (a final join is implied)\n"
-    "  --task-timeout-ms X, --max-tasks-per-child N, --max-retries N, --engine-seed N\n"
-    "explorer:\n"
-    "  --explore random|pct|exhaustive   (default exhaustive)\n"
-    "  --seed X                    seed of random and pct (default 1)\n"
-    "  --schedules N               random/pct: schedules to run; exhaustive: the most (default\n"
-    "                              1000 / 1000000)\n"
-    "  --depth D                   pct bug depth (default 3)\n"
-    "  --preemptions B|none        exhaustive preemption bound (default 2)\n"
-    "  --max-steps N               step bound per schedule (livelock detection)\n"
-    "  --keep-going                do not stop at the first failing schedule\n"
-    "  --no-state-cache            exhaustive without its reduction (to compare)\n"
-    "  --replay SCHEDULE           run one schedule ('U P*2 W0 ...' or numbers), traced\n"
-    "  --trace-tail N              trace lines shown of a counterexample (default 40, 0: all)\n"
-    "  --json                      JSON instead of text\n";
-
-const char kThresholdUsage[] =
-    "usage: pipepool sim threshold --strategy S --pipe-pages P [OPTIONS]\n"
-    "  finds the smallest task payload and the smallest result payload with which two tasks\n"
-    "  on one worker deadlock S, by exhaustive exploration at every size of a grid and size by\n"
-    "  size near the boundary (sim/README.md, \"Threshold search\")\n"
-    "  --scheduler K, --page-size B\n"
-    "  --preemptions B             bound of each exploration (default 1)\n"
-    "  --grid BYTES                grid step (default page-size / 8)\n"
-    "  --min-bytes BYTES           smallest size searched (default 0)\n"
-    "  --max-bytes BYTES           largest size searched (default twice the capacity)\n"
-    "  --large BYTES               the other payload's fixed size (default capacity + a page)\n"
-    "  --join-at-once              join right after the two calls (the Shutdown frame counts)\n"
-    "  --json                      JSON instead of text\n";
-
-bool parse_u64(const char* text, uint64_t& out) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long v = std::strtoull(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-') return false;
-  out = v;
-  return true;
+// The simulator allocates and frees payload strings of up to megabytes at every task; keep them
+// in the heap instead of a fresh mmap each (page faults were half of the time at 200 KiB).
+void tune_malloc_for_the_simulator() {
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
 }
 
-bool parse_u32(const char* text, uint32_t& out) {
-  uint64_t v;
-  if (!parse_u64(text, v) || v > UINT32_MAX) return false;
-  out = static_cast<uint32_t>(v);
-  return true;
+// A string option checked by `parse` (a sim:: parser) and stored by it.
+template <class T, class Parse>
+CLI::Option* add_parsed(CLI::App& app, const std::string& name, T& target, const std::string& help,
+                        const std::string& accepted, Parse parse) {
+  return app
+      .add_option_function<std::string>(
+          name,
+          [&target, parse, name, accepted](const std::string& text) {
+            if (!parse(text, target)) {
+              throw CLI::ValidationError(name, "'" + text + "' is not " + accepted);
+            }
+          },
+          help + " (" + accepted + ")")
+      ->type_name("TEXT");
 }
 
-bool parse_bound(const char* text, int32_t& out) {
-  if (std::strcmp(text, "none") == 0 || std::strcmp(text, "-1") == 0) {
-    out = -1;
-    return true;
-  }
-  uint64_t v;
-  if (!parse_u64(text, v) || v > 1000) return false;
-  out = static_cast<int32_t>(v);
-  return true;
+// "none" or a preemption bound in 0..1000. -1 is an error, not a spelling of "none".
+CLI::Option* add_preemptions(CLI::App& app, int32_t& bound, const std::string& help) {
+  return app
+      .add_option_function<std::string>(
+          "--preemptions",
+          [&bound](const std::string& text) {
+            if (text == "none") {
+              bound = -1;
+              return;
+            }
+            std::string canonical = text;
+            if (!unsigned_in(0, 1000)(canonical).empty()) {
+              throw CLI::ValidationError("--preemptions", "'" + text +
+                                                              "' is not in 0..1000 or 'none' "
+                                                              "(no bound)");
+            }
+            bound = static_cast<int32_t>(std::stoi(canonical));
+          },
+          help + " (0..1000, or 'none': no bound; default " +
+              (bound < 0 ? std::string("none") : std::to_string(bound)) + ")")
+      ->type_name("N|none");
 }
 
-int bad(const char* usage, const std::string& why) {
-  std::fprintf(stderr, "pipepool sim: %s\n%s", why.c_str(), usage);
-  return 2;
-}
+// ---- sim run ------------------------------------------------------------------------------------
 
-std::string si(double v) {
-  char text[32];
-  if (v >= 1e9) {
-    std::snprintf(text, sizeof text, "%.2fG", v / 1e9);
-  } else if (v >= 1e6) {
-    std::snprintf(text, sizeof text, "%.2fM", v / 1e6);
-  } else if (v >= 1e3) {
-    std::snprintf(text, sizeof text, "%.1fk", v / 1e3);
-  } else {
-    std::snprintf(text, sizeof text, "%.0f", v);
-  }
-  return text;
-}
-
-// A progress line on stderr, at most ten times a second, only on a terminal.
-class Progress {
- public:
-  Progress() : enabled_(isatty(STDERR_FILENO) == 1), start_(Clock::now()), last_(start_) {}
-  bool enabled() const { return enabled_; }
-  void show(const std::string& line) {
-    const Clock::time_point now = Clock::now();
-    if (!enabled_ || now - last_ < std::chrono::milliseconds(100)) return;
-    last_ = now;
-    std::fprintf(stderr, "\r\033[K%s", line.c_str());
-    shown_ = true;
-  }
-  void clear() {
-    if (shown_) std::fprintf(stderr, "\r\033[K");
-    shown_ = false;
-  }
-  double seconds() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
-
- private:
-  bool enabled_;
-  bool shown_ = false;
-  Clock::time_point start_;
-  Clock::time_point last_;
-};
-
-int run_command(int argc, char** argv) {
+struct RunArgs {
   sim::Scenario scenario;
   sim::ExploreOptions options;
-  options.mode = sim::ExploreMode::Exhaustive;
-  bool schedules_given = false;
+  std::string mode_text = "exhaustive";
+  std::vector<std::string> tasks;  // --task IN:OUT:DURATION_MS
+  std::vector<std::string> calls;  // --call 'apply_async IN OUT DUR' ...
+  std::string replay;
+  uint64_t trace_tail = 40;
   bool json = false;
-  size_t trace_tail = 40;
-  bool trace_tail_given = false;
-  std::vector<sim::Call> calls;
-  for (int i = 0; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    auto need = [&](const char* v) { return v != nullptr; };
-    std::string error;
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kRunUsage, stdout);
-      return 0;
-    } else if (arg == "--json") {
-      json = true;
-    } else if (arg == "--keep-going") {
-      options.stop_at_first_failure = false;
-    } else if (arg == "--no-state-cache") {
-      options.state_cache_entries = 0;
-    } else if (arg == "--scenario") {
-      const char* v = value();
-      if (!need(v)) return bad(kRunUsage, "--scenario needs a file");
-      std::ifstream in(v);
-      if (!in) return bad(kRunUsage, std::string("cannot read ") + v);
-      std::stringstream text;
-      text << in.rdbuf();
-      if (!sim::parse_scenario(text.str(), scenario, error)) {
-        return bad(kRunUsage, std::string(v) + ": " + error);
-      }
-    } else if (arg == "--strategy") {
-      const char* v = value();
-      if (!need(v) || !sim::parse_strategy(v, scenario.strategy)) {
-        return bad(kRunUsage, "--strategy takes epoll, batched or unbatched");
-      }
-    } else if (arg == "--scheduler") {
-      const char* v = value();
-      if (!need(v) || !sim::parse_scheduler(v, scenario.scheduler)) {
-        return bad(kRunUsage, "--scheduler takes demand, shortest-backlog or round-robin");
-      }
-    } else if (arg == "--demand-in-flight") {
-      const char* v = value();
-      if (!need(v) || !parse_u32(v, scenario.demand_max_in_flight)) {
-        return bad(kRunUsage, "--demand-in-flight takes a number");
-      }
-    } else if (arg == "--workers") {
-      const char* v = value();
-      if (!need(v) || !parse_u32(v, scenario.workers)) {
-        return bad(kRunUsage, "--workers takes a number");
-      }
-    } else if (arg == "--pipe-pages") {
-      const char* v = value();
-      if (!need(v) || !parse_u32(v, scenario.pipe_pages)) {
-        return bad(kRunUsage, "--pipe-pages takes a number");
-      }
-    } else if (arg == "--page-size") {
-      const char* v = value();
-      if (!need(v) || !parse_u32(v, scenario.page_size)) {
-        return bad(kRunUsage, "--page-size takes a number");
-      }
-    } else if (arg == "--task") {
-      const char* v = value();
-      sim::Call call;
-      if (!need(v) || !sim::parse_task_option(v, call, error)) return bad(kRunUsage, error);
-      calls.push_back(call);
-    } else if (arg == "--call") {
-      const char* v = value();
-      sim::Call call;
-      if (!need(v)) return bad(kRunUsage, "--call needs a call");
-      if (!sim::parse_call(v, call, error)) return bad(kRunUsage, "--call: " + error);
-      calls.push_back(call);
-    } else if (arg == "--task-timeout-ms") {
-      const char* v = value();
-      if (!need(v) || !sim::parse_duration_ms(v, scenario.task_timeout_us)) {
-        return bad(kRunUsage, "--task-timeout-ms takes milliseconds");
-      }
-    } else if (arg == "--max-tasks-per-child") {
-      const char* v = value();
-      if (!need(v) || !parse_u32(v, scenario.max_tasks_per_child)) {
-        return bad(kRunUsage, "--max-tasks-per-child takes a number");
-      }
-    } else if (arg == "--max-retries") {
-      const char* v = value();
-      if (!need(v) || !parse_u32(v, scenario.max_retries)) {
-        return bad(kRunUsage, "--max-retries takes a number");
-      }
-    } else if (arg == "--engine-seed") {
-      const char* v = value();
-      if (!need(v) || !parse_u64(v, scenario.engine_seed)) {
-        return bad(kRunUsage, "--engine-seed takes a number");
-      }
-    } else if (arg == "--explore") {
-      const char* v = value();
-      if (!need(v) || !sim::parse_explore_mode(v, options.mode) ||
-          options.mode == sim::ExploreMode::Replay) {
-        return bad(kRunUsage, "--explore takes random, pct or exhaustive");
-      }
-    } else if (arg == "--seed") {
-      const char* v = value();
-      if (!need(v) || !parse_u64(v, options.seed)) return bad(kRunUsage, "--seed takes a number");
-    } else if (arg == "--schedules") {
-      const char* v = value();
-      if (!need(v) || !parse_u64(v, options.schedules) || options.schedules == 0) {
-        return bad(kRunUsage, "--schedules takes a positive number");
-      }
-      schedules_given = true;
-    } else if (arg == "--depth") {
-      const char* v = value();
-      if (!need(v) || !parse_u32(v, options.depth) || options.depth == 0 || options.depth > 64) {
-        return bad(kRunUsage, "--depth takes 1..64");
-      }
-    } else if (arg == "--preemptions") {
-      const char* v = value();
-      if (!need(v) || !parse_bound(v, options.preemption_bound)) {
-        return bad(kRunUsage, "--preemptions takes a number or 'none'");
-      }
-    } else if (arg == "--max-steps") {
-      const char* v = value();
-      if (!need(v) || !parse_u64(v, options.max_steps)) {
-        return bad(kRunUsage, "--max-steps takes a number");
-      }
-    } else if (arg == "--replay") {
-      const char* v = value();
-      if (!need(v) || !sim::parse_schedule(v, options.replay, error)) {
-        return bad(kRunUsage, "--replay: " + (v ? error : std::string("needs a schedule")));
-      }
-      options.mode = sim::ExploreMode::Replay;
-    } else if (arg == "--trace-tail") {
-      const char* v = value();
-      uint64_t n;
-      if (!need(v) || !parse_u64(v, n)) return bad(kRunUsage, "--trace-tail takes a number");
-      trace_tail = n;
-      trace_tail_given = true;
-    } else {
-      return bad(kRunUsage, "unknown option '" + arg + "'");
-    }
+  bool quiet = false;
+  const CLI::App* command = nullptr;
+  CLI::Option* schedules = nullptr;
+  CLI::Option* trace_tail_option = nullptr;
+  CLI::Option* task_option = nullptr;
+  CLI::Option* call_option = nullptr;
+};
+
+void declare_run_options(CLI::App& command, RunArgs& a) {
+  sim::Scenario& s = a.scenario;
+  sim::ExploreOptions& o = a.options;
+  o.mode = sim::ExploreMode::Exhaustive;
+  o.schedules = 1'000'000;
+  // --scenario first: CLI11 applies options in declaration order, so the options below override
+  // the file's settings and the file's calls come before --task and --call.
+  command.add_option_function<std::string>(
+      "--scenario",
+      [&s](const std::string& path) {
+        std::ifstream in(path);
+        if (!in) throw CLI::ValidationError("--scenario", "cannot read " + path);
+        std::stringstream text;
+        text << in.rdbuf();
+        std::string error;
+        if (!sim::parse_scenario(text.str(), s, error)) {
+          throw CLI::ValidationError("--scenario", path + ": " + error);
+        }
+      },
+      "a scenario in the text format of sim/README.md (\"Scenarios\")");
+  auto* g = "scenario";
+  add_parsed(command, "--strategy", s.strategy, "the pool's strategy (default epoll, the pool's)",
+             "epoll, batched or unbatched", sim::parse_strategy)
+      ->group(g);
+  add_parsed(command, "--scheduler", s.scheduler,
+             "the parent's scheduler (default demand, the pool's; lambda_multiprocessing's is "
+             "shortest-backlog)",
+             "demand, shortest-backlog or round-robin", sim::parse_scheduler)
+      ->group(g);
+  add_number<uint32_t>(command, "--demand-in-flight", s.demand_max_in_flight,
+                       "Demand's tasks in flight per worker", 1, 1024)
+      ->group(g);
+  add_number<uint32_t>(command, "--workers", s.workers, "worker processes", 1, 62)->group(g);
+  add_number<uint32_t>(command, "--pipe-pages", s.pipe_pages,
+                       "pipe capacity in page slots, a power of two", 1, 1 << 16)
+      ->group(g);
+  add_number<uint32_t>(command, "--page-size", s.page_size, "bytes per page, a power of two", 16,
+                       1 << 20)
+      ->group(g);
+  a.task_option =
+      command
+          .add_option("--task", a.tasks, "IN:OUT:DURATION_MS, one apply_async (repeat for more)")
+          ->group(g)
+          ->take_all();
+  a.call_option =
+      command
+          .add_option("--call", a.calls,
+                      "apply_async IN OUT DUR | apply IN OUT DUR | map_async N IN OUT DUR [CHUNK] "
+                      "| map N IN OUT DUR [CHUNK] | wait | terminate | join (a final join is "
+                      "implied; repeat for more)")
+          ->group(g)
+          ->take_all();
+  add_parsed(command, "--task-timeout-ms", s.task_timeout_us, "task timeout (default 0: none)",
+             "milliseconds with up to three decimals", sim::parse_duration_ms)
+      ->group(g);
+  add_number<uint32_t>(command, "--max-tasks-per-child", s.max_tasks_per_child,
+                       "replace a worker after this many tasks (0: never)", 0)
+      ->group(g);
+  add_number<uint32_t>(command, "--max-retries", s.max_retries,
+                       "retries of a task whose worker died", 0, 1000)
+      ->group(g);
+  add_number<uint64_t>(command, "--engine-seed", s.engine_seed,
+                       "the parent engine's seed (scheduler tie-breaks)", 0)
+      ->group(g);
+
+  g = "explorer";
+  command.add_option("--explore", a.mode_text, "how schedules are chosen")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"random", "pct", "exhaustive"}))
+      ->group(g);
+  add_number<uint64_t>(command, "--seed", o.seed, "seed of random and pct", 0)->group(g);
+  a.schedules = add_number<uint64_t>(command, "--schedules", o.schedules,
+                                     "random/pct: schedules to run (default 1000); exhaustive: "
+                                     "the most to run",
+                                     1)
+                    ->group(g);
+  add_number<uint32_t>(command, "--depth", o.depth, "pct bug depth", 1, 64)->group(g);
+  add_preemptions(command, o.preemption_bound, "exhaustive: preemption bound")->group(g);
+  add_number<uint64_t>(command, "--max-steps", o.max_steps,
+                       "step bound per schedule, for livelock detection (0: a bound no correct "
+                       "run comes near)",
+                       0)
+      ->group(g);
+  command
+      .add_flag_callback(
+          "--keep-going", [&o] { o.stop_at_first_failure = false; },
+          "do not stop at the first failing schedule")
+      ->group(g);
+  command
+      .add_flag_callback(
+          "--no-state-cache", [&o] { o.state_cache_entries = 0; },
+          "exhaustive without its reduction (to compare)")
+      ->group(g);
+  command.add_option("--replay", a.replay, "run one schedule ('U P*2 W0 ...' or numbers), traced")
+      ->group(g);
+  a.trace_tail_option = add_number<uint64_t>(command, "--trace-tail", a.trace_tail,
+                                             "trace lines shown of a counterexample (0: all; a "
+                                             "replay shows all by default)",
+                                             0)
+                            ->group(g);
+  command.add_flag("--json", a.json, "JSON instead of text");
+  command.add_flag("--quiet,-q", a.quiet, "no progress on stderr");
+}
+
+// What needs all options at once. Returns 0, or a usage error's exit status.
+int finish_run_options(RunArgs& a) {
+  std::string error;
+  sim::parse_explore_mode(a.mode_text, a.options.mode);  // IsMember has checked it
+  if (a.options.mode == sim::ExploreMode::Exhaustive) {
+    if (a.schedules->count() == 0) a.options.schedules = 1'000'000;
+  } else if (a.schedules->count() == 0) {
+    a.options.schedules = 1000;
   }
-  scenario.calls.insert(scenario.calls.end(), calls.begin(), calls.end());
-  if (scenario.calls.empty()) {
-    return bad(kRunUsage, "no calls: give --task, --call or --scenario");
+  if (!a.replay.empty()) {
+    if (!sim::parse_schedule(a.replay, a.options.replay, error)) {
+      return usage_error(*a.command, "--replay: " + error);
+    }
+    a.options.mode = sim::ExploreMode::Replay;
+    if (a.trace_tail_option->count() == 0) a.trace_tail = 0;
+  }
+  // --task and --call in the order they were given.
+  size_t next_task = 0, next_call = 0;
+  for (const CLI::Option* option : a.command->parse_order()) {
+    sim::Call call;
+    if (option == a.task_option) {
+      const std::string& text = a.tasks.at(next_task++);
+      if (!sim::parse_task_option(text, call, error)) {
+        return usage_error(*a.command, "--task '" + text + "': " + error);
+      }
+    } else if (option == a.call_option) {
+      const std::string& text = a.calls.at(next_call++);
+      if (!sim::parse_call(text, call, error)) {
+        return usage_error(*a.command, "--call '" + text + "': " + error);
+      }
+    } else {
+      continue;
+    }
+    a.scenario.calls.push_back(call);
+  }
+  if (a.scenario.calls.empty()) {
+    return usage_error(*a.command, "no calls: give --task, --call or --scenario");
   }
   try {
-    (void)sim::make_script(scenario);
+    (void)sim::make_script(a.scenario);
   } catch (const std::invalid_argument& e) {
-    return bad(kRunUsage, e.what());
+    return usage_error(*a.command, e.what());
   }
-  if (!schedules_given && options.mode == sim::ExploreMode::Exhaustive) {
-    options.schedules = 1'000'000;
-  }
-  if (options.mode == sim::ExploreMode::Replay && !trace_tail_given) trace_tail = 0;
+  return 0;
+}
 
-  Progress progress;
-  if (progress.enabled()) {
+int run_explore(RunArgs& a) {
+  if (int status = finish_run_options(a); status != 0) return status;
+  tune_malloc_for_the_simulator();
+  sim::ExploreOptions& options = a.options;
+  Progress progress(a.quiet);
+  if (!a.quiet && options.mode != sim::ExploreMode::Replay) {
     options.progress_every = 64;
     options.progress = [&](const sim::ExploreProgress& p) {
       const double s = std::max(progress.seconds(), 1e-9);
-      progress.show(std::string(to_string(options.mode)) + ": " + si(p.schedules) + " schedules, " +
-                    si(p.pruned) + " cut by the cache, " + si(p.steps) + " steps, " +
-                    si(p.pipe_ops / s) + " pipe ops/s, " + std::to_string(p.failures) + " failing");
+      // Random and pct run exactly --schedules; exhaustive at most that many (an upper bound).
+      const double fraction =
+          static_cast<double>(p.schedules) / static_cast<double>(options.schedules);
+      progress.show(fraction,
+                    std::string(to_string(options.mode)) + ": " + si(p.schedules) +
+                        (options.mode == sim::ExploreMode::Exhaustive ? " of at most " : " of ") +
+                        si(options.schedules) + " schedules, " + si(p.pruned) +
+                        " cut by the cache, " + si(p.steps) + " steps, " + si(p.pipe_ops / s) +
+                        " pipe ops/s, " + std::to_string(p.failures) + " failing");
     };
   }
-  const sim::ExploreResult result = sim::explore(scenario, options);
+  const sim::ExploreResult result = sim::explore(a.scenario, options);
   progress.clear();
   const double seconds = progress.seconds();
-  if (json) {
-    std::fputs(sim::format_explore_json(scenario, options, result, trace_tail).c_str(), stdout);
+  if (a.json) {
+    std::fputs(sim::format_explore_json(a.scenario, options, result, a.trace_tail).c_str(), stdout);
   } else {
-    std::fputs(sim::format_explore_text(scenario, options, result, trace_tail).c_str(), stdout);
+    std::fputs(sim::format_explore_text(a.scenario, options, result, a.trace_tail).c_str(), stdout);
     std::printf("  speed              %.3f s, %s steps/s, %s pipe ops/s\n", seconds,
                 si(result.steps / std::max(seconds, 1e-9)).c_str(),
                 si(result.pipe_ops / std::max(seconds, 1e-9)).c_str());
   }
   const std::string verdict = sim::verdict(result);
-  if (verdict == "error") return 3;
-  return verdict == "no-failure" ? 0 : 1;
+  if (verdict == "error") return kExitEnvironment;
+  return verdict == "no-failure" ? 0 : kExitFound;
 }
 
-int threshold_command(int argc, char** argv) {
+Run setup_sim_run(CLI::App& command) {
+  auto args = std::make_shared<RunArgs>();
+  args->command = &command;
+  declare_run_options(command, *args);
+  command.footer(
+      "Exit status: 0 nothing found, 1 a deadlock, livelock or failure, 2 bad usage, 3 the "
+      "simulator misbehaved.\nExample: pipepool sim run --strategy unbatched --task 70000:70000:0 "
+      "--task 70000:70000:0");
+  return [args] { return run_explore(*args); };
+}
+
+// ---- sim threshold ------------------------------------------------------------------------------
+
+struct ThresholdArgs {
   sim::ThresholdOptions options;
   bool json = false;
-  bool strategy_given = false;
-  for (int i = 0; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(kThresholdUsage, stdout);
-      return 0;
-    } else if (arg == "--json") {
-      json = true;
-    } else if (arg == "--join-at-once") {
-      options.join_at_once = true;
-    } else if (arg == "--strategy") {
-      const char* v = value();
-      if (!v || !sim::parse_strategy(v, options.strategy)) {
-        return bad(kThresholdUsage, "--strategy takes epoll, batched or unbatched");
-      }
-      strategy_given = true;
-    } else if (arg == "--scheduler") {
-      const char* v = value();
-      if (!v || !sim::parse_scheduler(v, options.scheduler)) {
-        return bad(kThresholdUsage, "--scheduler takes demand, shortest-backlog or round-robin");
-      }
-    } else if (arg == "--pipe-pages" || arg == "--page-size") {
-      const char* v = value();
-      uint32_t n;
-      if (!v || !parse_u32(v, n)) return bad(kThresholdUsage, arg + " takes a number");
-      (arg == "--pipe-pages" ? options.pipe_pages : options.page_size) = n;
-    } else if (arg == "--preemptions") {
-      const char* v = value();
-      if (!v || !parse_bound(v, options.preemption_bound)) {
-        return bad(kThresholdUsage, "--preemptions takes a number or 'none'");
-      }
-    } else if (arg == "--min-bytes") {
-      const char* v = value();
-      if (!v || !sim::parse_size(v, options.min_bytes)) {
-        return bad(kThresholdUsage, "--min-bytes takes a size");
-      }
-    } else if (arg == "--grid" || arg == "--max-bytes" || arg == "--large") {
-      const char* v = value();
-      uint64_t n;
-      if (!v || !sim::parse_size(v, n) || n == 0) {
-        return bad(kThresholdUsage, arg + " takes a positive size");
-      }
-      (arg == "--grid"        ? options.grid_bytes
-       : arg == "--max-bytes" ? options.max_bytes
-                              : options.large_bytes) = n;
-    } else {
-      return bad(kThresholdUsage, "unknown option '" + arg + "'");
-    }
-  }
-  if (!strategy_given) return bad(kThresholdUsage, "--strategy is required");
+  bool quiet = false;
+  const CLI::App* command = nullptr;
+};
+
+int run_threshold(ThresholdArgs& a) {
+  sim::ThresholdOptions& options = a.options;
   try {
     (void)sim::make_script(sim::threshold_scenario(options, 0, 0));
   } catch (const std::invalid_argument& e) {
-    return bad(kThresholdUsage, e.what());
+    return usage_error(*a.command, e.what());
   }
-  Progress progress;
-  if (progress.enabled()) {
+  tune_malloc_for_the_simulator();
+  // An estimate of the sizes to explore: each dimension's grid, the cell scanned byte by byte.
+  const uint64_t capacity = uint64_t{options.pipe_pages} * options.page_size;
+  const uint64_t max_bytes = options.max_bytes ? options.max_bytes : 2 * capacity;
+  const uint64_t grid = options.grid_bytes ? options.grid_bytes : options.page_size / 8;
+  const double expected =
+      2.0 * (static_cast<double>(max_bytes - std::min(max_bytes, options.min_bytes)) /
+                 static_cast<double>(std::max<uint64_t>(grid, 1)) +
+             static_cast<double>(grid) + 1);
+  Progress progress(a.quiet);
+  if (!a.quiet) {
     options.progress = [&](const sim::ThresholdProgress& p) {
-      progress.show("threshold: " + std::string(p.dimension) + " payload " +
-                    std::to_string(p.size) + (p.deadlock ? " deadlocks" : " does not deadlock") +
-                    ", " + std::to_string(p.explorations) + " sizes explored");
+      progress.show(std::min(0.99, static_cast<double>(p.explorations) / expected),
+                    "threshold: " + std::string(p.dimension) + " payload " +
+                        std::to_string(p.size) +
+                        (p.deadlock ? " deadlocks" : " does not deadlock") + ", " +
+                        std::to_string(p.explorations) + " sizes explored");
     };
   }
   const sim::ThresholdResult result = sim::find_threshold(options);
   progress.clear();
-  if (json) {
+  if (a.json) {
     std::fputs(sim::format_threshold_json(options, result).c_str(), stdout);
   } else {
     std::fputs(sim::format_threshold_text(options, result).c_str(), stdout);
     std::printf("\n%.2f s\n", progress.seconds());
   }
-  return result.error.empty() ? 0 : 3;
+  return result.error.empty() ? 0 : kExitEnvironment;
 }
+
+Run setup_sim_threshold(CLI::App& command) {
+  auto args = std::make_shared<ThresholdArgs>();
+  args->command = &command;
+  sim::ThresholdOptions& o = args->options;
+  add_parsed(command, "--strategy", o.strategy, "the strategy searched",
+             "epoll, batched or unbatched", sim::parse_strategy)
+      ->required();
+  add_parsed(command, "--scheduler", o.scheduler, "the scheduler (default shortest-backlog)",
+             "demand, shortest-backlog or round-robin", sim::parse_scheduler);
+  add_number<uint32_t>(command, "--pipe-pages", o.pipe_pages,
+                       "pipe capacity in page slots, a power of two", 1, 1 << 16);
+  add_number<uint32_t>(command, "--page-size", o.page_size, "bytes per page, a power of two", 16,
+                       1 << 20);
+  add_preemptions(command, o.preemption_bound, "bound of each exploration");
+  command.add_option("--grid", o.grid_bytes, "grid step (default page-size / 8)")
+      ->transform(size_in(1, uint64_t{1} << 32));
+  command.add_option("--min-bytes", o.min_bytes, "smallest size searched (default 0)")
+      ->transform(size_in(0, uint64_t{1} << 32));
+  command
+      .add_option("--max-bytes", o.max_bytes,
+                  "largest size searched (default twice the "
+                  "capacity)")
+      ->transform(size_in(1, uint64_t{1} << 32));
+  command
+      .add_option("--large", o.large_bytes,
+                  "the other payload's fixed size (default capacity + a page)")
+      ->transform(size_in(1, uint64_t{1} << 32));
+  command.add_flag("--join-at-once", o.join_at_once,
+                   "join right after the two calls (the Shutdown frame counts)");
+  command.add_flag("--json", args->json, "JSON instead of text");
+  command.add_flag("--quiet,-q", args->quiet, "no progress on stderr");
+  command.description(
+      "Finds the smallest task payload and the smallest result payload with which two tasks on "
+      "one worker deadlock a strategy, by exhaustive exploration at every size of a grid and size "
+      "by size near the boundary (sim/README.md, \"Threshold search\").");
+  return [args] { return run_threshold(*args); };
+}
+
+[[maybe_unused]] const bool registered_run = register_command(
+    "sim run", "explore a scenario's schedules on the pool's own protocol", setup_sim_run);
+[[maybe_unused]] const bool registered_threshold = register_command(
+    "sim threshold", "the smallest payloads that deadlock a strategy", setup_sim_threshold);
 
 }  // namespace
-
-int run_sim_command(int argc, char** argv) {
-  // The simulator allocates and frees payload strings of up to megabytes at every task; keep them
-  // in the heap instead of a fresh mmap each (page faults were half of the time at 200 KiB).
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_TOP_PAD, 64 << 20);
-  if (argc < 1 || std::strcmp(argv[0], "--help") == 0 || std::strcmp(argv[0], "-h") == 0) {
-    std::fprintf(argc < 1 ? stderr : stdout,
-                 "usage: pipepool sim run|threshold|pipe ...\n"
-                 "  run        explore a scenario's schedules (pipepool sim run --help)\n"
-                 "  threshold  smallest payloads that deadlock a strategy (--help)\n"
-                 "  pipe       play calls against the pipe model (pipepool sim pipe)\n");
-    return argc < 1 ? 2 : 0;
-  }
-  const std::string sub = argv[0];
-  if (sub == "run") return run_command(argc - 1, argv + 1);
-  if (sub == "threshold") return threshold_command(argc - 1, argv + 1);
-  std::fprintf(stderr, "pipepool sim: unknown subcommand '%s' (run, threshold, pipe)\n",
-               sub.c_str());
-  return 2;
-}
-
 }  // namespace pipepool::tools

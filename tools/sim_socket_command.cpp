@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "command.hpp"
 #include "socket_model.hpp"
 
 namespace pipepool::tools {
@@ -40,7 +41,6 @@ struct SimSocketOptions {
 // Plays `options.ops`; prints one line (or JSON object) per operation to `out`, and a one-line
 // error to `err`. Returns 0, or 2 for an operation that cannot be parsed or played.
 int run_sim_socket(const SimSocketOptions& options, std::FILE* out, std::FILE* err);
-int run_sim_socket_command(int argc, char** argv);
 
 namespace {
 
@@ -256,33 +256,27 @@ int run_sim_socket(const SimSocketOptions& options, std::FILE* out, std::FILE* e
   return 0;
 }
 
-int run_sim_socket_command(int argc, char** argv) {
-  SimSocketOptions options;
-  for (int i = 0; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--json") {
-      options.json = true;
-    } else if (arg == "--sndbuf") {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "pipepool sim socket: --sndbuf needs a value\n");
-        return 2;
-      }
-      const auto v = parse_number(argv[++i], 4608, static_cast<int64_t>(kMaxOpBytes));
-      if (!v) {
-        std::fprintf(stderr, "pipepool sim socket: --sndbuf must be in 4608..268435456\n");
-        return 2;
-      }
-      options.sndbuf_bytes = static_cast<uint32_t>(*v);
-    } else if (arg == "--help" || arg == "-h") {
-      return usage(stderr);
-    } else if (arg.rfind("--", 0) == 0) {
-      std::fprintf(stderr, "pipepool sim socket: unknown option '%s'\n", arg.c_str());
-      return 2;
-    } else {
-      options.ops.push_back(arg);
-    }
-  }
-  return run_sim_socket(options, stdout, stderr);
+namespace {
+
+Run setup_sim_socket(CLI::App& command) {
+  auto options = std::make_shared<SimSocketOptions>();
+  add_number(command, "--sndbuf", options->sndbuf_bytes,
+             "sk_sndbuf of both ends in bytes, as getsockopt(SO_SNDBUF) reads it", uint32_t{4608},
+             static_cast<uint32_t>(kMaxOpBytes));
+  command.add_flag("--json", options->json, "JSON instead of text");
+  command
+      .add_option("ops", options->ops,
+                  "write:N nbwrite:N fill:N read:N reply:N sndbuf:V close-reader close-writer")
+      ->required();
+  command.footer(
+      "example: pipepool sim socket fill:100 read:1000 fill:100000   (how small and large "
+      "writes fill a socket's send buffer)");
+  return [options] { return run_sim_socket(*options, stdout, stderr); };
 }
+
+[[maybe_unused]] const bool registered = register_command(
+    "sim socket", "play writes and reads against the AF_UNIX socketpair model", setup_sim_socket);
+
+}  // namespace
 
 }  // namespace pipepool::tools
