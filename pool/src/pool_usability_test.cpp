@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -86,6 +87,100 @@ TEST(PoolUsability, InlinePoolOutputToAFileIsPrintedOnce) {
   });
   EXPECT_EQ(count_of(text, "task line 21\n"), 1u) << text;
   EXPECT_EQ(count_of(text, "task line 22\n"), 1u) << text;
+}
+
+}  // namespace
+
+namespace {
+
+// ---- 6: a result is ready only after its callback ran
+// --------------------------------------------
+
+int triple(int x) {
+  return 3 * x;
+}
+
+TEST(PoolUsability, CallbacksFinishBeforeWaitGetReadyAndJoin) {
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    std::atomic<int> seen{0};
+    std::vector<pipepool::AsyncResult<int>> results;
+    for (int i = 1; i <= 6; ++i) {
+      results.push_back(pool.apply_async(pipepool::Callbacks<int>{.callback =
+                                                                      [&seen](const int& v) {
+                                                                        std::this_thread::sleep_for(
+                                                                            30ms);
+                                                                        seen += v;
+                                                                      }},
+                                         triple, i));
+    }
+    results[0].wait();
+    EXPECT_GE(seen.load(), 3) << processes;  // 3 * 1: the first callback has returned
+    EXPECT_EQ(results[1].get(), 6);
+    EXPECT_GE(seen.load(), 3 + 6) << processes;
+    std::atomic<int> mapped{0};
+    auto m = pool.map_async(triple, std::vector<int>{5, 7}, 1,
+                            {.callback = [&mapped](const std::vector<int>& v) {
+                              std::this_thread::sleep_for(30ms);
+                              mapped = v[0] + v[1];
+                            }});
+    while (!m.ready()) std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(mapped.load(), 36) << processes;  // ready() implies the callback ran
+    auto last = pool.apply_async(pipepool::Callbacks<int>{.callback =
+                                                              [&seen](const int&) {
+                                                                std::this_thread::sleep_for(50ms);
+                                                                seen += 1000;
+                                                              }},
+                                 triple, 0);
+    pool.close();
+    pool.join();
+    EXPECT_EQ(seen.load(), 3 * 21 + 1000) << processes;  // every callback ran before join returned
+  }
+}
+
+// ---- 7: a blocking call from a callback throws instead of hanging -----------------------------
+
+TEST(PoolUsability, BlockingCallsFromACallbackThrowUsageError) {
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    std::mutex mutex;
+    std::vector<std::string> errors;
+    auto record = [&](auto attempt) {
+      try {
+        attempt();
+        std::lock_guard lock(mutex);
+        errors.push_back("no exception");
+      } catch (const pipepool::UsageError& e) {
+        std::lock_guard lock(mutex);
+        errors.push_back(e.what());
+      }
+    };
+    auto other = pool.apply_async(triple, 9);
+    auto r = pool.apply_async(
+        pipepool::Callbacks<int>{.callback =
+                                     [&](const int&) {
+                                       record([&] { pool.apply(triple, 2); });
+                                       record([&] { pool.map(triple, std::vector<int>{1, 2}); });
+                                       record([&] { other.wait(); });
+                                       record([&] { other.get(1s); });
+                                       record([&] {
+                                         for (int y : pool.imap(triple, std::vector<int>{4}))
+                                           (void)y;
+                                       });
+                                       record([&] { pool.join(); });
+                                       record([&] { pool.terminate(); });
+                                       // Submitting is fine.
+                                       pool.apply_async(triple, 3);
+                                     }},
+        triple, 1);
+    EXPECT_EQ(r.get(), 3);
+    ASSERT_EQ(errors.size(), 7u) << processes;
+    for (const std::string& e : errors) {
+      EXPECT_NE(e.find("called from a callback"), std::string::npos) << processes << ": " << e;
+      EXPECT_NE(e.find("hang"), std::string::npos) << e;
+    }
+    EXPECT_EQ(pool.apply(triple, 4), 12);  // the pool still works
+  }
 }
 
 }  // namespace

@@ -30,9 +30,13 @@ namespace pipepool {
 
 // Callbacks of an async call, run once on the pool's I/O thread (as Python runs them on its
 // result-handler thread) when the call completes: `callback` with the value, or `error_callback`
-// with the error. They must be quick and must not block on this pool's results (that would stall
-// the I/O thread); an exception escaping them is caught and dropped. With Pool(0) they run in the
-// submitting call.
+// with the error. The call becomes ready (wait(), get(), ready() and join() return) only once its
+// callback has returned. Callbacks must be quick: while one runs, no result of the pool moves.
+// A call that would wait from inside a callback (get, wait, apply, map, starmap, iterating an
+// imap, join, terminate: on any pool) throws UsageError instead of hanging, since the thread that
+// would deliver the result is the one waiting; submitting with apply_async/map_async is fine. An
+// exception escaping a callback is caught and dropped. With Pool(0) they run in the submitting
+// call, under the same rules.
 namespace detail {
 template <class T>
 struct ValueCallback {
@@ -79,6 +83,7 @@ class TypedCallState final : public CallState {
   void on_done() override {
     if (!callbacks_.callback && !callbacks_.error_callback) return;
     decode_once();
+    CallbackScope scope;
     try {
       if (error_) {
         if (callbacks_.error_callback) callbacks_.error_callback(error_);

@@ -342,9 +342,17 @@ class Pool {
   // No more submissions (PoolClosed after this); work already submitted goes on. Returns at once.
   void close() { detail::close(*core_); }
   // Waits for every worker to exit after close() (UsageError if the pool is still open).
-  void join() { detail::join(*core_); }
-  // Kills every worker now; unfinished tasks fail with WorkerLost. Returns at once.
-  void terminate() { detail::terminate(*core_); }
+  // From a callback: UsageError (the I/O thread would wait for itself).
+  void join() {
+    detail::check_not_in_callback("join()");
+    detail::join(*core_);
+  }
+  // Kills every worker now; unfinished tasks fail with WorkerLost. Returns at once. From a
+  // callback: UsageError (it stops the I/O thread the callback runs on).
+  void terminate() {
+    detail::check_not_in_callback("terminate()");
+    detail::terminate(*core_);
+  }
 
   // ---- facts ---------------------------------------------------------------------------------
 

@@ -28,6 +28,23 @@ struct Outcome {
 // WorkerLost, ProtocolError, TimeoutError).
 std::exception_ptr to_exception(const Outcome& outcome);
 
+// How many pool callbacks this thread is running (callbacks run on a pool's I/O thread, or in the
+// submitting call of Pool(0)). A call that waits for a result (get, wait, apply, map, imap's
+// iteration, join, terminate) made from a callback throws UsageError instead of hanging the pool.
+inline thread_local int callback_depth = 0;
+
+// Throws UsageError naming `what` when called from inside a callback.
+void check_not_in_callback(const char* what);
+
+// Marks the scope of a running callback on this thread.
+class CallbackScope {
+ public:
+  CallbackScope() { ++callback_depth; }
+  ~CallbackScope() { --callback_depth; }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+};
+
 // Completion of a call's tasks, shared by the pool's I/O thread (which completes tasks) and the
 // user's threads (which wait). Thread-safe.
 class CallState {
@@ -37,13 +54,14 @@ class CallState {
   CallState(const CallState&) = delete;
   CallState& operator=(const CallState&) = delete;
 
-  // Records task `index`'s outcome; the last one runs on_done() on this thread, after waking
-  // waiters.
+  // Records task `index`'s outcome; the last one runs on_done() (the callbacks) on this thread,
+  // and only then makes the call ready and wakes its waiters: whoever sees ready() also sees
+  // every effect of its callback, as in Python.
   void complete(size_t index, Outcome outcome);
 
   // A call with no task (map over an empty input) is ready at once: runs on_done().
   void finish_empty() {
-    if (outcomes_.empty()) on_done();
+    if (outcomes_.empty()) finish();
   }
 
   size_t tasks() const { return outcomes_.size(); }
@@ -64,11 +82,14 @@ class CallState {
   virtual void on_done() {}
 
  private:
+  void finish();
+
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   std::vector<std::optional<Outcome>> outcomes_;
   std::deque<size_t> completion_order_;
   size_t remaining_;
+  bool done_ = false;  // every task completed and on_done() returned
   static constexpr size_t kNobody = static_cast<size_t>(-1);
   size_t waiting_index_ = kNobody;  // take(index) is waiting for this task
   int waiting_any_ = 0;             // take_next() callers waiting
