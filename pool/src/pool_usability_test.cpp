@@ -4,11 +4,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <mutex>
+#include <ranges>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -181,6 +183,79 @@ TEST(PoolUsability, BlockingCallsFromACallbackThrowUsageError) {
     }
     EXPECT_EQ(pool.apply(triple, 4), 12);  // the pool still works
   }
+}
+
+}  // namespace
+
+namespace {
+
+// ---- 2, 3, 4: imap over any input, bounded, cancelled when left early ------------------------
+
+long long half(long long x) {
+  return x / 2;
+}
+double nap(double seconds) {
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  return seconds;
+}
+
+TEST(PoolUsability, ImapOverAnUnboundedRangeYieldsAndHoldsOnlyAWindow) {
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    std::vector<long long> got;
+    for (long long y : pool.imap(half, std::views::iota(10LL), 3)) {
+      got.push_back(y);
+      if (got.size() == 9) break;
+    }
+    EXPECT_EQ(got, (std::vector<long long>{5, 5, 6, 6, 7, 7, 8, 8, 9})) << processes;
+    // Only the chunks in flight were ever submitted: a window, not the (unbounded) input.
+    EXPECT_LT(pool.stats().tasks_submitted, 300u) << processes;
+    got.clear();
+    for (long long y : pool.imap_unordered(half, std::views::iota(100LL, 106LL))) got.push_back(y);
+    std::sort(got.begin(), got.end());
+    EXPECT_EQ(got, (std::vector<long long>{50, 50, 51, 51, 52, 52})) << processes;
+  }
+}
+
+TEST(PoolUsability, InputOnlyAndFilteredRangesInEveryMapCall) {
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    auto odd = [](int x) { return x % 2 == 1; };
+    std::vector<int> xs{3, 4, 5, 6, 7};
+    auto filtered = xs | std::views::filter(odd);
+    EXPECT_EQ(pool.map(triple, filtered), (std::vector<int>{9, 15, 21})) << processes;
+    EXPECT_EQ(pool.map_async(triple, filtered, 2).get(), (std::vector<int>{9, 15, 21}));
+    // Single pass, unknown length: std::views::istream.
+    std::istringstream words("8 1 6");
+    EXPECT_EQ(pool.map(triple, std::views::istream<int>(words)), (std::vector<int>{24, 3, 18}));
+    std::istringstream more("2 5");
+    int total = 0;
+    for (int y : pool.imap(triple, std::views::istream<int>(more))) total += y;
+    EXPECT_EQ(total, 21);
+    std::vector<std::pair<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
+    auto big = [](const std::pair<int, int>& p) { return p.first > 1; };
+    auto add = [](int a, int b) { return a + b; };
+    EXPECT_EQ(pool.starmap(add, pairs | std::views::filter(big)), (std::vector<int>{7, 11}));
+    EXPECT_EQ(pool.starmap_async(add, pairs | std::views::filter(big)).get(),
+              (std::vector<int>{7, 11}));
+  }
+}
+
+TEST(PoolUsability, LeavingAnImapEarlyCancelsChunksNotStarted) {
+  pipepool::Pool pool(2);
+  {
+    auto naps = pool.imap(nap, std::vector<double>(60, 0.15));
+    for (double s : naps) {
+      EXPECT_EQ(s, 0.15);
+      break;
+    }
+  }  // cancels what no worker has started
+  pool.close();
+  pool.join();
+  // Slow tasks go one at a time per worker (Demand): the first two ran, maybe the next two;
+  // the rest of the 60 never did.
+  EXPECT_LE(pool.stats().tasks_completed, 6u);
+  EXPECT_GE(pool.stats().tasks_completed, 1u);
 }
 
 }  // namespace

@@ -106,110 +106,140 @@ std::vector<Stored<R>> gather_results(const std::vector<std::optional<Outcome>>&
   return results;
 }
 
-// A lazy imap / imap_unordered over an owned or borrowed range.
+// A lazy imap / imap_unordered over an owned or borrowed range, of any length (unbounded too),
+// read once from front to back.
 template <class R, class F, class ArgsTuple, class View, class Encode, bool Ordered>
 class ImapRange {
+  struct State;
+
  public:
   using value_type = Stored<R>;
 
   ImapRange(std::shared_ptr<Core> core, F f, View view, size_t chunksize, Encode encode_item)
-      : core_(std::move(core)),
-        f_(f),
-        view_(std::move(view)),
-        cursor_(std::ranges::begin(view_)),
-        items_(static_cast<size_t>(std::ranges::distance(view_))),
-        chunksize_(chunksize == 0 ? 1 : chunksize),
-        chunks_((items_ + chunksize_ - 1) / chunksize_),
-        window_(std::max<size_t>(4, 2 * static_cast<size_t>(std::max(1, processes(*core_))))),
-        encode_item_(encode_item),
-        state_(std::make_shared<CallState>(chunks_)) {
-    top_up(false);
+      : state_(
+            std::make_unique<State>(std::move(core), f, std::move(view), chunksize, encode_item)) {
+    state_->top_up(false);
   }
   ImapRange(const ImapRange&) = delete;
-  ImapRange(ImapRange&&) = default;
+  ImapRange(ImapRange&&) noexcept = default;
+  // Leaving early (the range destroyed before the end) cancels the chunks no worker has started.
+  ~ImapRange() = default;
 
   class iterator {
    public:
     using value_type = Stored<R>;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    explicit iterator(ImapRange* range) : range_(range) { range_->advance(); }
-    const value_type& operator*() const { return range_->buffer_[range_->position_]; }
+    explicit iterator(State* state) : state_(state) { state_->advance(); }
+    value_type& operator*() const { return state_->buffer[state_->position]; }
     iterator& operator++() {
-      range_->advance();
+      state_->advance();
       return *this;
     }
     void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return range_->done_; }
+    bool operator==(std::default_sentinel_t) const { return state_->done; }
 
    private:
-    ImapRange* range_ = nullptr;
+    State* state_ = nullptr;
   };
 
   // Single pass: begin() may be called once.
-  iterator begin() { return iterator(this); }
+  iterator begin() { return iterator(state_.get()); }
   std::default_sentinel_t end() { return {}; }
 
  private:
-  // Keeps chunks in flight: at least `window_` (two per worker), more while they are small, up
-  // to kMaxChunksInFlight chunks and kMaxBytesInFlight encoded bytes, so memory stays bounded
-  // whatever the input's length while tiny tasks are not paced by one round trip each.
-  static constexpr size_t kMaxChunksInFlight = 256;
-  static constexpr size_t kMaxBytesInFlight = size_t{64} << 20;
+  // On the heap, so that moving the range moves no iterator into the input (a filter_view's
+  // iterators point at their view).
+  struct State {
+    // Keeps chunks in flight: at least `window` (two per worker, at least 4), more while they are
+    // small, up to kMaxChunksInFlight chunks and kMaxBytesInFlight encoded bytes, so memory stays
+    // bounded whatever the input's length while tiny tasks are not paced by one round trip each.
+    static constexpr size_t kMaxChunksInFlight = 256;
+    static constexpr size_t kMaxBytesInFlight = size_t{64} << 20;
 
-  void top_up(bool continuation) {
-    std::vector<std::string> payloads;
-    const size_t first = submitted_;
-    while (submitted_ < chunks_) {
-      const size_t in_flight = submitted_ - consumed_;
-      const bool room = in_flight < window_ ||
-                        (in_flight < kMaxChunksInFlight && bytes_in_flight_ < kMaxBytesInFlight);
-      if (!room) break;
-      const size_t n = std::min(chunksize_, items_ - submitted_ * chunksize_);
-      std::string& payload = payloads.emplace_back();
-      begin_task<F, ArgsTuple>(payload, f_, n);
-      Writer writer(payload);
-      for (size_t i = 0; i < n; ++i, ++cursor_) encode_item_(writer, *cursor_);
-      chunk_bytes_.push_back(payload.size());
-      bytes_in_flight_ += payload.size();
-      ++submitted_;
+    State(std::shared_ptr<Core> core_in, F f_in, View view_in, size_t chunksize_in,
+          Encode encode_in)
+        : core(std::move(core_in)),
+          f(f_in),
+          view(std::move(view_in)),
+          cursor(std::ranges::begin(view)),
+          chunksize(chunksize_in == 0 ? 1 : chunksize_in),
+          window(std::max<size_t>(4, 2 * static_cast<size_t>(std::max(1, processes(*core))))),
+          encode_item(encode_in),
+          calls(std::make_shared<StreamState>()) {}
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+    ~State() {
+      if (submitted > consumed) cancel(*core, calls);  // chunks nobody will read
     }
-    if (!payloads.empty()) submit(*core_, std::move(payloads), state_, first, continuation);
-  }
 
-  void advance() {
-    if (++position_ < buffer_.size()) return;
-    buffer_.clear();
-    position_ = 0;
-    while (buffer_.empty()) {
-      if (consumed_ == chunks_) {
-        done_ = true;
-        return;
+    void top_up(bool continuation) {
+      std::vector<std::string> payloads;
+      const size_t first = submitted;
+      while (!input_done) {
+        const size_t in_flight = submitted - consumed;
+        const bool room = in_flight < window ||
+                          (in_flight < kMaxChunksInFlight && bytes_in_flight < kMaxBytesInFlight);
+        if (!room) break;
+        if (cursor == std::ranges::end(view)) {
+          input_done = true;
+          break;
+        }
+        std::string& payload = payloads.emplace_back();
+        const size_t count_at = begin_task<F, ArgsTuple>(payload, f, chunksize);
+        Writer writer(payload);
+        size_t n = 0;
+        for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
+          encode_item(writer, *cursor);
+        }
+        set_task_count(payload, count_at, n);
+        chunk_bytes.push_back(payload.size());
+        bytes_in_flight += payload.size();
+        ++submitted;
       }
-      Outcome outcome = Ordered ? state_->take(consumed_) : state_->take_next();
-      ++consumed_;
-      // In-flight bytes are counted in submission order; close enough for a bound.
-      bytes_in_flight_ -= chunk_bytes_.front();
-      chunk_bytes_.pop_front();
-      if (!outcome.ok()) std::rethrow_exception(to_exception(outcome));
-      decode_results<R>(outcome.payload, buffer_);
-      top_up(true);
+      if (!payloads.empty()) submit(*core, std::move(payloads), calls, first, continuation);
     }
-  }
 
-  std::shared_ptr<Core> core_;
-  F f_;
-  View view_;
-  std::ranges::iterator_t<View> cursor_;
-  size_t items_, chunksize_, chunks_, window_;
-  Encode encode_item_;
-  std::shared_ptr<CallState> state_;
-  size_t submitted_ = 0, consumed_ = 0;
-  std::deque<size_t> chunk_bytes_;  // encoded size of each chunk in flight, oldest first
-  size_t bytes_in_flight_ = 0;
-  std::vector<Stored<R>> buffer_;
-  size_t position_ = static_cast<size_t>(-1);
-  bool done_ = false;
+    void advance() {
+      if (++position < buffer.size()) return;
+      buffer.clear();
+      position = 0;
+      while (buffer.empty()) {
+        if (consumed == submitted) {
+          top_up(true);
+          if (consumed == submitted) {
+            done = true;
+            return;
+          }
+        }
+        Outcome outcome = Ordered ? calls->take(consumed) : calls->take_next();
+        ++consumed;
+        // In-flight bytes are counted in submission order; close enough for a bound.
+        bytes_in_flight -= chunk_bytes.front();
+        chunk_bytes.pop_front();
+        if (!outcome.ok()) std::rethrow_exception(to_exception(outcome));
+        decode_results<R>(outcome.payload, buffer);
+        top_up(true);
+      }
+    }
+
+    std::shared_ptr<Core> core;
+    F f;
+    View view;
+    std::ranges::iterator_t<View> cursor;
+    size_t chunksize, window;
+    Encode encode_item;
+    std::shared_ptr<StreamState> calls;
+    size_t submitted = 0, consumed = 0;
+    bool input_done = false;
+    std::deque<size_t> chunk_bytes;  // encoded size of each chunk in flight, oldest first
+    size_t bytes_in_flight = 0;
+    std::vector<Stored<R>> buffer;
+    size_t position = static_cast<size_t>(-1);
+    bool done = false;
+  };
+
+  std::unique_ptr<State> state_;
 };
 
 struct EncodeOne {
@@ -289,50 +319,56 @@ class Pool {
   // ---- map family ----------------------------------------------------------------------------
 
   // [f(x) for x in xs], in order; chunksize 0 picks Python's default. Raises the error of the
-  // lowest failing index.
-  template <class F, std::ranges::forward_range Range>
-  auto map(F f, const Range& xs, size_t chunksize = 0) {
-    return map_async(f, xs, chunksize).get();  // rvalue get(): moves the value
+  // lowest failing index. Any input range: one that is not sized and forward (a std::views::filter
+  // over an input-only view, a generator) is first read into a vector, as Python's map reads a
+  // generator into a list; an unbounded range never ends (use imap).
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& xs, size_t chunksize = 0) {
+    return map_async(f, std::forward<Range>(xs), chunksize).get();  // rvalue get(): moves
   }
 
-  template <class F, std::ranges::forward_range Range,
+  template <class F, std::ranges::input_range Range,
             class R = std::invoke_result_t<const F&, std::ranges::range_value_t<Range>>>
   AsyncResult<std::vector<detail::Stored<R>>> map_async(
-      F f, const Range& xs, size_t chunksize = 0,
+      F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
     return submit_map<R, std::tuple<Item>>(f, xs, chunksize, std::move(callbacks));
   }
 
   // [f(*args) for args in xs] where each element is a tuple, pair or array of arguments.
-  template <class F, std::ranges::forward_range Range>
-  auto starmap(F f, const Range& xs, size_t chunksize = 0) {
-    return starmap_async(f, xs, chunksize).get();
+  template <class F, std::ranges::input_range Range>
+  auto starmap(F f, Range&& xs, size_t chunksize = 0) {
+    return starmap_async(f, std::forward<Range>(xs), chunksize).get();
   }
 
-  template <class F, std::ranges::forward_range Range,
+  template <class F, std::ranges::input_range Range,
             class R = detail::apply_result_t<F, std::ranges::range_value_t<Range>>>
   AsyncResult<std::vector<detail::Stored<R>>> starmap_async(
-      F f, const Range& xs, size_t chunksize = 0,
+      F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
     return submit_map<R, Item>(f, xs, chunksize, std::move(callbacks));
   }
 
-  // Lazy map: yields f(x) in input order as results arrive, keeping a bounded number of chunks in
-  // flight (at most 256 and, beyond two per worker, 64 MiB of encoded input: bounded memory).
-  // Chunks are submitted as you iterate, so iterate before join(). An rvalue range is moved into
-  // the result; an lvalue one is borrowed and must outlive it. The returned range is single-pass
-  // and throws a task's error when iteration reaches it.
+  // Lazy map: yields f(x) in input order as results arrive. Any input range, of any length
+  // (std::views::iota(0) too), read once and only as far as iteration needs: chunks are encoded
+  // and submitted as you iterate, at least max(4, 2 x workers) in flight and, while they are
+  // small, more: at most 256 chunks and 64 MiB of encoded input beyond the first max(4, 2 x
+  // workers). So memory stays bounded whatever the input's length, and the first result comes
+  // after the first chunk. Iterate before join(). Destroying the range before its end (a break)
+  // cancels the chunks no worker has started; those running finish and are dropped. An rvalue
+  // range is moved into the result; an lvalue one is borrowed and must outlive it. The returned
+  // range is single-pass and throws a task's error when iteration reaches it.
   template <class F, std::ranges::viewable_range Range>
-  requires std::ranges::forward_range<Range>
+  requires std::ranges::input_range<Range>
   auto imap(F f, Range&& xs, size_t chunksize = 1) {
     return make_imap<true>(f, std::forward<Range>(xs), chunksize);
   }
 
   // As imap, in completion order.
   template <class F, std::ranges::viewable_range Range>
-  requires std::ranges::forward_range<Range>
+  requires std::ranges::input_range<Range>
   auto imap_unordered(F f, Range&& xs, size_t chunksize = 1) {
     return make_imap<false>(f, std::forward<Range>(xs), chunksize);
   }
@@ -366,14 +402,27 @@ class Pool {
  private:
   template <class R, class ArgsTuple, class F, class Range>
   AsyncResult<std::vector<detail::Stored<R>>> submit_map(
-      F f, const Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
+      F f, Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     detail::check_callable<F>();
     detail::check_result<R>();
+    if constexpr (!std::ranges::forward_range<Range> && !std::ranges::sized_range<Range>) {
+      // A single-pass range of unknown length: read it all first (Python's list(iterable)).
+      std::vector<std::ranges::range_value_t<Range>> items;
+      for (auto&& item : xs) items.push_back(std::forward<decltype(item)>(item));
+      return submit_map<R, ArgsTuple>(f, items, chunksize, std::move(callbacks));
+    } else {
+      const size_t items = static_cast<size_t>(std::ranges::distance(xs));
+      if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
+      auto payloads = detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize,
+                                                       detail::EncodeOne{});
+      return submit_payloads<R>(std::move(payloads), std::move(callbacks));
+    }
+  }
+
+  template <class R>
+  AsyncResult<std::vector<detail::Stored<R>>> submit_payloads(
+      std::vector<std::string> payloads, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     using Value = std::vector<detail::Stored<R>>;
-    const size_t items = static_cast<size_t>(std::ranges::distance(xs));
-    if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
-    auto payloads = detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize,
-                                                     detail::EncodeOne{});
     auto state = std::make_shared<detail::TypedCallState<Value>>(
         payloads.size(),
         [](const std::vector<std::optional<detail::Outcome>>& outcomes) {

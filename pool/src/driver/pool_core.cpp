@@ -140,6 +140,7 @@ class Core {
 
   void submit(std::vector<std::string> payloads, std::shared_ptr<CallState> call, size_t first,
               bool continuation);
+  void cancel(std::shared_ptr<CallState> call);
   void close();
   void join();
   void terminate();
@@ -208,6 +209,7 @@ class Core {
   // Shared with user threads.
   mutable std::mutex mutex_;
   std::vector<Submission> queue_;
+  std::vector<std::shared_ptr<CallState>> cancels_;  // calls whose queued tasks to withdraw
   bool closed_ = false;
   bool join_requested_ = false;
   bool terminate_requested_ = false;
@@ -365,6 +367,20 @@ void Core::run_inline(std::vector<std::string>& payloads, CallState& call, size_
   }
 }
 
+// A lazy imap left early (issue 10.4): its tasks still in the submission queue are dropped here,
+// those in the engine's queue by take_submissions() on the I/O thread.
+// Holding `call` until the I/O thread has seen it keeps its address from being reused meanwhile.
+void Core::cancel(std::shared_ptr<CallState> call) {
+  if (processes_ == 0) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    std::erase_if(queue_, [&](const Submission& s) { return s.call == call; });
+    cancels_.push_back(std::move(call));
+  }
+  (void)os::notify_eventfd(wake_.get());
+}
+
 void Core::close() {
   std::lock_guard lock(mutex_);
   closed_ = true;
@@ -506,9 +522,16 @@ bool Core::io_iteration() {
 
 void Core::take_submissions() {
   std::vector<Submission> batch;
+  std::vector<std::shared_ptr<CallState>> cancels;
   {
     std::lock_guard lock(mutex_);
     batch.swap(queue_);
+    cancels.swap(cancels_);
+  }
+  for (const std::shared_ptr<CallState>& call : cancels) {  // an imap the user stopped reading
+    std::erase_if(calls_, [&](const auto& entry) {
+      return entry.second.first == call && engine_->cancel(entry.first);
+    });
   }
   for (Submission& submission : batch) {
     std::vector<protocol::TaskSubmission> tasks;
@@ -883,6 +906,9 @@ std::shared_ptr<Core> make_core(Options options) {
 void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
             size_t first_index, bool continuation) {
   core.submit(std::move(payloads), std::move(call), first_index, continuation);
+}
+void cancel(Core& core, std::shared_ptr<CallState> call) {
+  core.cancel(std::move(call));
 }
 void close(Core& core) {
   core.close();

@@ -51,6 +51,15 @@ void ParentEngine::submit(std::vector<TaskSubmission> tasks) {
   schedule();
 }
 
+bool ParentEngine::cancel(TaskId task) {
+  auto queued = std::find(pending_.begin(), pending_.end(), task);
+  if (queued == pending_.end()) return false;
+  pending_.erase(queued);
+  tasks_.erase(task);
+  maybe_send_shutdown();  // it may have been the last task a shutdown waited for
+  return true;
+}
+
 void ParentEngine::worker_started(WorkerId w) {
   Slot& slot = slots_[w];
   assert(slot.state == SlotState::Starting);

@@ -103,6 +103,9 @@ class ParentEngine {
   // ---- events ------------------------------------------------------------------------------
   // One API call's tasks (one scheduling pass; Batched sends one RunBatch per worker after it).
   void submit(std::vector<TaskSubmission> tasks);
+  // Withdraws `task` if no worker has been given it yet (it is still queued): it will never run
+  // and never complete. Returns false (and changes nothing) once it was assigned, or if unknown.
+  bool cancel(TaskId task);
   void worker_started(WorkerId w);
   // Bytes were read into read_buffer(w).
   void bytes_read(WorkerId w, size_t n);

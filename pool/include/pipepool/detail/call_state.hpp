@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace pipepool::detail {
@@ -57,7 +58,7 @@ class CallState {
   // Records task `index`'s outcome; the last one runs on_done() (the callbacks) on this thread,
   // and only then makes the call ready and wakes its waiters: whoever sees ready() also sees
   // every effect of its callback, as in Python.
-  void complete(size_t index, Outcome outcome);
+  virtual void complete(size_t index, Outcome outcome);
 
   // A call with no task (map over an empty input) is ready at once: runs on_done().
   void finish_empty() {
@@ -70,13 +71,8 @@ class CallState {
   // True if ready by `deadline`.
   bool wait_until(std::chrono::steady_clock::time_point deadline) const;
 
-  // Valid once ready(); not to be mixed with take().
+  // Valid once ready().
   const std::vector<std::optional<Outcome>>& outcomes() const { return outcomes_; }
-
-  // imap: waits for task `index` and moves its outcome out.
-  Outcome take(size_t index);
-  // imap_unordered: waits for the next task to complete (in completion order) and moves it out.
-  Outcome take_next();
 
  protected:
   virtual void on_done() {}
@@ -87,12 +83,32 @@ class CallState {
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
   std::vector<std::optional<Outcome>> outcomes_;
-  std::deque<size_t> completion_order_;
   size_t remaining_;
   bool done_ = false;  // every task completed and on_done() returned
+};
+
+// The state of an imap / imap_unordered: an open-ended sequence of tasks, submitted as iteration
+// goes on, of which it holds only the outcomes that arrived and were not taken yet (so its memory
+// follows the chunks in flight, not the input's length). Thread-safe; one consumer.
+class StreamState final : public CallState {
+ public:
+  StreamState() : CallState(0) {}
+
+  void complete(size_t index, Outcome outcome) override;
+
+  // imap: waits for task `index` and moves its outcome out.
+  Outcome take(size_t index);
+  // imap_unordered: waits for the next task to complete (in completion order) and moves it out.
+  Outcome take_next();
+
+ private:
+  std::mutex stream_mutex_;
+  std::condition_variable stream_cv_;
+  std::unordered_map<size_t, Outcome> arrived_;
+  std::deque<size_t> completion_order_;
   static constexpr size_t kNobody = static_cast<size_t>(-1);
   size_t waiting_index_ = kNobody;  // take(index) is waiting for this task
-  int waiting_any_ = 0;             // take_next() callers waiting
+  bool waiting_any_ = false;        // take_next() is waiting
 };
 
 }  // namespace pipepool::detail

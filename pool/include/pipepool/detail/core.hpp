@@ -33,6 +33,11 @@ std::shared_ptr<Core> make_core(Options options);
 void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
             size_t first_index, bool continuation = false);
 
+// Withdraws the tasks of `call` that no worker has been given yet (a lazy imap left early): they
+// never run and never complete. Tasks already given to a worker run to the end. Returns at once;
+// does nothing on Pool(0) or a pool that has stopped.
+void cancel(Core& core, std::shared_ptr<CallState> call);
+
 void close(Core& core);
 void join(Core& core);
 void terminate(Core& core);

@@ -11,6 +11,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <string>
@@ -74,9 +75,10 @@ bool run_chunk(Reader& in, std::string& out) {
   return true;
 }
 
-// Starts a task payload for callable f, to be followed by `count` encoded items.
+// Starts a task payload for callable f, to be followed by `count` encoded items. Returns the offset
+// of the count, for set_task_count when the number of items is known only afterwards.
 template <class F, class ArgsTuple>
-void begin_task(std::string& out, const F& f, uint64_t count) {
+size_t begin_task(std::string& out, const F& f, uint64_t count) {
   const Trampoline trampoline = &run_chunk<F, ArgsTuple>;
   Writer writer(out);
   writer.write_trivial(reinterpret_cast<uintptr_t>(trampoline));
@@ -86,7 +88,13 @@ void begin_task(std::string& out, const F& f, uint64_t count) {
   } else {
     writer.write_trivial(f);
   }
+  const size_t count_at = out.size();
   writer.write_trivial<uint64_t>(count);
+  return count_at;
+}
+
+inline void set_task_count(std::string& payload, size_t count_at, uint64_t count) {
+  std::memcpy(payload.data() + count_at, &count, sizeof count);
 }
 
 // Decodes a chunk's results, appending them to `out`.
