@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <ranges>
 #include <sstream>
@@ -256,6 +257,72 @@ TEST(PoolUsability, LeavingAnImapEarlyCancelsChunksNotStarted) {
   // the rest of the 60 never did.
   EXPECT_LE(pool.stats().tasks_completed, 6u);
   EXPECT_GE(pool.stats().tasks_completed, 1u);
+}
+
+}  // namespace
+
+// ---- 5: move-only values through arguments and results --------------------------------------
+
+struct Blob {
+  std::unique_ptr<std::vector<int>> data;
+  Blob() = default;
+  explicit Blob(std::vector<int> v) : data(std::make_unique<std::vector<int>>(std::move(v))) {}
+  Blob(Blob&&) = default;
+  Blob& operator=(Blob&&) = default;
+  Blob(const Blob&) = delete;  // a copy anywhere on the way would not compile
+};
+
+template <>
+struct pipepool::Codec<Blob> {
+  static void encode(pipepool::Writer& writer, const Blob& blob) {
+    pipepool::encode(writer, blob.data ? *blob.data : std::vector<int>{});
+  }
+  static Blob decode(pipepool::Reader& reader) {
+    return Blob(pipepool::decode<std::vector<int>>(reader));
+  }
+};
+
+namespace {
+
+Blob append_sum(Blob blob) {
+  int sum = 0;
+  for (int v : *blob.data) sum += v;
+  blob.data->push_back(sum);
+  return blob;
+}
+std::string long_text(int n) {
+  return std::string(static_cast<size_t>(n), 'q');
+}
+
+TEST(PoolUsability, MoveOnlyArgumentsAndResultsAndTakeWithoutCopy) {
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    Blob out = pool.apply(append_sum, Blob({4, 5}));
+    EXPECT_EQ(*out.data, (std::vector<int>{4, 5, 9})) << processes;
+    std::vector<Blob> ins;
+    ins.emplace_back(std::vector<int>{1});
+    ins.emplace_back(std::vector<int>{2, 3});
+    std::vector<Blob> outs = pool.map(append_sum, ins);
+    ASSERT_EQ(outs.size(), 2u);
+    EXPECT_EQ(*outs[1].data, (std::vector<int>{2, 3, 5}));
+    auto r = pool.apply_async(append_sum, Blob({7}));
+    auto copy = r;  // another handle: take() still moves, no copy is ever needed
+    Blob taken = r.take();
+    EXPECT_EQ(*taken.data, (std::vector<int>{7, 7}));
+    EXPECT_THROW(copy.take(), pipepool::UsageError);
+    EXPECT_TRUE(copy.successful());
+    // A large copyable result, taken out of an lvalue handle without a copy.
+    auto text = pool.apply_async(long_text, 3 << 20);
+    std::string big = text.take();
+    EXPECT_EQ(big.size(), size_t{3} << 20);
+    EXPECT_THROW(text.get(), pipepool::UsageError);
+    int moved = 0;
+    for (Blob& b : pool.imap(append_sum, std::move(ins))) {
+      Blob mine = std::move(b);  // imap hands out its values to be moved from
+      moved += mine.data->back();
+    }
+    EXPECT_EQ(moved, 1 + 5);
+  }
 }
 
 }  // namespace

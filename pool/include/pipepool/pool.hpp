@@ -276,7 +276,7 @@ class Pool {
   // f(args...) in a worker; waits for it. Throws what the task threw (see errors.hpp).
   template <class F, class... Args>
   requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...)) auto apply(F f, Args&&... args) {
-    return apply_async(f, std::forward<Args>(args)...).get();  // rvalue get(): moves the value
+    return apply_async(f, std::forward<Args>(args)...).take();  // moves the value out
   }
 
   // f(args...) in a worker; returns at once.
@@ -324,7 +324,7 @@ class Pool {
   // generator into a list; an unbounded range never ends (use imap).
   template <class F, std::ranges::input_range Range>
   auto map(F f, Range&& xs, size_t chunksize = 0) {
-    return map_async(f, std::forward<Range>(xs), chunksize).get();  // rvalue get(): moves
+    return map_async(f, std::forward<Range>(xs), chunksize).take();  // moves the value out
   }
 
   template <class F, std::ranges::input_range Range,
@@ -339,7 +339,7 @@ class Pool {
   // [f(*args) for args in xs] where each element is a tuple, pair or array of arguments.
   template <class F, std::ranges::input_range Range>
   auto starmap(F f, Range&& xs, size_t chunksize = 0) {
-    return starmap_async(f, std::forward<Range>(xs), chunksize).get();
+    return starmap_async(f, std::forward<Range>(xs), chunksize).take();
   }
 
   template <class F, std::ranges::input_range Range,
