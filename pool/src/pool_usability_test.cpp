@@ -326,3 +326,51 @@ TEST(PoolUsability, MoveOnlyArgumentsAndResultsAndTakeWithoutCopy) {
 }
 
 }  // namespace
+
+namespace {
+
+// ---- 11: arguments convert as a call would; Pool is movable -----------------------------------
+
+size_t length_of(std::string s) {
+  return s.size();
+}
+std::string label(std::string name, int n) {
+  return name + "#" + std::to_string(n);
+}
+
+TEST(PoolUsability, ArgumentsConvertToTheParameterTypesAsACallWould) {
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    EXPECT_EQ(pool.apply(length_of, "seven c"), 7u) << processes;
+    EXPECT_EQ(pool.apply(label, "box", 4), "box#4");
+    EXPECT_EQ(
+        pool.apply([](std::string s, double d) { return s + std::to_string(int(d * 2)); }, "x", 3),
+        "x6");
+    std::vector<const char*> words{"a", "bcd", "efghij"};
+    EXPECT_EQ(pool.map(length_of, words), (std::vector<size_t>{1, 3, 6}));
+    size_t total = 0;
+    for (size_t n : pool.imap(length_of, words)) total += n;
+    EXPECT_EQ(total, 10u);
+    std::vector<std::pair<const char*, int>> pairs{{"p", 1}, {"q", 2}};
+    EXPECT_EQ(pool.starmap(label, pairs), (std::vector<std::string>{"p#1", "q#2"}));
+  }
+}
+
+struct Service {
+  pipepool::Pool pool{0};  // replaced once the configuration is known
+};
+
+TEST(PoolUsability, PoolIsMovable) {
+  Service service;
+  service.pool = pipepool::Pool(2);
+  EXPECT_EQ(service.pool.processes(), 2);
+  EXPECT_EQ(service.pool.apply(triple, 5), 15);
+  pipepool::Pool other = std::move(service.pool);
+  EXPECT_EQ(other.apply(triple, 6), 18);
+  EXPECT_THROW(service.pool.apply(triple, 1), pipepool::UsageError);
+  service.pool = std::move(other);  // a moved-from pool can be assigned again
+  EXPECT_EQ(service.pool.map(triple, std::vector<int>{1, 2}), (std::vector<int>{3, 6}));
+  static_assert(std::is_nothrow_move_constructible_v<pipepool::Pool>);
+}
+
+}  // namespace

@@ -242,10 +242,44 @@ class ImapRange {
   std::unique_ptr<State> state_;
 };
 
-struct EncodeOne {
+// Encodes `arg` as the parameter type P it is for, converting it as a call would (a string literal
+// for a std::string parameter); an argument of type P itself is encoded without a copy.
+template <class P, class A>
+void encode_as(Writer& writer, A&& arg) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<A>, P>) {
+    pipepool::encode(writer, static_cast<const P&>(arg));
+  } else {
+    static_assert(std::is_convertible_v<A&&, P>,
+                  "pipepool: an argument does not convert to the task's parameter type");
+    const P converted = std::forward<A>(arg);
+    pipepool::encode(writer, converted);
+  }
+}
+
+template <class ArgsTuple, class... Args>
+void encode_args(Writer& writer, Args&&... args) {
+  static_assert(std::tuple_size_v<ArgsTuple> == sizeof...(Args));
+  [&]<size_t... I>(std::index_sequence<I...>) {
+    (encode_as<std::tuple_element_t<I, ArgsTuple>>(writer, std::forward<Args>(args)), ...);
+  }
+  (std::index_sequence_for<Args...>{});
+}
+
+// map, imap: each item is the one argument.
+template <class ArgsTuple>
+struct EncodeAs {
+  template <class T>
+  void operator()(Writer& writer, T&& item) const {
+    encode_as<std::tuple_element_t<0, ArgsTuple>>(writer, std::forward<T>(item));
+  }
+};
+
+// starmap: each item is a tuple, pair or array of the arguments.
+template <class ArgsTuple>
+struct EncodeStarAs {
   template <class T>
   void operator()(Writer& writer, const T& item) const {
-    pipepool::encode(writer, item);
+    std::apply([&](const auto&... args) { encode_args<ArgsTuple>(writer, args...); }, item);
   }
 };
 
@@ -261,15 +295,20 @@ class Pool {
   // started.
   explicit Pool(Options options) : core_(detail::make_core(std::move(options))) {}
 
-  ~Pool() {
-    try {
-      detail::close(*core_);
-      detail::join(*core_);
-    } catch (...) {
-    }
-  }
+  ~Pool() { shut_down(); }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
+  // Movable (a member created later, a pool returned from a function). A moved-from Pool holds no
+  // workers: any call but destruction and assignment throws UsageError. Assigning over a pool
+  // first closes and joins it, as its destructor would.
+  Pool(Pool&& other) noexcept = default;
+  Pool& operator=(Pool&& other) noexcept {
+    if (this != &other) {
+      shut_down();
+      core_ = std::move(other.core_);
+    }
+    return *this;
+  }
 
   // ---- apply ---------------------------------------------------------------------------------
 
@@ -290,7 +329,7 @@ class Pool {
   // As above, with callbacks run on completion.
   template <class R, class F, class... Args>
   AsyncResult<R> apply_async(Callbacks<R> callbacks, F f, Args&&... args) {
-    using ArgsTuple = std::tuple<std::decay_t<Args>...>;
+    using ArgsTuple = detail::call_args_tuple_t<F, std::decay_t<Args>...>;
     static_assert(std::is_same_v<R, std::invoke_result_t<const F&, std::decay_t<Args>...>>,
                   "pipepool: Callbacks<R> must name the task's return type");
     detail::check_callable<F>();
@@ -298,7 +337,7 @@ class Pool {
     std::string payload;
     detail::begin_task<F, ArgsTuple>(payload, f, 1);
     Writer writer(payload);
-    (pipepool::encode(writer, static_cast<const std::decay_t<Args>&>(args)), ...);
+    detail::encode_args<ArgsTuple>(writer, std::forward<Args>(args)...);
     auto state = std::make_shared<detail::TypedCallState<R>>(
         1,
         [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
@@ -312,7 +351,7 @@ class Pool {
         std::move(callbacks));
     std::vector<std::string> payloads;
     payloads.push_back(std::move(payload));
-    detail::submit(*core_, std::move(payloads), state, 0);
+    detail::submit(core(), std::move(payloads), state, 0);
     return AsyncResult<R>(std::move(state));
   }
 
@@ -333,7 +372,8 @@ class Pool {
       F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
-    return submit_map<R, std::tuple<Item>>(f, xs, chunksize, std::move(callbacks));
+    return submit_map<R, detail::args_tuple_t<F, Item>, false>(f, xs, chunksize,
+                                                               std::move(callbacks));
   }
 
   // [f(*args) for args in xs] where each element is a tuple, pair or array of arguments.
@@ -348,7 +388,8 @@ class Pool {
       F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
-    return submit_map<R, Item>(f, xs, chunksize, std::move(callbacks));
+    return submit_map<R, detail::star_args_tuple_t<F, Item>, true>(f, xs, chunksize,
+                                                                   std::move(callbacks));
   }
 
   // Lazy map: yields f(x) in input order as results arrive. Any input range, of any length
@@ -376,31 +417,31 @@ class Pool {
   // ---- lifetime ------------------------------------------------------------------------------
 
   // No more submissions (PoolClosed after this); work already submitted goes on. Returns at once.
-  void close() { detail::close(*core_); }
+  void close() { detail::close(core()); }
   // Waits for every worker to exit after close() (UsageError if the pool is still open).
   // From a callback: UsageError (the I/O thread would wait for itself).
   void join() {
     detail::check_not_in_callback("join()");
-    detail::join(*core_);
+    detail::join(core());
   }
   // Kills every worker now; unfinished tasks fail with WorkerLost. Returns at once. From a
   // callback: UsageError (it stops the I/O thread the callback runs on).
   void terminate() {
     detail::check_not_in_callback("terminate()");
-    detail::terminate(*core_);
+    detail::terminate(core());
   }
 
   // ---- facts ---------------------------------------------------------------------------------
 
-  int processes() const { return detail::processes(*core_); }
+  int processes() const { return detail::processes(core()); }
   // Capacity of each task and result pipe in use, in bytes (0 for Pool(0)).
-  uint64_t pipe_capacity_bytes() const { return detail::pipe_capacity_bytes(*core_); }
-  std::string_view strategy_name() const { return detail::strategy_name(*core_); }
-  std::string_view scheduler_name() const { return detail::scheduler_name(*core_); }
-  PoolStats stats() const { return detail::stats(*core_); }
+  uint64_t pipe_capacity_bytes() const { return detail::pipe_capacity_bytes(core()); }
+  std::string_view strategy_name() const { return detail::strategy_name(core()); }
+  std::string_view scheduler_name() const { return detail::scheduler_name(core()); }
+  PoolStats stats() const { return detail::stats(core()); }
 
  private:
-  template <class R, class ArgsTuple, class F, class Range>
+  template <class R, class ArgsTuple, bool Star, class F, class Range>
   AsyncResult<std::vector<detail::Stored<R>>> submit_map(
       F f, Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     detail::check_callable<F>();
@@ -409,12 +450,14 @@ class Pool {
       // A single-pass range of unknown length: read it all first (Python's list(iterable)).
       std::vector<std::ranges::range_value_t<Range>> items;
       for (auto&& item : xs) items.push_back(std::forward<decltype(item)>(item));
-      return submit_map<R, ArgsTuple>(f, items, chunksize, std::move(callbacks));
+      return submit_map<R, ArgsTuple, Star>(f, items, chunksize, std::move(callbacks));
     } else {
       const size_t items = static_cast<size_t>(std::ranges::distance(xs));
       if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
-      auto payloads = detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize,
-                                                       detail::EncodeOne{});
+      using Encode =
+          std::conditional_t<Star, detail::EncodeStarAs<ArgsTuple>, detail::EncodeAs<ArgsTuple>>;
+      auto payloads =
+          detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize, Encode{});
       return submit_payloads<R>(std::move(payloads), std::move(callbacks));
     }
   }
@@ -432,7 +475,7 @@ class Pool {
     if (payloads.empty()) {
       state->finish_empty();
     } else {
-      detail::submit(*core_, std::move(payloads), state, 0);
+      detail::submit(core(), std::move(payloads), state, 0);
     }
     return AsyncResult<Value>(std::move(state));
   }
@@ -444,8 +487,24 @@ class Pool {
     using R = std::invoke_result_t<const F&, Item>;
     detail::check_result<R>();
     using View = std::views::all_t<Range>;
-    return detail::ImapRange<R, F, std::tuple<Item>, View, detail::EncodeOne, Ordered>(
-        core_, f, std::views::all(std::forward<Range>(xs)), chunksize, detail::EncodeOne{});
+    using ArgsTuple = detail::args_tuple_t<F, Item>;
+    return detail::ImapRange<R, F, ArgsTuple, View, detail::EncodeAs<ArgsTuple>, Ordered>(
+        shared_core(), f, std::views::all(std::forward<Range>(xs)), chunksize,
+        detail::EncodeAs<ArgsTuple>{});
+  }
+
+  detail::Core& core() const { return *shared_core(); }
+  const std::shared_ptr<detail::Core>& shared_core() const {
+    if (!core_) throw UsageError("pipepool: this Pool was moved from; it has no workers");
+    return core_;
+  }
+  void shut_down() noexcept {
+    if (!core_) return;
+    try {
+      detail::close(*core_);
+      detail::join(*core_);
+    } catch (...) {
+    }
   }
 
   std::shared_ptr<detail::Core> core_;

@@ -41,6 +41,79 @@ inline constexpr bool is_sendable_callable_v =
 template <class R>
 using Stored = std::conditional_t<std::is_void_v<R>, Unit, R>;
 
+// The parameter types of a callable whose signature is known (a function pointer, a lambda or
+// functor with one non-template operator()), decayed: what arguments are converted to, as a call
+// would convert them, before they are encoded. Unknown (a generic lambda): the arguments' types.
+template <class Sig>
+struct MemberSignature {
+  static constexpr bool known = false;
+};
+#define PIPEPOOL_MEMBER_SIGNATURE(QUALIFIERS)         \
+  template <class R, class C, class... A>             \
+  struct MemberSignature<R (C::*)(A...) QUALIFIERS> { \
+    static constexpr bool known = true;               \
+    using params = std::tuple<std::decay_t<A>...>;    \
+  };
+PIPEPOOL_MEMBER_SIGNATURE()
+PIPEPOOL_MEMBER_SIGNATURE(const)
+PIPEPOOL_MEMBER_SIGNATURE(noexcept)
+PIPEPOOL_MEMBER_SIGNATURE(const noexcept)
+#undef PIPEPOOL_MEMBER_SIGNATURE
+
+template <class F, class = void>
+struct Signature {
+  static constexpr bool known = false;
+};
+template <class R, class... A>
+struct Signature<R (*)(A...)> {
+  static constexpr bool known = true;
+  using params = std::tuple<std::decay_t<A>...>;
+};
+template <class R, class... A>
+struct Signature<R (*)(A...) noexcept> : Signature<R (*)(A...)> {};
+template <class F>
+struct Signature<F, std::void_t<decltype(&F::operator())>>
+    : MemberSignature<decltype(&F::operator())> {};
+
+template <class F, size_t N>
+constexpr bool signature_has_arity() {
+  if constexpr (Signature<F>::known) {
+    return std::tuple_size_v<typename Signature<F>::params> == N;
+  } else {
+    return false;
+  }
+}
+
+template <class F, class Fallback, size_t N>
+struct ParamsOr {
+  using type = Fallback;
+};
+template <class F, class Fallback, size_t N>
+requires(signature_has_arity<F, N>()) struct ParamsOr<F, Fallback, N> {
+  using type = typename Signature<F>::params;
+};
+
+// The argument tuple a call f(args...) sends.
+template <class F, class... Args>
+using call_args_tuple_t = typename ParamsOr<F, std::tuple<Args...>, sizeof...(Args)>::type;
+// ... for map/imap over items of type Item.
+template <class F, class Item>
+using args_tuple_t = call_args_tuple_t<F, std::remove_cvref_t<Item>>;
+
+template <class F, class Tuple>
+struct StarArgs;
+template <class F, template <class...> class T, class... Ts>
+struct StarArgs<F, T<Ts...>> {
+  using type = call_args_tuple_t<F, std::remove_cvref_t<Ts>...>;
+};
+template <class F, class E, size_t N>
+struct StarArgs<F, std::array<E, N>> {
+  using type = typename ParamsOr<F, std::array<E, N>, N>::type;
+};
+// ... for starmap over tuples, pairs or arrays of arguments.
+template <class F, class Item>
+using star_args_tuple_t = typename StarArgs<F, std::remove_cvref_t<Item>>::type;
+
 // Invokes f on one item (a tuple of arguments) and encodes the result.
 template <class F, class ArgsTuple>
 void run_item(const F& f, ArgsTuple&& args, Writer& writer) {
