@@ -374,3 +374,35 @@ TEST(PoolUsability, PoolIsMovable) {
 }
 
 }  // namespace
+
+namespace {
+
+// ---- 8: Pool(0) runs the initializer and refuses task_timeout -----------------------------------
+
+int g_inline_initialized = 0;
+
+TEST(PoolUsability, InlinePoolRunsTheInitializerOnceBeforeTheFirstTask) {
+  g_inline_initialized = 0;
+  pipepool::Pool pool(
+      pipepool::Options{.processes = 0, .initializer = [] { g_inline_initialized += 7; }});
+  EXPECT_EQ(pool.apply([](int) { return g_inline_initialized; }, 0), 7);
+  EXPECT_EQ(pool.map([](int x) { return g_inline_initialized + x; }, std::vector<int>{1, 2}),
+            (std::vector<int>{8, 9}));
+  EXPECT_EQ(g_inline_initialized, 7);  // once
+  EXPECT_THROW(pipepool::Pool(pipepool::Options{
+                   .processes = 0, .initializer = [] { throw std::runtime_error("no config"); }}),
+               std::runtime_error);
+}
+
+TEST(PoolUsability, InlinePoolRejectsTaskTimeoutSayingWhy) {
+  try {
+    pipepool::Pool pool(pipepool::Options{.processes = 0, .task_timeout = 250ms});
+    FAIL() << "accepted";
+  } catch (const pipepool::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("task_timeout needs worker processes"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot safely stop its own call"), std::string::npos);
+  }
+}
+
+}  // namespace

@@ -36,7 +36,9 @@ struct Options {
 
   // Run once in each worker process when it starts (Python's initializer + initargs: capture what
   // you need; it is copied into the workers by fork, so captures of any kind are fine here). If it
-  // throws, the worker exits with code 5 and tasks sent to it fail with WorkerLost.
+  // throws, the worker exits with code 5 and tasks sent to it fail with WorkerLost. Pool(0) runs
+  // it once, in the constructor (before any
+  // task, in this process), and lets its exception out of the constructor.
   std::function<void()> initializer{};
 
   // A worker exits after this many tasks and is replaced (Python's maxtasksperchild); 0: never.
@@ -55,7 +57,8 @@ struct Options {
   uint64_t max_frame_bytes = uint64_t{16} << 30;
 
   // Per-task timeout, measured from the moment the worker starts the task; 0: none. On expiry the
-  // worker is killed and replaced and the task fails with TimeoutError.
+  // worker is killed and replaced and the task fails with TimeoutError. Pool(0) rejects it with
+  // UsageError at construction: a process cannot safely stop its own call halfway.
   std::chrono::milliseconds task_timeout{0};
 
   // Times a task whose worker died while running it is submitted again before it fails with

@@ -275,7 +275,16 @@ Core::Core(Options options) : options_(std::move(options)) {
                    : std::shared_ptr<Scheduler>(make_scheduler(
                          options_.scheduler, options_.demand_max_in_flight,
                          static_cast<uint64_t>(options_.demand_queue_budget.count()) * 1000));
-  if (processes_ == 0) return;  // inline
+  if (processes_ == 0) {  // inline (issue 10.8: Pool(0) honours initializer, rejects task_timeout)
+    if (options_.task_timeout.count() > 0) {
+      throw UsageError(
+          "pipepool: Options::task_timeout needs worker processes: Pool(0) runs each task in the "
+          "calling thread, and a process cannot safely stop its own call halfway (a timed-out "
+          "task is stopped by killing its worker); use processes >= 1, or no task_timeout");
+    }
+    if (options_.initializer) options_.initializer();  // once, before any task; throws through
+    return;
+  }
 
   worker_context_.mode = strategy_->child_mode();
   worker_context_.max_frame_bytes = options_.max_frame_bytes;
