@@ -76,13 +76,13 @@ Outcome StreamState::take(size_t index) {
   return std::move(node.mapped());
 }
 
-Outcome StreamState::take_next() {
+Outcome StreamState::take_next(size_t& index) {
   check_not_in_callback("imap_unordered's iteration");
   std::unique_lock lock(stream_mutex_);
   waiting_any_ = true;
   stream_cv_.wait(lock, [&] { return !completion_order_.empty(); });
   waiting_any_ = false;
-  const size_t index = completion_order_.front();
+  index = completion_order_.front();
   completion_order_.pop_front();
   auto node = arrived_.extract(index);
   return std::move(node.mapped());

@@ -406,3 +406,67 @@ TEST(PoolUsability, InlinePoolRejectsTaskTimeoutSayingWhy) {
 }
 
 }  // namespace
+
+namespace {
+
+// ---- 10: errors name the input's index ---------------------------------------------------------
+
+int reject_multiples_of_seven(int x) {
+  if (x % 7 == 0) throw std::domain_error("multiple of seven: " + std::to_string(x));
+  return x;
+}
+int die_on_negative(int x) {
+  if (x < 0) _exit(9);
+  return x;
+}
+
+TEST(PoolUsability, ErrorsNameTheIndexOfTheFailingInputItem) {
+  std::vector<int> xs{1, 2, 3, 4, 5, 6, 14, 8, 21, 10};  // 14 at index 6, 21 at index 8
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    for (size_t chunksize : {size_t{1}, size_t{4}, size_t{0}}) {
+      try {
+        pool.map(reject_multiples_of_seven, xs, chunksize);
+        FAIL();
+      } catch (const std::domain_error& e) {
+        EXPECT_STREQ(e.what(), "multiple of seven: 14");
+        EXPECT_EQ(dynamic_cast<const pipepool::RemoteError&>(e).input_index(), 6u)
+            << processes << " chunksize " << chunksize;
+      }
+      try {
+        for (int y : pool.imap(reject_multiples_of_seven, xs, chunksize == 0 ? 3 : chunksize)) {
+          (void)y;
+        }
+        FAIL();
+      } catch (const pipepool::RemoteError& e) {
+        EXPECT_EQ(e.input_index(), 6u) << processes << " chunksize " << chunksize;
+      }
+      try {
+        for (int y : pool.imap_unordered(reject_multiples_of_seven, std::vector<int>{3, 9, 49})) {
+          (void)y;
+        }
+        FAIL();
+      } catch (const pipepool::RemoteError& e) {
+        EXPECT_EQ(e.input_index(), 2u);
+      }
+    }
+    try {
+      pool.apply(reject_multiples_of_seven, 7);
+      FAIL();
+    } catch (const pipepool::RemoteError& e) {
+      EXPECT_EQ(e.input_index(), pipepool::RemoteError::kNoIndex);
+    }
+  }
+  // A worker that dies: the message names the input items its task held, not a task number.
+  pipepool::Pool pool(2);
+  try {
+    pool.map(die_on_negative, std::vector<int>{0, 1, 2, 3, 4, -5, 6, 7}, 2);
+    FAIL();
+  } catch (const pipepool::WorkerLost& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("input items 4 to 5"), std::string::npos) << what;
+    EXPECT_EQ(what.find("task 3 "), std::string::npos) << what;
+  }
+}
+
+}  // namespace

@@ -96,10 +96,19 @@ std::vector<std::string> encode_chunks(const F& f, It begin, size_t items, size_
 }
 
 // Throws the error of the lowest failing task, else returns the concatenated results.
+// `chunksize` and `items` (the input's length) say which input items each task held; chunksize 0:
+// not a map (apply).
 template <class R>
-std::vector<Stored<R>> gather_results(const std::vector<std::optional<Outcome>>& outcomes) {
-  for (const auto& outcome : outcomes) {
-    if (!outcome->ok()) std::rethrow_exception(to_exception(*outcome));
+std::vector<Stored<R>> gather_results(const std::vector<std::optional<Outcome>>& outcomes,
+                                      size_t chunksize = 0, size_t items = 0) {
+  for (size_t task = 0; task < outcomes.size(); ++task) {
+    if (outcomes[task]->ok()) continue;
+    InputItems held;
+    if (chunksize != 0) {
+      held.first = task * chunksize;
+      held.count = std::min(chunksize, items - held.first);
+    }
+    std::rethrow_exception(to_exception(*outcomes[task], held));
   }
   std::vector<Stored<R>> results;
   for (const auto& outcome : outcomes) decode_results<R>(outcome->payload, results);
@@ -193,6 +202,7 @@ class ImapRange {
           encode_item(writer, *cursor);
         }
         set_task_count(payload, count_at, n);
+        last_chunk_items = n;
         chunk_bytes.push_back(payload.size());
         bytes_in_flight += payload.size();
         ++submitted;
@@ -212,12 +222,17 @@ class ImapRange {
             return;
           }
         }
-        Outcome outcome = Ordered ? calls->take(consumed) : calls->take_next();
+        size_t chunk = consumed;
+        Outcome outcome = Ordered ? calls->take(chunk) : calls->take_next(chunk);
         ++consumed;
         // In-flight bytes are counted in submission order; close enough for a bound.
         bytes_in_flight -= chunk_bytes.front();
         chunk_bytes.pop_front();
-        if (!outcome.ok()) std::rethrow_exception(to_exception(outcome));
+        if (!outcome.ok()) {
+          // Chunks are cut in order, chunksize items each but the last.
+          const size_t held = input_done && chunk + 1 == submitted ? last_chunk_items : chunksize;
+          std::rethrow_exception(to_exception(outcome, InputItems{chunk * chunksize, held}));
+        }
         decode_results<R>(outcome.payload, buffer);
         top_up(true);
       }
@@ -232,6 +247,7 @@ class ImapRange {
     std::shared_ptr<StreamState> calls;
     size_t submitted = 0, consumed = 0;
     bool input_done = false;
+    size_t last_chunk_items = 0;     // of the newest chunk
     std::deque<size_t> chunk_bytes;  // encoded size of each chunk in flight, oldest first
     size_t bytes_in_flight = 0;
     std::vector<Stored<R>> buffer;
@@ -458,18 +474,19 @@ class Pool {
           std::conditional_t<Star, detail::EncodeStarAs<ArgsTuple>, detail::EncodeAs<ArgsTuple>>;
       auto payloads =
           detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize, Encode{});
-      return submit_payloads<R>(std::move(payloads), std::move(callbacks));
+      return submit_payloads<R>(std::move(payloads), chunksize, items, std::move(callbacks));
     }
   }
 
   template <class R>
   AsyncResult<std::vector<detail::Stored<R>>> submit_payloads(
-      std::vector<std::string> payloads, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
+      std::vector<std::string> payloads, size_t chunksize, size_t items,
+      Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     using Value = std::vector<detail::Stored<R>>;
     auto state = std::make_shared<detail::TypedCallState<Value>>(
         payloads.size(),
-        [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
-          return detail::gather_results<R>(outcomes);
+        [chunksize, items](const std::vector<std::optional<detail::Outcome>>& outcomes) {
+          return detail::gather_results<R>(outcomes, chunksize, items);
         },
         std::move(callbacks));
     if (payloads.empty()) {

@@ -671,6 +671,7 @@ void Core::deliver_completions() {
     outcome.message = std::move(completion.message);
     outcome.signal = completion.signal;
     outcome.exit_code = completion.exit_code;
+    outcome.task_id = completion.task;  // the engine's messages name it (issue 10.10)
     {
       std::lock_guard lock(mutex_);
       ++stats_.tasks_completed;

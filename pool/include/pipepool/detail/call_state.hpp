@@ -22,12 +22,21 @@ struct Outcome {
   std::string message;  // the other kinds: a sentence for the user
   int signal = 0;
   int exit_code = -1;
+  uint64_t task_id = 0;  // the engine's number of the task, which `message` may name
   bool ok() const { return kind == Kind::Result; }
 };
 
+// Which items of the call's input a task held: [first, first + count). count 0: not a map (apply).
+struct InputItems {
+  size_t first = 0;
+  size_t count = 0;
+};
+
 // The exception a failed outcome stands for (RemoteError combined with the original type, or
-// WorkerLost, ProtocolError, TimeoutError).
-std::exception_ptr to_exception(const Outcome& outcome);
+// WorkerLost, ProtocolError, TimeoutError). With `items`, the error names the input's index: a
+// RemoteError's input_index() is the failing item's, and a message that named the engine's task
+// number names the task's input items instead.
+std::exception_ptr to_exception(const Outcome& outcome, InputItems items = {});
 
 // How many pool callbacks this thread is running (callbacks run on a pool's I/O thread, or in the
 // submitting call of Pool(0)). A call that waits for a result (get, wait, apply, map, imap's
@@ -98,8 +107,9 @@ class StreamState final : public CallState {
 
   // imap: waits for task `index` and moves its outcome out.
   Outcome take(size_t index);
-  // imap_unordered: waits for the next task to complete (in completion order) and moves it out.
-  Outcome take_next();
+  // imap_unordered: waits for the next task to complete (in completion order) and moves it out;
+  // `index` becomes its index.
+  Outcome take_next(size_t& index);
 
  private:
   std::mutex stream_mutex_;
