@@ -470,3 +470,59 @@ TEST(PoolUsability, ErrorsNameTheIndexOfTheFailingInputItem) {
 }
 
 }  // namespace
+
+namespace {
+
+// ---- 12: closures with captures are rejected; pipepool::bind sends bound values ---------------
+
+std::string greet(std::string greeting, int times, std::string name) {
+  std::string out;
+  for (int i = 0; i < times; ++i) out += greeting;
+  return out + " " + name;
+}
+
+TEST(PoolUsability, CapturingClosuresAreRejectedAtCompileTime) {
+  int local = 3;
+  auto by_reference = [&](int x) { return x + local; };
+  auto by_value = [local](int x) { return x + local; };
+  struct Functor {
+    int offset;
+    int operator()(int x) const { return x + offset; }
+  };
+  using pipepool::detail::is_sendable_callable_v;
+  static_assert(!is_sendable_callable_v<decltype(by_reference)>);
+  static_assert(!is_sendable_callable_v<decltype(by_value)>);
+  static_assert(!is_sendable_callable_v<Functor>);
+  static_assert(is_sendable_callable_v<decltype(&triple)>);
+  static_assert(is_sendable_callable_v<decltype([](int x) { return x; })>);
+  static_assert(is_sendable_callable_v<decltype(pipepool::bind(greet, std::string("hi")))>);
+  (void)by_reference(0);
+  (void)by_value(0);
+  // The compiler's own message is checked by the ctest pool_rejects_capturing_lambda.
+}
+
+TEST(PoolUsability, BindSendsBoundValuesThroughTheCodec) {
+  for (int processes : {2, 0}) {
+    pipepool::Pool pool(processes);
+    std::string greeting = "yo";  // a heap string: a captured pointer to it would not do
+    greeting.append(40, '!');
+    auto bound = pipepool::bind(greet, greeting, 2);
+    EXPECT_EQ(pool.apply(bound, "ann"), greeting + greeting + " ann") << processes;
+    EXPECT_EQ(pool.map(bound, std::vector<std::string>{"b", "c"}),
+              (std::vector<std::string>{greeting + greeting + " b", greeting + greeting + " c"}));
+    std::string all;
+    for (const std::string& s : pool.imap(pipepool::bind(greet, std::string("a"), 1),
+                                          std::vector<const char*>{"x", "y"})) {
+      all += s + ";";
+    }
+    EXPECT_EQ(all, "a x;a y;");
+    EXPECT_EQ(pool.starmap(pipepool::bind(greet, std::string("z")),
+                           std::vector<std::tuple<int, std::string>>{{3, "q"}}),
+              (std::vector<std::string>{"zzz q"}));
+    auto scale = pipepool::bind([](std::vector<int> factors, int x) { return factors[1] * x; },
+                                std::vector<int>{0, 5});
+    EXPECT_EQ(pool.apply(scale, 4), 20);
+  }
+}
+
+}  // namespace

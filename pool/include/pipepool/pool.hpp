@@ -63,9 +63,19 @@ inline constexpr bool is_callbacks_v<Callbacks<T>> = true;
 
 template <class F>
 constexpr void check_callable() {
-  static_assert(is_sendable_callable_v<F>,
-                "pipepool: a task must be a plain function, a captureless lambda or a trivially "
-                "copyable callable: its bytes are sent to the worker");
+  static_assert(!std::is_member_pointer_v<F>,
+                "pipepool: a task cannot be a pointer to member: wrap the call in a captureless "
+                "lambda taking the object as an argument");
+  static_assert(!(std::is_class_v<F> && !std::is_empty_v<F> && !is_bound_v<F>),
+                "pipepool: a task cannot hold data (a lambda with captures, [&] or [=], or a "
+                "functor with members): its bytes would be copied into a worker process, where a "
+                "captured reference or pointer points at nothing useful. Pass the values as "
+                "arguments, or bind them with pipepool::bind(f, values...), which sends them "
+                "through the codec like any argument");
+  static_assert(is_sendable_callable_v<F> || (std::is_class_v<F> && !std::is_empty_v<F>) ||
+                    std::is_member_pointer_v<F>,
+                "pipepool: a task must be a plain function, a captureless lambda, a stateless "
+                "trivially copyable functor, or pipepool::bind(...) of one");
 }
 
 template <class T>
@@ -300,6 +310,22 @@ struct EncodeStarAs {
 };
 
 }  // namespace detail
+
+// Binds leading arguments to a task, as Python's functools.partial: pipepool::bind(f, a, b)(x)
+// is f(a, b, x) in the worker. The bound values are sent through the codec (copied or moved into
+// the result here, encoded with every task), so they may be strings, vectors or your Codec types;
+// a captured reference could not be. `f` must itself be sendable (a plain function, a captureless
+// lambda).
+//
+//   double scale(double factor, double x) { return factor * x; }
+//   pool.map(pipepool::bind(scale, 2.5), xs);          // [2.5 * x for x in xs]
+template <class F, class... Values>
+BoundCall<F, std::decay_t<Values>...> bind(F f, Values&&... values) {
+  detail::check_callable<F>();
+  static_assert((Encodable<std::decay_t<Values>> && ...),
+                "pipepool::bind: a bound value has no codec (see codec.hpp)");
+  return {f, std::tuple<std::decay_t<Values>...>(std::forward<Values>(values)...)};
+}
 
 class Pool {
  public:

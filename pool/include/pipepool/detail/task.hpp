@@ -34,9 +34,50 @@ void encode_current_exception(std::string& out, uint64_t index);
 // false with an error payload in `out` when the task threw; throws ProtocolError for bad bytes.
 bool execute_task(std::string_view payload, std::string& out);
 
+}  // namespace pipepool::detail
+
+namespace pipepool {
+
+// A callable with arguments bound to it (pipepool::bind, pool.hpp): the bound values travel
+// through the codec, the callable's bytes as they are.
+template <class F, class... Bound>
+struct BoundCall {
+  F f;
+  std::tuple<Bound...> bound;
+
+  template <class... Args>
+  decltype(auto) operator()(
+      Args&&... args) const requires std::is_invocable_v<const F&, const Bound&..., Args&&...> {
+    return std::apply(
+        [&](const Bound&... values) -> decltype(auto) {
+          return std::invoke(f, values..., std::forward<Args>(args)...);
+        },
+        bound);
+  }
+};
+
+}  // namespace pipepool
+
+namespace pipepool::detail {
+
+template <class F>
+inline constexpr bool is_bound_v = false;
+template <class F, class... Bound>
+inline constexpr bool is_bound_v<BoundCall<F, Bound...>> = true;
+
+// A function pointer.
+template <class F>
+inline constexpr bool is_function_pointer_v =
+    std::is_pointer_v<F>&& std::is_function_v<std::remove_pointer_t<F>>;
+// A class with no data: a captureless lambda, a stateless functor.
+template <class F>
+inline constexpr bool is_stateless_class_v =
+    std::is_class_v<F>&& std::is_empty_v<F>&& std::is_trivially_copyable_v<F>;
+
+// What may be sent as a task: its bytes mean the same in a worker forked from this image.
 template <class F>
 inline constexpr bool is_sendable_callable_v =
-    std::is_trivially_copyable_v<F> && !std::is_member_pointer_v<F>;
+    is_function_pointer_v<F> || is_stateless_class_v<F> || is_bound_v<F>;
 
 template <class R>
 using Stored = std::conditional_t<std::is_void_v<R>, Unit, R>;
@@ -74,6 +115,24 @@ struct Signature<R (*)(A...) noexcept> : Signature<R (*)(A...)> {};
 template <class F>
 struct Signature<F, std::void_t<decltype(&F::operator())>>
     : MemberSignature<decltype(&F::operator())> {};
+
+template <size_t N, class Tuple>
+struct DropFront;
+template <class... Ts>
+struct DropFront<0, std::tuple<Ts...>> {
+  using type = std::tuple<Ts...>;
+};
+template <size_t N, class T, class... Ts>
+requires(N > 0) struct DropFront<N, std::tuple<T, Ts...>> : DropFront<N - 1, std::tuple<Ts...>> {
+};
+
+// A bound call's parameters: those of its callable after the bound ones.
+template <class F, class... Bound>
+requires(Signature<F>::known&& std::tuple_size_v<typename Signature<F>::params> >=
+         sizeof...(Bound)) struct Signature<BoundCall<F, Bound...>> {
+  static constexpr bool known = true;
+  using params = typename DropFront<sizeof...(Bound), typename Signature<F>::params>::type;
+};
 
 template <class F, size_t N>
 constexpr bool signature_has_arity() {
@@ -126,11 +185,46 @@ void run_item(const F& f, ArgsTuple&& args, Writer& writer) {
 }
 
 // The worker-side entry of one (F, argument tuple) pair.
-template <class F, class ArgsTuple>
-bool run_chunk(Reader& in, std::string& out) {
+// The callable's bytes (a captureless lambda: its one byte is padding, sent as zero).
+template <class F>
+void write_callable(Writer& writer, const F& f) {
+  if constexpr (std::is_empty_v<F>) {
+    const std::array<char, sizeof(F)> none{};
+    writer.write_bytes(none.data(), none.size());
+  } else {
+    writer.write_trivial(f);
+  }
+}
+template <class F>
+F read_callable(Reader& in) {
   std::array<char, sizeof(F)> raw;
   in.read_bytes(raw.data(), sizeof(F));
-  const F f = std::bit_cast<F>(raw);
+  return std::bit_cast<F>(raw);
+}
+
+// A task's callable on the wire: its bytes, and for a bound call its bound values (encoded).
+template <class F>
+void encode_callable(Writer& writer, const F& f) {
+  if constexpr (is_bound_v<F>) {
+    write_callable(writer, f.f);
+    pipepool::encode(writer, f.bound);
+  } else {
+    write_callable(writer, f);
+  }
+}
+template <class F>
+F decode_callable(Reader& in) {
+  if constexpr (is_bound_v<F>) {
+    auto inner = read_callable<decltype(F::f)>(in);
+    return F{inner, pipepool::decode<decltype(F::bound)>(in)};
+  } else {
+    return read_callable<F>(in);
+  }
+}
+
+template <class F, class ArgsTuple>
+bool run_chunk(Reader& in, std::string& out) {
+  const F f = decode_callable<F>(in);
   const auto count = in.read_trivial<uint64_t>();
   Writer writer(out);
   writer.write_trivial<uint64_t>(count);
@@ -155,12 +249,7 @@ size_t begin_task(std::string& out, const F& f, uint64_t count) {
   const Trampoline trampoline = &run_chunk<F, ArgsTuple>;
   Writer writer(out);
   writer.write_trivial(reinterpret_cast<uintptr_t>(trampoline));
-  if constexpr (std::is_empty_v<F>) {
-    const std::array<char, sizeof(F)> none{};  // a captureless lambda: its byte is padding
-    writer.write_bytes(none.data(), none.size());
-  } else {
-    writer.write_trivial(f);
-  }
+  encode_callable(writer, f);
   const size_t count_at = out.size();
   writer.write_trivial<uint64_t>(count);
   return count_at;
