@@ -526,3 +526,29 @@ TEST(PoolUsability, BindSendsBoundValuesThroughTheCodec) {
 }
 
 }  // namespace
+
+namespace {
+
+// ---- 9: task_timeout bounds each item, a chunk gets the sum -----------------------------------
+
+int doze_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
+TEST(PoolUsability, TaskTimeoutBoundsEachItemAndAChunkGetsTheSum) {
+  pipepool::Pool pool(pipepool::Options{.processes = 2, .task_timeout = 40ms});
+  // 96 items of 6 ms: the default chunk holds 12 of them (72 ms, over one 40 ms budget, well
+  // within 12 of them).
+  std::vector<int> quick(96, 6);
+  EXPECT_EQ(pool.map(doze_ms, quick), quick);
+  EXPECT_EQ(pool.map_async(doze_ms, quick, 16).get(), quick);
+  int total = 0;
+  for (int ms : pool.imap(doze_ms, quick, 10)) total += ms;
+  EXPECT_EQ(total, 96 * 6);
+  // One item alone over its budget still times out.
+  EXPECT_THROW(pool.apply(doze_ms, 400), pipepool::TimeoutError);
+  EXPECT_THROW(pool.map(doze_ms, std::vector<int>{1, 400, 1}, 1), pipepool::TimeoutError);
+}
+
+}  // namespace

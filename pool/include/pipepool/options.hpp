@@ -57,7 +57,9 @@ struct Options {
   uint64_t max_frame_bytes = uint64_t{16} << 30;
 
   // Per-task timeout, measured from the moment the worker starts the task; 0: none. On expiry the
-  // worker is killed and replaced and the task fails with TimeoutError. Pool(0) rejects it with
+  // worker is killed and replaced and the task fails with TimeoutError. It bounds each item: a
+  // chunk of a map (or imap) of n items gets n times this budget, for the whole chunk (so one slow
+  // item may use what its quicker neighbours left). Pool(0) rejects it with
   // UsageError at construction: a process cannot safely stop its own call halfway.
   std::chrono::milliseconds task_timeout{0};
 

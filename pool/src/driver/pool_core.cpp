@@ -139,7 +139,7 @@ class Core {
   ~Core();
 
   void submit(std::vector<std::string> payloads, std::shared_ptr<CallState> call, size_t first,
-              bool continuation);
+              bool continuation, std::vector<uint64_t> items);
   void cancel(std::shared_ptr<CallState> call);
   void close();
   void join();
@@ -159,6 +159,7 @@ class Core {
     std::vector<std::string> payloads;
     std::shared_ptr<CallState> call;
     size_t first;
+    std::vector<uint64_t> items;  // per task (empty: one each), for its timeout budget
   };
   struct Slot {
     driver::WorkerHandle handle;
@@ -338,7 +339,7 @@ Core::~Core() {
 // ---- user-thread API ---------------------------------------------------------------------------
 
 void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> call, size_t first,
-                  bool continuation) {
+                  bool continuation, std::vector<uint64_t> items) {
   {
     std::lock_guard lock(mutex_);
     if (!broken_.empty()) throw PoolClosed(broken_);
@@ -348,7 +349,7 @@ void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> 
     }
     stats_.tasks_submitted += payloads.size();
     if (processes_ > 0) {
-      queue_.push_back({std::move(payloads), std::move(call), first});
+      queue_.push_back({std::move(payloads), std::move(call), first, std::move(items)});
     }
   }
   if (processes_ == 0) {
@@ -548,7 +549,11 @@ void Core::take_submissions() {
     for (size_t i = 0; i < submission.payloads.size(); ++i) {
       const TaskId id = next_task_++;
       calls_.emplace(id, std::make_pair(submission.call, submission.first + i));
-      tasks.push_back({id, std::move(submission.payloads[i])});
+      // Options::task_timeout bounds each item: a chunk's budget is the sum of its items'.
+      const uint64_t items = i < submission.items.size() ? submission.items[i] : 1;
+      const auto budget = std::chrono::nanoseconds(options_.task_timeout) * items;
+      tasks.push_back(
+          {id, std::move(submission.payloads[i]), static_cast<uint64_t>(budget.count())});
     }
     engine_->submit(std::move(tasks));
   }
@@ -581,8 +586,11 @@ void Core::apply_commands() {
             timers_.erase(old->second);  // an earlier attempt's
             timer_of_.erase(old);
           }
-          timer_of_[command.task] = timers_.emplace(Clock::now() + options_.task_timeout,
-                                                    std::make_pair(command.task, command.attempt));
+          const Clock::duration budget = command.timeout_ns != 0
+                                             ? std::chrono::nanoseconds(command.timeout_ns)
+                                             : Clock::duration(options_.task_timeout);
+          timer_of_[command.task] =
+              timers_.emplace(Clock::now() + budget, std::make_pair(command.task, command.attempt));
           break;
         }
       }
@@ -914,8 +922,8 @@ std::shared_ptr<Core> make_core(Options options) {
 }
 
 void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
-            size_t first_index, bool continuation) {
-  core.submit(std::move(payloads), std::move(call), first_index, continuation);
+            size_t first_index, bool continuation, std::vector<uint64_t> items) {
+  core.submit(std::move(payloads), std::move(call), first_index, continuation, std::move(items));
 }
 void cancel(Core& core, std::shared_ptr<CallState> call) {
   core.cancel(std::move(call));

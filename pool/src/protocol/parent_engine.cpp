@@ -46,6 +46,7 @@ void ParentEngine::submit(std::vector<TaskSubmission> tasks) {
     }
     TaskState& state = tasks_[task.id];
     state.payload = std::make_shared<const std::string>(std::move(task.payload));
+    state.timeout_ns = task.timeout_ns;
     pending_.push_back(task.id);
   }
   schedule();
@@ -287,7 +288,7 @@ void ParentEngine::handle_frame(WorkerId w, Frame frame) {
     TaskState& task = tasks_.at(id);
     task.started = true;
     if (config_.task_timeouts) {
-      commands_.push_back({Command::Kind::ArmTimer, w, id, task.attempts});
+      commands_.push_back({Command::Kind::ArmTimer, w, id, task.attempts, task.timeout_ns});
     }
     return;
   }

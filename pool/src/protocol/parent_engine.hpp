@@ -48,6 +48,9 @@ struct ParentConfig {
 struct TaskSubmission {
   TaskId id = 0;
   std::string payload;
+  // The task's time budget, carried into its ArmTimer commands (a chunk of a map: the sum of its
+  // items' budgets); 0: the driver's pool-wide task timeout.
+  uint64_t timeout_ns = 0;
 };
 
 // How a worker process ended, as the driver observed it.
@@ -72,7 +75,7 @@ struct Command {
   enum class Kind {
     StartWorker,  // start a process for slot `worker`, then call worker_started(worker)
     KillWorker,   // SIGKILL the process of slot `worker`; stop reading and writing its pipes
-    ArmTimer,     // call timer_fired(task) once the pool's task timeout has elapsed from now
+    ArmTimer,     // call timer_fired(task) once its timeout (timeout_ns, or the pool's) elapsed
   };
   Kind kind;
   WorkerId worker = 0;
@@ -80,6 +83,8 @@ struct Command {
   // ArmTimer: which attempt of the task the timer is for (a retried task gets a timer per attempt;
   // timer_fired(task, attempt) ignores the timers of earlier attempts).
   uint32_t attempt = 0;
+  // ArmTimer: the task's TaskSubmission::timeout_ns (0: the pool-wide task timeout).
+  uint64_t timeout_ns = 0;
 };
 
 struct EngineStats {
@@ -168,6 +173,7 @@ class ParentEngine {
   struct TaskState {
     // Kept until the task completes, so a task that never started can be sent again.
     std::shared_ptr<const std::string> payload;
+    uint64_t timeout_ns = 0;  // TaskSubmission::timeout_ns
     uint32_t attempts = 0;
     bool started = false;  // a Started frame came back
     uint64_t assigned_ns = 0;
