@@ -13,11 +13,22 @@
 //   for (int y : pool.imap_unordered(square, xs)) {}   // lazy, completion order
 //   pool.close(); pool.join();                         // or pool.terminate()
 //
-// What can be sent. A task is a plain function, a captureless lambda, or any trivially copyable
-// callable: its bytes are copied into a worker forked from this process's image, so pointers it
-// holds point at the worker's copy of memory as of the fork, not at live parent objects.
-// Arguments and results are any type pipepool::Codec supports (see codec.hpp); anything else is a
-// compile-time error.
+// What can be sent. A task is a plain function, a captureless lambda, a stateless functor, or
+// pipepool::bind(f, values...) of one (Python's functools.partial: the bound values go through the
+// codec). Its bytes are copied into a worker forked from this process's image. A lambda with
+// captures ([&], [=], [x]) or a functor with data members does not compile (a static_assert says
+// why). Arguments and results are any type pipepool::Codec supports (see codec.hpp), move-only
+// ones included; anything else is a compile-time error. When the task's signature is known,
+// arguments are converted to its parameter types as a call would ("literal" for a std::string).
+//
+// WHAT CANNOT BE DETECTED, so must not be done:
+//   - a trivially copyable struct holding a pointer is sent as raw bytes: in the worker the
+//     pointer points into the worker's copy of memory as of the fork, and a result's pointer
+//     points at nothing. Give such a type a Codec.
+//   - a function from a library loaded (dlopen) after the pool was constructed does not exist in
+//     the workers (forked from the fork server, a copy of this process at construction): calling
+//     it crashes the worker (WorkerLost).
+//   - a function pointer passed as an argument, or a pointer inside a bound value, is not checked.
 //
 // Errors (errors.hpp). A task that throws makes get()/map()/... throw a RemoteError that is also
 // the original standard exception type; map raises the error of the lowest failing index.
@@ -30,7 +41,9 @@
 //
 // Threads. Each pool with processes > 0 runs one I/O thread and one single-threaded fork server
 // process (started in the constructor, before the thread) from which every worker is forked.
-// Callbacks run on the I/O thread. The Pool's methods may be called from any thread.
+// Callbacks run on the I/O thread; a result is ready only once its callback returned, and a call
+// that would wait from inside a callback throws UsageError (async_result.hpp). The Pool's methods
+// may be called from any thread. Pool is movable, not copyable.
 #pragma once
 
 #include <cstddef>
@@ -194,6 +207,7 @@ class ImapRange {
 
     void top_up(bool continuation) {
       std::vector<std::string> payloads;
+      std::vector<uint64_t> items;  // per chunk: its timeout budget is that many task_timeouts
       const size_t first = submitted;
       while (!input_done) {
         const size_t in_flight = submitted - consumed;
@@ -212,12 +226,15 @@ class ImapRange {
           encode_item(writer, *cursor);
         }
         set_task_count(payload, count_at, n);
+        items.push_back(n);
         last_chunk_items = n;
         chunk_bytes.push_back(payload.size());
         bytes_in_flight += payload.size();
         ++submitted;
       }
-      if (!payloads.empty()) submit(*core, std::move(payloads), calls, first, continuation);
+      if (!payloads.empty()) {
+        submit(*core, std::move(payloads), calls, first, continuation, std::move(items));
+      }
     }
 
     void advance() {
@@ -500,13 +517,16 @@ class Pool {
           std::conditional_t<Star, detail::EncodeStarAs<ArgsTuple>, detail::EncodeAs<ArgsTuple>>;
       auto payloads =
           detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize, Encode{});
-      return submit_payloads<R>(std::move(payloads), chunksize, items, std::move(callbacks));
+      std::vector<uint64_t> held(payloads.size(), chunksize);
+      if (!held.empty()) held.back() = items - (held.size() - 1) * chunksize;
+      return submit_payloads<R>(std::move(payloads), std::move(held), chunksize, items,
+                                std::move(callbacks));
     }
   }
 
   template <class R>
   AsyncResult<std::vector<detail::Stored<R>>> submit_payloads(
-      std::vector<std::string> payloads, size_t chunksize, size_t items,
+      std::vector<std::string> payloads, std::vector<uint64_t> held, size_t chunksize, size_t items,
       Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     using Value = std::vector<detail::Stored<R>>;
     auto state = std::make_shared<detail::TypedCallState<Value>>(
@@ -518,7 +538,7 @@ class Pool {
     if (payloads.empty()) {
       state->finish_empty();
     } else {
-      detail::submit(core(), std::move(payloads), state, 0);
+      detail::submit(core(), std::move(payloads), state, 0, false, std::move(held));
     }
     return AsyncResult<Value>(std::move(state));
   }
