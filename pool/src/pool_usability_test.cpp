@@ -30,17 +30,17 @@ int print_line(int x) {
   return x;
 }
 
-// Runs `body` in a child whose stdout is a fully buffered file; returns what the file holds.
+// Runs `body` in a child whose stdout (or `fd`) is a fully buffered file; returns what it holds.
 template <class Body>
-std::string stdout_of_child(Body body) {
+std::string stdout_of_child(Body body, int target = STDOUT_FILENO) {
   char path[] = "/tmp/pipepool_stdout_XXXXXX";
   const int fd = mkstemp(path);
   EXPECT_GE(fd, 0);
   std::fflush(nullptr);
   const pid_t pid = fork();
   if (pid == 0) {
-    dup2(fd, STDOUT_FILENO);
-    setvbuf(stdout, nullptr, _IOFBF, 1 << 16);
+    dup2(fd, target);
+    if (target == STDOUT_FILENO) setvbuf(stdout, nullptr, _IOFBF, 1 << 16);
     int code = 0;
     try {
       body();
@@ -549,6 +549,32 @@ TEST(PoolUsability, TaskTimeoutBoundsEachItemAndAChunkGetsTheSum) {
   // One item alone over its budget still times out.
   EXPECT_THROW(pool.apply(doze_ms, 400), pipepool::TimeoutError);
   EXPECT_THROW(pool.map(doze_ms, std::vector<int>{1, 400, 1}, 1), pipepool::TimeoutError);
+}
+
+}  // namespace
+
+namespace {
+
+// ---- 10 (initializer): what a worker's initializer threw is said -------------------------------
+
+TEST(PoolUsability, AThrowingInitializerSaysWhatItThrew) {
+  const std::string text = stdout_of_child(
+      [] {
+        pipepool::Pool pool(pipepool::Options{.processes = 1, .initializer = [] {
+                                                throw std::invalid_argument("missing PIPE_CONF");
+                                              }});
+        try {
+          pool.apply(triple, 1);
+        } catch (const pipepool::WorkerLost& e) {
+          std::fprintf(stderr, "caught: %s\n", e.what());
+        }
+        pool.terminate();
+      },
+      STDERR_FILENO);
+  EXPECT_NE(text.find("its initializer threw std::invalid_argument: missing PIPE_CONF"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("caught: "), std::string::npos) << text;
 }
 
 }  // namespace

@@ -36,7 +36,9 @@ struct Options {
 
   // Run once in each worker process when it starts (Python's initializer + initargs: capture what
   // you need; it is copied into the workers by fork, so captures of any kind are fine here). If it
-  // throws, the worker exits with code 5 and tasks sent to it fail with WorkerLost. Pool(0) runs
+  // throws, the worker prints what it threw to stderr ("pipepool: worker (pid N): its initializer
+  // threw std::runtime_error: ..."), exits with code 5, and tasks sent to it fail with WorkerLost
+  // ("exited with code 5 (its initializer threw)"). Pool(0) runs
   // it once, in the constructor (before any
   // task, in this process), and lets its exception out of the constructor.
   std::function<void()> initializer{};

@@ -10,11 +10,13 @@
 #include <iostream>
 #include <new>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "os/io.hpp"
 #include "pipepool/detail/task.hpp"
 #include "pipepool/errors.hpp"
+#include "pipepool/remote_exceptions.hpp"
 #include "protocol/child_engine.hpp"
 
 namespace pipepool::driver {
@@ -71,7 +73,17 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
   if (config.initializer) {
     try {
       config.initializer();
+    } catch (const std::exception& e) {
+      // As Python prints an initializer's traceback: the parent's WorkerLost says "its initializer
+      // threw", and this line says what it threw.
+      std::fprintf(stderr, "pipepool: worker (pid %d): its initializer threw %s: %s\n",
+                   static_cast<int>(::getpid()), detail::demangle(typeid(e).name()).c_str(),
+                   e.what());
+      return kExitInitializerFailed;
     } catch (...) {
+      std::fprintf(stderr,
+                   "pipepool: worker (pid %d): its initializer threw a non-std::exception\n",
+                   static_cast<int>(::getpid()));
       return kExitInitializerFailed;
     }
   }
