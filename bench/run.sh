@@ -77,7 +77,7 @@ if [ "$do_build" = 1 ]; then
       >/dev/null || exit 1
   fi
   say "building pipepool_bench"
-  cmake --build "$build_dir" --target pipepool_bench -j "$(nproc)" >/dev/null || {
+  cmake --build "$build_dir" --target pipepool_bench imap_memory -j "$(nproc)" >/dev/null || {
     say "build failed (run: cmake --build $build_dir --target pipepool_bench)"
     exit 1
   }
@@ -126,6 +126,18 @@ timeout --kill-after=10 "$time_limit" "$bin" "${bench_args[@]}" 2>&1 | tee "$out
 status=${PIPESTATUS[0]}
 if [ "$status" != 0 ]; then
   failures+=("pipepool_bench exited with $status (see $out_dir/pipepool.txt)")
+fi
+
+# Peak memory of imap (chunksize 1) over 10 million items: first result, whole input.
+if [ -x "$build_dir/bench/imap_memory" ]; then
+  imap_items=10000000
+  [ "$mode" = smoke ] && imap_items=100000
+  say "running imap_memory ($imap_items items) -> $out_dir/imap_memory.txt"
+  timeout --kill-after=10 "$time_limit" "$build_dir/bench/imap_memory" "$imap_items" 2>&1 \
+    | tee "$out_dir/imap_memory.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || failures+=("imap_memory failed (see $out_dir/imap_memory.txt)")
+else
+  failures+=("no imap_memory binary in $build_dir/bench")
 fi
 
 results=("$out_dir/pipepool.json")

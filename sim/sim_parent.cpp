@@ -329,6 +329,9 @@ void World::record_completion(Completion& c) {
     case Completion::Kind::Terminated:
       if (!terminate_requested_) fail(task + " completed as Terminated without terminate()");
       break;
+    case Completion::Kind::Cancelled:
+      fail(task + " was cancelled, though the simulated user never cancels");
+      break;
     case Completion::Kind::RemoteError:
       fail(task + " completed with a remote error");
       break;

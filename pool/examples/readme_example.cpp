@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -40,6 +41,15 @@ int main() {
   int total = 0;
   for (int y : pool.imap(square, std::vector<int>{1, 2, 3}, /*chunksize=*/16)) total += y;
   for (int y : pool.imap_unordered(square, std::vector<int>{4, 5})) total += y;
+  for (int y : pool.imap(square, std::views::iota(0))) {  // any input range, even unbounded
+    if (y > 50) break;                                    // leaving early cancels what is queued
+  }
+
+  // Bound values travel through the codec (functools.partial); a lambda with captures would not
+  // compile.
+  auto scaled = pool.map(pipepool::bind(sum_two, 100), std::vector<int>{1, 2});  // {101, 102}
+  auto big = pool.apply_async([](int n) { return std::vector<int>(n, 7); }, 1 << 20);
+  std::vector<int> moved = big.take();  // moved out of the handle, no copy
 
   double notional = pool.apply([](Quote q) { return q.price * q.volume; }, Quote{2.5, 4});
 
@@ -60,7 +70,8 @@ int main() {
 
   const bool ok = v == std::vector<int>{1, 4, 9} && s == 7 && forty_nine == 49 &&
                   pairs == std::vector<int>{3, 7} && later.get().size() == 100 && total == 55 &&
-                  notional == 10.0;
+                  notional == 10.0 && scaled == std::vector<int>{101, 102} &&
+                  moved.size() == size_t{1} << 20;
   std::printf(ok ? "readme example ok\n" : "readme example WRONG\n");
   return ok ? 0 : 1;
 }

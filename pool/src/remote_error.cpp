@@ -1,10 +1,12 @@
 // Exceptions across the pipe: encoding in the worker, rethrowing in the parent.
 #include <cxxabi.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <mutex>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <unordered_map>
 
 #include "pipepool/codec.hpp"
@@ -21,8 +23,36 @@ struct Registry {
 };
 
 template <class E>
-std::exception_ptr make_standard(const std::string& type_name, const std::string& message) {
-  return std::make_exception_ptr(RemoteException<E>(type_name, message, message));
+std::exception_ptr make_standard(const std::string& type_name, const std::string& message,
+                                 size_t input_index) {
+  return std::make_exception_ptr(RemoteException<E>(type_name, message, message, input_index));
+}
+
+// "input item 12" or "input items 50 to 99".
+std::string describe(InputItems items) {
+  if (items.count == 1) return "input item " + std::to_string(items.first);
+  return "input items " + std::to_string(items.first) + " to " +
+         std::to_string(items.first + items.count - 1);
+}
+
+// The engine's messages name its own task number ("while task 17 was running"): a user knows the
+// input's index, so name that instead.
+std::string name_input_items(const Outcome& outcome, InputItems items) {
+  if (items.count == 0 || outcome.task_id == 0) return outcome.message;
+  const std::string internal = "task " + std::to_string(outcome.task_id);
+  const std::string instead = "the task of " + describe(items);
+  std::string text = outcome.message;
+  for (size_t at = text.find(internal); at != std::string::npos;
+       at = text.find(internal, at + instead.size())) {
+    const size_t end = at + internal.size();
+    if (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) {
+      at = end;  // "task 170" is not "task 17"
+      continue;
+    }
+    text.replace(at, internal.size(), instead);
+  }
+  if (text == outcome.message) text += " (" + describe(items) + ")";
+  return text;
 }
 
 Registry& registry() {
@@ -118,34 +148,39 @@ bool execute_task(std::string_view payload, std::string& out) {
   return trampoline(reader, out);
 }
 
-std::exception_ptr to_exception(const Outcome& outcome) {
+std::exception_ptr to_exception(const Outcome& outcome, InputItems items) {
   switch (outcome.kind) {
     case Outcome::Kind::Result:
       return nullptr;
     case Outcome::Kind::RemoteError: {
       std::string type_name, base, message;
+      uint64_t item_in_task = 0;
       try {
         Reader reader(outcome.payload);
-        reader.read_trivial<uint64_t>();
+        item_in_task = reader.read_trivial<uint64_t>();
         type_name = pipepool::decode<std::string>(reader);
         base = pipepool::decode<std::string>(reader);
         message = pipepool::decode<std::string>(reader);
       } catch (const ProtocolError& e) {
         return std::make_exception_ptr(e);
       }
-      if (ExceptionFactory factory = find_factory(type_name)) return factory(type_name, message);
-      if (ExceptionFactory factory = find_factory(base)) return factory(type_name, message);
-      return std::make_exception_ptr(
-          RemoteException<std::runtime_error>(type_name, message, type_name + ": " + message));
+      const size_t index = items.count == 0 ? RemoteError::kNoIndex
+                                            : items.first + static_cast<size_t>(item_in_task);
+      if (ExceptionFactory factory = find_factory(type_name)) {
+        return factory(type_name, message, index);
+      }
+      if (ExceptionFactory factory = find_factory(base)) return factory(type_name, message, index);
+      return std::make_exception_ptr(RemoteException<std::runtime_error>(
+          type_name, message, type_name + ": " + message, index));
     }
     case Outcome::Kind::WorkerLost:
     case Outcome::Kind::Terminated:
       return std::make_exception_ptr(
-          WorkerLost(outcome.message, outcome.signal, outcome.exit_code));
+          WorkerLost(name_input_items(outcome, items), outcome.signal, outcome.exit_code));
     case Outcome::Kind::ProtocolError:
-      return std::make_exception_ptr(ProtocolError(outcome.message));
+      return std::make_exception_ptr(ProtocolError(name_input_items(outcome, items)));
     case Outcome::Kind::Timeout:
-      return std::make_exception_ptr(TimeoutError(outcome.message));
+      return std::make_exception_ptr(TimeoutError(name_input_items(outcome, items)));
   }
   return nullptr;
 }

@@ -8,8 +8,11 @@
 //   int v = r.get();                         // the value, or throws the task's error
 //   int w = r.get(std::chrono::seconds(1));  // ... or TimeoutError after 1 s (also for 0 s)
 //
+//   Big b = r.take();                        // moves the value out, no copy (move-only types too)
+//
 // Thread safety: an AsyncResult may be copied and used from any threads; all copies share one
-// result. get() may be called any number of times and returns (a copy of) the same value.
+// result. get() may be called any number of times and returns a copy of the same value; take()
+// moves it out once.
 #pragma once
 
 #include <chrono>
@@ -18,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -30,10 +34,28 @@ namespace pipepool {
 
 // Callbacks of an async call, run once on the pool's I/O thread (as Python runs them on its
 // result-handler thread) when the call completes: `callback` with the value, or `error_callback`
-// with the error. They must be quick and must not block on this pool's results (that would stall
-// the I/O thread); an exception escaping them is caught and dropped. With Pool(0) they run in the
-// submitting call.
+// with the error. The call becomes ready (wait(), get(), ready() and join() return) only once its
+// callback has returned. Callbacks must be quick: while one runs, no result of the pool moves.
+// A call that would wait from inside a callback (get, wait, apply, map, starmap, iterating an
+// imap, join, terminate: on any pool) throws UsageError instead of hanging, since the thread that
+// would deliver the result is the one waiting; submitting with apply_async/map_async is fine. An
+// exception escaping a callback is caught and dropped. With Pool(0) they run in the submitting
+// call, under the same rules.
 namespace detail {
+// Whether a value can be copied (std::vector<T> says it can even when T cannot: look inside).
+template <class T>
+struct Copyable : std::bool_constant<std::is_copy_constructible_v<T>> {};
+template <class T, class A>
+struct Copyable<std::vector<T, A>> : Copyable<T> {};
+template <class T>
+struct Copyable<std::optional<T>> : Copyable<T> {};
+template <class A, class B>
+struct Copyable<std::pair<A, B>> : std::bool_constant<Copyable<A>::value && Copyable<B>::value> {};
+template <class... Ts>
+struct Copyable<std::tuple<Ts...>> : std::bool_constant<(Copyable<Ts>::value && ...)> {};
+template <class T>
+inline constexpr bool copyable_v = std::is_void_v<T> || Copyable<T>::value;
+
 template <class T>
 struct ValueCallback {
   using type = std::function<void(const T&)>;
@@ -79,6 +101,7 @@ class TypedCallState final : public CallState {
   void on_done() override {
     if (!callbacks_.callback && !callbacks_.error_callback) return;
     decode_once();
+    CallbackScope scope;
     try {
       if (error_) {
         if (callbacks_.error_callback) callbacks_.error_callback(error_);
@@ -109,23 +132,41 @@ class AsyncResult {
   explicit AsyncResult(std::shared_ptr<detail::TypedCallState<T>> state)
       : state_(std::move(state)) {}
 
-  // Waits for the result and returns (a copy of) it, or throws the call's error (RemoteError,
-  // WorkerLost, ...).
-  T get() & {
+  // Waits for the result and returns a copy of it, or throws the call's error (RemoteError,
+  // WorkerLost, ...). Only for copyable results: see take().
+  T get() & requires detail::copyable_v<T> {
     state_->wait();
     return value();
   }
-  // On a temporary that is the last handle of its result, moves the value out instead of copying.
+  // On a temporary (pool.apply_async(...).get()): moves the value out when this is the last handle
+  // of its result or the value cannot be copied (as take()), else copies it.
   T get() && {
     state_->wait();
-    if constexpr (!std::is_void_v<T>) {
-      if (state_.use_count() == 1) {
-        state_->decode_once();
-        if (state_->error()) std::rethrow_exception(state_->error());
-        return std::move(*state_->mutable_value());
-      }
+    if constexpr (std::is_void_v<T>) {
+      return value();
+    } else if constexpr (!detail::copyable_v<T>) {
+      return take();
+    } else {
+      if (state_.use_count() == 1) return take();
+      return value();
     }
-    return value();
+  }
+
+  // Waits, then moves the value out without copying it (a large vector, a move-only type), or
+  // throws the call's error. Afterwards the value is gone for every copy of this handle: get() and
+  // take() throw UsageError (ready() and successful() still answer). Must not race with get() on
+  // another copy.
+  T take() {
+    state_->wait();
+    state_->decode_once();
+    if (state_->error()) std::rethrow_exception(state_->error());
+    if constexpr (!std::is_void_v<T>) {
+      std::optional<T>& value = state_->mutable_value();
+      if (!value) throw UsageError("pipepool: take() called on a result whose value was taken");
+      T out = std::move(*value);
+      value.reset();
+      return out;
+    }
   }
 
   // As get(), but throws TimeoutError if the result is not ready within `timeout` (a timeout of
@@ -159,7 +200,11 @@ class AsyncResult {
   T value() const {
     state_->decode_once();
     if (state_->error()) std::rethrow_exception(state_->error());
-    if constexpr (!std::is_void_v<T>) return *state_->value();
+    if constexpr (!std::is_void_v<T>) {
+      if (!state_->value())
+        throw UsageError("pipepool: get() called on a result whose value was taken");
+      return *state_->value();
+    }
   }
 
   std::shared_ptr<detail::TypedCallState<T>> state_;

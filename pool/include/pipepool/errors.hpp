@@ -17,6 +17,7 @@
 // Thread safety: these are plain value types.
 #pragma once
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
 
@@ -39,15 +40,21 @@ class PoolClosed : public std::logic_error {
 // and its what(). See the header comment for how it combines with the original type.
 class RemoteError {
  public:
-  RemoteError(std::string type_name, std::string message)
-      : type_name_(std::move(type_name)), message_(std::move(message)) {}
+  static constexpr size_t kNoIndex = static_cast<size_t>(-1);
+
+  RemoteError(std::string type_name, std::string message, size_t input_index = kNoIndex)
+      : type_name_(std::move(type_name)), message_(std::move(message)), input_index_(input_index) {}
   virtual ~RemoteError() = default;
   const std::string& type_name() const noexcept { return type_name_; }
   const std::string& message() const noexcept { return message_; }
+  // map, starmap, imap...: the index in the call's input of the item whose task threw (for map,
+  // the lowest failing index). kNoIndex for apply.
+  size_t input_index() const noexcept { return input_index_; }
 
  private:
   std::string type_name_;
   std::string message_;
+  size_t input_index_;
 };
 
 // The worker running a task died: killed by a signal, exited, or was replaced after a timeout.

@@ -36,7 +36,11 @@ struct Options {
 
   // Run once in each worker process when it starts (Python's initializer + initargs: capture what
   // you need; it is copied into the workers by fork, so captures of any kind are fine here). If it
-  // throws, the worker exits with code 5 and tasks sent to it fail with WorkerLost.
+  // throws, the worker prints what it threw to stderr ("pipepool: worker (pid N): its initializer
+  // threw std::runtime_error: ..."), exits with code 5, and tasks sent to it fail with WorkerLost
+  // ("exited with code 5 (its initializer threw)"). Pool(0) runs
+  // it once, in the constructor (before any
+  // task, in this process), and lets its exception out of the constructor.
   std::function<void()> initializer{};
 
   // A worker exits after this many tasks and is replaced (Python's maxtasksperchild); 0: never.
@@ -55,7 +59,10 @@ struct Options {
   uint64_t max_frame_bytes = uint64_t{16} << 30;
 
   // Per-task timeout, measured from the moment the worker starts the task; 0: none. On expiry the
-  // worker is killed and replaced and the task fails with TimeoutError.
+  // worker is killed and replaced and the task fails with TimeoutError. It bounds each item: a
+  // chunk of a map (or imap) of n items gets n times this budget, for the whole chunk (so one slow
+  // item may use what its quicker neighbours left). Pool(0) rejects it with
+  // UsageError at construction: a process cannot safely stop its own call halfway.
   std::chrono::milliseconds task_timeout{0};
 
   // Times a task whose worker died while running it is submitted again before it fails with

@@ -13,11 +13,22 @@
 //   for (int y : pool.imap_unordered(square, xs)) {}   // lazy, completion order
 //   pool.close(); pool.join();                         // or pool.terminate()
 //
-// What can be sent. A task is a plain function, a captureless lambda, or any trivially copyable
-// callable: its bytes are copied into a worker forked from this process's image, so pointers it
-// holds point at the worker's copy of memory as of the fork, not at live parent objects.
-// Arguments and results are any type pipepool::Codec supports (see codec.hpp); anything else is a
-// compile-time error.
+// What can be sent. A task is a plain function, a captureless lambda, a stateless functor, or
+// pipepool::bind(f, values...) of one (Python's functools.partial: the bound values go through the
+// codec). Its bytes are copied into a worker forked from this process's image. A lambda with
+// captures ([&], [=], [x]) or a functor with data members does not compile (a static_assert says
+// why). Arguments and results are any type pipepool::Codec supports (see codec.hpp), move-only
+// ones included; anything else is a compile-time error. When the task's signature is known,
+// arguments are converted to its parameter types as a call would ("literal" for a std::string).
+//
+// WHAT CANNOT BE DETECTED, so must not be done:
+//   - a trivially copyable struct holding a pointer is sent as raw bytes: in the worker the
+//     pointer points into the worker's copy of memory as of the fork, and a result's pointer
+//     points at nothing. Give such a type a Codec.
+//   - a function from a library loaded (dlopen) after the pool was constructed does not exist in
+//     the workers (forked from the fork server, a copy of this process at construction): calling
+//     it crashes the worker (WorkerLost).
+//   - a function pointer passed as an argument, or a pointer inside a bound value, is not checked.
 //
 // Errors (errors.hpp). A task that throws makes get()/map()/... throw a RemoteError that is also
 // the original standard exception type; map raises the error of the lowest failing index.
@@ -30,7 +41,9 @@
 //
 // Threads. Each pool with processes > 0 runs one I/O thread and one single-threaded fork server
 // process (started in the constructor, before the thread) from which every worker is forked.
-// Callbacks run on the I/O thread. The Pool's methods may be called from any thread.
+// Callbacks run on the I/O thread; a result is ready only once its callback returned, and a call
+// that would wait from inside a callback throws UsageError (async_result.hpp). The Pool's methods
+// may be called from any thread. Pool is movable, not copyable.
 #pragma once
 
 #include <cstddef>
@@ -63,9 +76,19 @@ inline constexpr bool is_callbacks_v<Callbacks<T>> = true;
 
 template <class F>
 constexpr void check_callable() {
-  static_assert(is_sendable_callable_v<F>,
-                "pipepool: a task must be a plain function, a captureless lambda or a trivially "
-                "copyable callable: its bytes are sent to the worker");
+  static_assert(!std::is_member_pointer_v<F>,
+                "pipepool: a task cannot be a pointer to member: wrap the call in a captureless "
+                "lambda taking the object as an argument");
+  static_assert(!(std::is_class_v<F> && !std::is_empty_v<F> && !is_bound_v<F>),
+                "pipepool: a task cannot hold data (a lambda with captures, [&] or [=], or a "
+                "functor with members): its bytes would be copied into a worker process, where a "
+                "captured reference or pointer points at nothing useful. Pass the values as "
+                "arguments, or bind them with pipepool::bind(f, values...), which sends them "
+                "through the codec like any argument");
+  static_assert(is_sendable_callable_v<F> || (std::is_class_v<F> && !std::is_empty_v<F>) ||
+                    std::is_member_pointer_v<F>,
+                "pipepool: a task must be a plain function, a captureless lambda, a stateless "
+                "trivially copyable functor, or pipepool::bind(...) of one");
 }
 
 template <class T>
@@ -96,130 +119,230 @@ std::vector<std::string> encode_chunks(const F& f, It begin, size_t items, size_
 }
 
 // Throws the error of the lowest failing task, else returns the concatenated results.
+// `chunksize` and `items` (the input's length) say which input items each task held; chunksize 0:
+// not a map (apply).
 template <class R>
-std::vector<Stored<R>> gather_results(const std::vector<std::optional<Outcome>>& outcomes) {
-  for (const auto& outcome : outcomes) {
-    if (!outcome->ok()) std::rethrow_exception(to_exception(*outcome));
+std::vector<Stored<R>> gather_results(const std::vector<std::optional<Outcome>>& outcomes,
+                                      size_t chunksize = 0, size_t items = 0) {
+  for (size_t task = 0; task < outcomes.size(); ++task) {
+    if (outcomes[task]->ok()) continue;
+    InputItems held;
+    if (chunksize != 0) {
+      held.first = task * chunksize;
+      held.count = std::min(chunksize, items - held.first);
+    }
+    std::rethrow_exception(to_exception(*outcomes[task], held));
   }
   std::vector<Stored<R>> results;
   for (const auto& outcome : outcomes) decode_results<R>(outcome->payload, results);
   return results;
 }
 
-// A lazy imap / imap_unordered over an owned or borrowed range.
+// A lazy imap / imap_unordered over an owned or borrowed range, of any length (unbounded too),
+// read once from front to back.
 template <class R, class F, class ArgsTuple, class View, class Encode, bool Ordered>
 class ImapRange {
+  struct State;
+
  public:
   using value_type = Stored<R>;
 
   ImapRange(std::shared_ptr<Core> core, F f, View view, size_t chunksize, Encode encode_item)
-      : core_(std::move(core)),
-        f_(f),
-        view_(std::move(view)),
-        cursor_(std::ranges::begin(view_)),
-        items_(static_cast<size_t>(std::ranges::distance(view_))),
-        chunksize_(chunksize == 0 ? 1 : chunksize),
-        chunks_((items_ + chunksize_ - 1) / chunksize_),
-        window_(std::max<size_t>(4, 2 * static_cast<size_t>(std::max(1, processes(*core_))))),
-        encode_item_(encode_item),
-        state_(std::make_shared<CallState>(chunks_)) {
-    top_up(false);
+      : state_(
+            std::make_unique<State>(std::move(core), f, std::move(view), chunksize, encode_item)) {
+    state_->top_up(false);
   }
   ImapRange(const ImapRange&) = delete;
-  ImapRange(ImapRange&&) = default;
+  ImapRange(ImapRange&&) noexcept = default;
+  // Leaving early (the range destroyed before the end) cancels the chunks no worker has started.
+  ~ImapRange() = default;
 
   class iterator {
    public:
     using value_type = Stored<R>;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
-    explicit iterator(ImapRange* range) : range_(range) { range_->advance(); }
-    const value_type& operator*() const { return range_->buffer_[range_->position_]; }
+    explicit iterator(State* state) : state_(state) { state_->advance(); }
+    value_type& operator*() const { return state_->buffer[state_->position]; }
     iterator& operator++() {
-      range_->advance();
+      state_->advance();
       return *this;
     }
     void operator++(int) { ++*this; }
-    bool operator==(std::default_sentinel_t) const { return range_->done_; }
+    bool operator==(std::default_sentinel_t) const { return state_->done; }
 
    private:
-    ImapRange* range_ = nullptr;
+    State* state_ = nullptr;
   };
 
   // Single pass: begin() may be called once.
-  iterator begin() { return iterator(this); }
+  iterator begin() { return iterator(state_.get()); }
   std::default_sentinel_t end() { return {}; }
 
  private:
-  // Keeps chunks in flight: at least `window_` (two per worker), more while they are small, up
-  // to kMaxChunksInFlight chunks and kMaxBytesInFlight encoded bytes, so memory stays bounded
-  // whatever the input's length while tiny tasks are not paced by one round trip each.
-  static constexpr size_t kMaxChunksInFlight = 256;
-  static constexpr size_t kMaxBytesInFlight = size_t{64} << 20;
+  // On the heap, so that moving the range moves no iterator into the input (a filter_view's
+  // iterators point at their view).
+  struct State {
+    // Keeps chunks in flight: at least `window` (two per worker, at least 4), more while they are
+    // small, up to kMaxChunksInFlight chunks and kMaxBytesInFlight encoded bytes, so memory stays
+    // bounded whatever the input's length while tiny tasks are not paced by one round trip each.
+    static constexpr size_t kMaxChunksInFlight = 256;
+    static constexpr size_t kMaxBytesInFlight = size_t{64} << 20;
 
-  void top_up(bool continuation) {
-    std::vector<std::string> payloads;
-    const size_t first = submitted_;
-    while (submitted_ < chunks_) {
-      const size_t in_flight = submitted_ - consumed_;
-      const bool room = in_flight < window_ ||
-                        (in_flight < kMaxChunksInFlight && bytes_in_flight_ < kMaxBytesInFlight);
-      if (!room) break;
-      const size_t n = std::min(chunksize_, items_ - submitted_ * chunksize_);
-      std::string& payload = payloads.emplace_back();
-      begin_task<F, ArgsTuple>(payload, f_, n);
-      Writer writer(payload);
-      for (size_t i = 0; i < n; ++i, ++cursor_) encode_item_(writer, *cursor_);
-      chunk_bytes_.push_back(payload.size());
-      bytes_in_flight_ += payload.size();
-      ++submitted_;
+    State(std::shared_ptr<Core> core_in, F f_in, View view_in, size_t chunksize_in,
+          Encode encode_in)
+        : core(std::move(core_in)),
+          f(f_in),
+          view(std::move(view_in)),
+          cursor(std::ranges::begin(view)),
+          chunksize(chunksize_in == 0 ? 1 : chunksize_in),
+          window(std::max<size_t>(4, 2 * static_cast<size_t>(std::max(1, processes(*core))))),
+          encode_item(encode_in),
+          calls(std::make_shared<StreamState>()) {}
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+    ~State() {
+      if (submitted > consumed) cancel(*core, calls);  // chunks nobody will read
     }
-    if (!payloads.empty()) submit(*core_, std::move(payloads), state_, first, continuation);
-  }
 
-  void advance() {
-    if (++position_ < buffer_.size()) return;
-    buffer_.clear();
-    position_ = 0;
-    while (buffer_.empty()) {
-      if (consumed_ == chunks_) {
-        done_ = true;
-        return;
+    void top_up(bool continuation) {
+      std::vector<std::string> payloads;
+      std::vector<uint64_t> items;  // per chunk: its timeout budget is that many task_timeouts
+      const size_t first = submitted;
+      while (!input_done) {
+        const size_t in_flight = submitted - consumed;
+        const bool room = in_flight < window ||
+                          (in_flight < kMaxChunksInFlight && bytes_in_flight < kMaxBytesInFlight);
+        if (!room) break;
+        if (cursor == std::ranges::end(view)) {
+          input_done = true;
+          break;
+        }
+        std::string& payload = payloads.emplace_back();
+        const size_t count_at = begin_task<F, ArgsTuple>(payload, f, chunksize);
+        Writer writer(payload);
+        size_t n = 0;
+        for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
+          encode_item(writer, *cursor);
+        }
+        set_task_count(payload, count_at, n);
+        items.push_back(n);
+        last_chunk_items = n;
+        chunk_bytes.push_back(payload.size());
+        bytes_in_flight += payload.size();
+        ++submitted;
       }
-      Outcome outcome = Ordered ? state_->take(consumed_) : state_->take_next();
-      ++consumed_;
-      // In-flight bytes are counted in submission order; close enough for a bound.
-      bytes_in_flight_ -= chunk_bytes_.front();
-      chunk_bytes_.pop_front();
-      if (!outcome.ok()) std::rethrow_exception(to_exception(outcome));
-      decode_results<R>(outcome.payload, buffer_);
-      top_up(true);
+      if (!payloads.empty()) {
+        submit(*core, std::move(payloads), calls, first, continuation, std::move(items));
+      }
     }
-  }
 
-  std::shared_ptr<Core> core_;
-  F f_;
-  View view_;
-  std::ranges::iterator_t<View> cursor_;
-  size_t items_, chunksize_, chunks_, window_;
-  Encode encode_item_;
-  std::shared_ptr<CallState> state_;
-  size_t submitted_ = 0, consumed_ = 0;
-  std::deque<size_t> chunk_bytes_;  // encoded size of each chunk in flight, oldest first
-  size_t bytes_in_flight_ = 0;
-  std::vector<Stored<R>> buffer_;
-  size_t position_ = static_cast<size_t>(-1);
-  bool done_ = false;
+    void advance() {
+      if (++position < buffer.size()) return;
+      buffer.clear();
+      position = 0;
+      while (buffer.empty()) {
+        if (consumed == submitted) {
+          top_up(true);
+          if (consumed == submitted) {
+            done = true;
+            return;
+          }
+        }
+        size_t chunk = consumed;
+        Outcome outcome = Ordered ? calls->take(chunk) : calls->take_next(chunk);
+        ++consumed;
+        // In-flight bytes are counted in submission order; close enough for a bound.
+        bytes_in_flight -= chunk_bytes.front();
+        chunk_bytes.pop_front();
+        if (!outcome.ok()) {
+          // Chunks are cut in order, chunksize items each but the last.
+          const size_t held = input_done && chunk + 1 == submitted ? last_chunk_items : chunksize;
+          std::rethrow_exception(to_exception(outcome, InputItems{chunk * chunksize, held}));
+        }
+        decode_results<R>(outcome.payload, buffer);
+        top_up(true);
+      }
+    }
+
+    std::shared_ptr<Core> core;
+    F f;
+    View view;
+    std::ranges::iterator_t<View> cursor;
+    size_t chunksize, window;
+    Encode encode_item;
+    std::shared_ptr<StreamState> calls;
+    size_t submitted = 0, consumed = 0;
+    bool input_done = false;
+    size_t last_chunk_items = 0;     // of the newest chunk
+    std::deque<size_t> chunk_bytes;  // encoded size of each chunk in flight, oldest first
+    size_t bytes_in_flight = 0;
+    std::vector<Stored<R>> buffer;
+    size_t position = static_cast<size_t>(-1);
+    bool done = false;
+  };
+
+  std::unique_ptr<State> state_;
 };
 
-struct EncodeOne {
+// Encodes `arg` as the parameter type P it is for, converting it as a call would (a string literal
+// for a std::string parameter); an argument of type P itself is encoded without a copy.
+template <class P, class A>
+void encode_as(Writer& writer, A&& arg) {
+  if constexpr (std::is_same_v<std::remove_cvref_t<A>, P>) {
+    pipepool::encode(writer, static_cast<const P&>(arg));
+  } else {
+    static_assert(std::is_convertible_v<A&&, P>,
+                  "pipepool: an argument does not convert to the task's parameter type");
+    const P converted = std::forward<A>(arg);
+    pipepool::encode(writer, converted);
+  }
+}
+
+template <class ArgsTuple, class... Args>
+void encode_args(Writer& writer, Args&&... args) {
+  static_assert(std::tuple_size_v<ArgsTuple> == sizeof...(Args));
+  [&]<size_t... I>(std::index_sequence<I...>) {
+    (encode_as<std::tuple_element_t<I, ArgsTuple>>(writer, std::forward<Args>(args)), ...);
+  }
+  (std::index_sequence_for<Args...>{});
+}
+
+// map, imap: each item is the one argument.
+template <class ArgsTuple>
+struct EncodeAs {
+  template <class T>
+  void operator()(Writer& writer, T&& item) const {
+    encode_as<std::tuple_element_t<0, ArgsTuple>>(writer, std::forward<T>(item));
+  }
+};
+
+// starmap: each item is a tuple, pair or array of the arguments.
+template <class ArgsTuple>
+struct EncodeStarAs {
   template <class T>
   void operator()(Writer& writer, const T& item) const {
-    pipepool::encode(writer, item);
+    std::apply([&](const auto&... args) { encode_args<ArgsTuple>(writer, args...); }, item);
   }
 };
 
 }  // namespace detail
+
+// Binds leading arguments to a task, as Python's functools.partial: pipepool::bind(f, a, b)(x)
+// is f(a, b, x) in the worker. The bound values are sent through the codec (copied or moved into
+// the result here, encoded with every task), so they may be strings, vectors or your Codec types;
+// a captured reference could not be. `f` must itself be sendable (a plain function, a captureless
+// lambda).
+//
+//   double scale(double factor, double x) { return factor * x; }
+//   pool.map(pipepool::bind(scale, 2.5), xs);          // [2.5 * x for x in xs]
+template <class F, class... Values>
+BoundCall<F, std::decay_t<Values>...> bind(F f, Values&&... values) {
+  detail::check_callable<F>();
+  static_assert((Encodable<std::decay_t<Values>> && ...),
+                "pipepool::bind: a bound value has no codec (see codec.hpp)");
+  return {f, std::tuple<std::decay_t<Values>...>(std::forward<Values>(values)...)};
+}
 
 class Pool {
  public:
@@ -231,22 +354,27 @@ class Pool {
   // started.
   explicit Pool(Options options) : core_(detail::make_core(std::move(options))) {}
 
-  ~Pool() {
-    try {
-      detail::close(*core_);
-      detail::join(*core_);
-    } catch (...) {
-    }
-  }
+  ~Pool() { shut_down(); }
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
+  // Movable (a member created later, a pool returned from a function). A moved-from Pool holds no
+  // workers: any call but destruction and assignment throws UsageError. Assigning over a pool
+  // first closes and joins it, as its destructor would.
+  Pool(Pool&& other) noexcept = default;
+  Pool& operator=(Pool&& other) noexcept {
+    if (this != &other) {
+      shut_down();
+      core_ = std::move(other.core_);
+    }
+    return *this;
+  }
 
   // ---- apply ---------------------------------------------------------------------------------
 
   // f(args...) in a worker; waits for it. Throws what the task threw (see errors.hpp).
   template <class F, class... Args>
   requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...)) auto apply(F f, Args&&... args) {
-    return apply_async(f, std::forward<Args>(args)...).get();  // rvalue get(): moves the value
+    return apply_async(f, std::forward<Args>(args)...).take();  // moves the value out
   }
 
   // f(args...) in a worker; returns at once.
@@ -260,7 +388,7 @@ class Pool {
   // As above, with callbacks run on completion.
   template <class R, class F, class... Args>
   AsyncResult<R> apply_async(Callbacks<R> callbacks, F f, Args&&... args) {
-    using ArgsTuple = std::tuple<std::decay_t<Args>...>;
+    using ArgsTuple = detail::call_args_tuple_t<F, std::decay_t<Args>...>;
     static_assert(std::is_same_v<R, std::invoke_result_t<const F&, std::decay_t<Args>...>>,
                   "pipepool: Callbacks<R> must name the task's return type");
     detail::check_callable<F>();
@@ -268,7 +396,7 @@ class Pool {
     std::string payload;
     detail::begin_task<F, ArgsTuple>(payload, f, 1);
     Writer writer(payload);
-    (pipepool::encode(writer, static_cast<const std::decay_t<Args>&>(args)), ...);
+    detail::encode_args<ArgsTuple>(writer, std::forward<Args>(args)...);
     auto state = std::make_shared<detail::TypedCallState<R>>(
         1,
         [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
@@ -282,57 +410,65 @@ class Pool {
         std::move(callbacks));
     std::vector<std::string> payloads;
     payloads.push_back(std::move(payload));
-    detail::submit(*core_, std::move(payloads), state, 0);
+    detail::submit(core(), std::move(payloads), state, 0);
     return AsyncResult<R>(std::move(state));
   }
 
   // ---- map family ----------------------------------------------------------------------------
 
   // [f(x) for x in xs], in order; chunksize 0 picks Python's default. Raises the error of the
-  // lowest failing index.
-  template <class F, std::ranges::forward_range Range>
-  auto map(F f, const Range& xs, size_t chunksize = 0) {
-    return map_async(f, xs, chunksize).get();  // rvalue get(): moves the value
+  // lowest failing index. Any input range: one that is not sized and forward (a std::views::filter
+  // over an input-only view, a generator) is first read into a vector, as Python's map reads a
+  // generator into a list; an unbounded range never ends (use imap).
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& xs, size_t chunksize = 0) {
+    return map_async(f, std::forward<Range>(xs), chunksize).take();  // moves the value out
   }
 
-  template <class F, std::ranges::forward_range Range,
+  template <class F, std::ranges::input_range Range,
             class R = std::invoke_result_t<const F&, std::ranges::range_value_t<Range>>>
   AsyncResult<std::vector<detail::Stored<R>>> map_async(
-      F f, const Range& xs, size_t chunksize = 0,
+      F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
-    return submit_map<R, std::tuple<Item>>(f, xs, chunksize, std::move(callbacks));
+    return submit_map<R, detail::args_tuple_t<F, Item>, false>(f, xs, chunksize,
+                                                               std::move(callbacks));
   }
 
   // [f(*args) for args in xs] where each element is a tuple, pair or array of arguments.
-  template <class F, std::ranges::forward_range Range>
-  auto starmap(F f, const Range& xs, size_t chunksize = 0) {
-    return starmap_async(f, xs, chunksize).get();
+  template <class F, std::ranges::input_range Range>
+  auto starmap(F f, Range&& xs, size_t chunksize = 0) {
+    return starmap_async(f, std::forward<Range>(xs), chunksize).take();
   }
 
-  template <class F, std::ranges::forward_range Range,
+  template <class F, std::ranges::input_range Range,
             class R = detail::apply_result_t<F, std::ranges::range_value_t<Range>>>
   AsyncResult<std::vector<detail::Stored<R>>> starmap_async(
-      F f, const Range& xs, size_t chunksize = 0,
+      F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
-    return submit_map<R, Item>(f, xs, chunksize, std::move(callbacks));
+    return submit_map<R, detail::star_args_tuple_t<F, Item>, true>(f, xs, chunksize,
+                                                                   std::move(callbacks));
   }
 
-  // Lazy map: yields f(x) in input order as results arrive, keeping a bounded number of chunks in
-  // flight (at most 256 and, beyond two per worker, 64 MiB of encoded input: bounded memory).
-  // Chunks are submitted as you iterate, so iterate before join(). An rvalue range is moved into
-  // the result; an lvalue one is borrowed and must outlive it. The returned range is single-pass
-  // and throws a task's error when iteration reaches it.
+  // Lazy map: yields f(x) in input order as results arrive. Any input range, of any length
+  // (std::views::iota(0) too), read once and only as far as iteration needs: chunks are encoded
+  // and submitted as you iterate, at least max(4, 2 x workers) in flight and, while they are
+  // small, more: at most 256 chunks and 64 MiB of encoded input beyond the first max(4, 2 x
+  // workers). So memory stays bounded whatever the input's length, and the first result comes
+  // after the first chunk. Iterate before join(). Destroying the range before its end (a break)
+  // cancels the chunks no worker has started; those running finish and are dropped. An rvalue
+  // range is moved into the result; an lvalue one is borrowed and must outlive it. The returned
+  // range is single-pass and throws a task's error when iteration reaches it.
   template <class F, std::ranges::viewable_range Range>
-  requires std::ranges::forward_range<Range>
+  requires std::ranges::input_range<Range>
   auto imap(F f, Range&& xs, size_t chunksize = 1) {
     return make_imap<true>(f, std::forward<Range>(xs), chunksize);
   }
 
   // As imap, in completion order.
   template <class F, std::ranges::viewable_range Range>
-  requires std::ranges::forward_range<Range>
+  requires std::ranges::input_range<Range>
   auto imap_unordered(F f, Range&& xs, size_t chunksize = 1) {
     return make_imap<false>(f, std::forward<Range>(xs), chunksize);
   }
@@ -340,42 +476,69 @@ class Pool {
   // ---- lifetime ------------------------------------------------------------------------------
 
   // No more submissions (PoolClosed after this); work already submitted goes on. Returns at once.
-  void close() { detail::close(*core_); }
+  void close() { detail::close(core()); }
   // Waits for every worker to exit after close() (UsageError if the pool is still open).
-  void join() { detail::join(*core_); }
-  // Kills every worker now; unfinished tasks fail with WorkerLost. Returns at once.
-  void terminate() { detail::terminate(*core_); }
+  // From a callback: UsageError (the I/O thread would wait for itself).
+  void join() {
+    detail::check_not_in_callback("join()");
+    detail::join(core());
+  }
+  // Kills every worker now; unfinished tasks fail with WorkerLost. Returns at once. From a
+  // callback: UsageError (it stops the I/O thread the callback runs on).
+  void terminate() {
+    detail::check_not_in_callback("terminate()");
+    detail::terminate(core());
+  }
 
   // ---- facts ---------------------------------------------------------------------------------
 
-  int processes() const { return detail::processes(*core_); }
+  int processes() const { return detail::processes(core()); }
   // Capacity of each task and result pipe in use, in bytes (0 for Pool(0)).
-  uint64_t pipe_capacity_bytes() const { return detail::pipe_capacity_bytes(*core_); }
-  std::string_view strategy_name() const { return detail::strategy_name(*core_); }
-  std::string_view scheduler_name() const { return detail::scheduler_name(*core_); }
-  PoolStats stats() const { return detail::stats(*core_); }
+  uint64_t pipe_capacity_bytes() const { return detail::pipe_capacity_bytes(core()); }
+  std::string_view strategy_name() const { return detail::strategy_name(core()); }
+  std::string_view scheduler_name() const { return detail::scheduler_name(core()); }
+  PoolStats stats() const { return detail::stats(core()); }
 
  private:
-  template <class R, class ArgsTuple, class F, class Range>
+  template <class R, class ArgsTuple, bool Star, class F, class Range>
   AsyncResult<std::vector<detail::Stored<R>>> submit_map(
-      F f, const Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
+      F f, Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     detail::check_callable<F>();
     detail::check_result<R>();
+    if constexpr (!std::ranges::forward_range<Range> && !std::ranges::sized_range<Range>) {
+      // A single-pass range of unknown length: read it all first (Python's list(iterable)).
+      std::vector<std::ranges::range_value_t<Range>> items;
+      for (auto&& item : xs) items.push_back(std::forward<decltype(item)>(item));
+      return submit_map<R, ArgsTuple, Star>(f, items, chunksize, std::move(callbacks));
+    } else {
+      const size_t items = static_cast<size_t>(std::ranges::distance(xs));
+      if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
+      using Encode =
+          std::conditional_t<Star, detail::EncodeStarAs<ArgsTuple>, detail::EncodeAs<ArgsTuple>>;
+      auto payloads =
+          detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize, Encode{});
+      std::vector<uint64_t> held(payloads.size(), chunksize);
+      if (!held.empty()) held.back() = items - (held.size() - 1) * chunksize;
+      return submit_payloads<R>(std::move(payloads), std::move(held), chunksize, items,
+                                std::move(callbacks));
+    }
+  }
+
+  template <class R>
+  AsyncResult<std::vector<detail::Stored<R>>> submit_payloads(
+      std::vector<std::string> payloads, std::vector<uint64_t> held, size_t chunksize, size_t items,
+      Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     using Value = std::vector<detail::Stored<R>>;
-    const size_t items = static_cast<size_t>(std::ranges::distance(xs));
-    if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
-    auto payloads = detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize,
-                                                     detail::EncodeOne{});
     auto state = std::make_shared<detail::TypedCallState<Value>>(
         payloads.size(),
-        [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
-          return detail::gather_results<R>(outcomes);
+        [chunksize, items](const std::vector<std::optional<detail::Outcome>>& outcomes) {
+          return detail::gather_results<R>(outcomes, chunksize, items);
         },
         std::move(callbacks));
     if (payloads.empty()) {
       state->finish_empty();
     } else {
-      detail::submit(*core_, std::move(payloads), state, 0);
+      detail::submit(core(), std::move(payloads), state, 0, false, std::move(held));
     }
     return AsyncResult<Value>(std::move(state));
   }
@@ -387,8 +550,24 @@ class Pool {
     using R = std::invoke_result_t<const F&, Item>;
     detail::check_result<R>();
     using View = std::views::all_t<Range>;
-    return detail::ImapRange<R, F, std::tuple<Item>, View, detail::EncodeOne, Ordered>(
-        core_, f, std::views::all(std::forward<Range>(xs)), chunksize, detail::EncodeOne{});
+    using ArgsTuple = detail::args_tuple_t<F, Item>;
+    return detail::ImapRange<R, F, ArgsTuple, View, detail::EncodeAs<ArgsTuple>, Ordered>(
+        shared_core(), f, std::views::all(std::forward<Range>(xs)), chunksize,
+        detail::EncodeAs<ArgsTuple>{});
+  }
+
+  detail::Core& core() const { return *shared_core(); }
+  const std::shared_ptr<detail::Core>& shared_core() const {
+    if (!core_) throw UsageError("pipepool: this Pool was moved from; it has no workers");
+    return core_;
+  }
+  void shut_down() noexcept {
+    if (!core_) return;
+    try {
+      detail::close(*core_);
+      detail::join(*core_);
+    } catch (...) {
+    }
   }
 
   std::shared_ptr<detail::Core> core_;

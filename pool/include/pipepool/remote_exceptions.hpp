@@ -25,13 +25,14 @@ namespace pipepool {
 template <class E>
 class RemoteException final : public E, public RemoteError {
  public:
-  RemoteException(const std::string& type_name, const std::string& message, const std::string& what)
-      : E(what), RemoteError(type_name, message) {}
+  RemoteException(const std::string& type_name, const std::string& message, const std::string& what,
+                  size_t input_index = RemoteError::kNoIndex)
+      : E(what), RemoteError(type_name, message, input_index) {}
 };
 
 namespace detail {
 using ExceptionFactory = std::exception_ptr (*)(const std::string& type_name,
-                                                const std::string& message);
+                                                const std::string& message, size_t input_index);
 void register_exception_factory(const std::string& type_name, ExceptionFactory factory);
 std::string demangle(const char* mangled);
 }  // namespace detail
@@ -42,8 +43,9 @@ template <class E>
 void register_remote_exception() {
   detail::register_exception_factory(
       detail::demangle(typeid(E).name()),
-      [](const std::string& type_name, const std::string& message) {
-        return std::make_exception_ptr(RemoteException<E>(type_name, message, message));
+      [](const std::string& type_name, const std::string& message, size_t input_index) {
+        return std::make_exception_ptr(
+            RemoteException<E>(type_name, message, message, input_index));
       });
 }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <span>
 #include <utility>
@@ -286,6 +287,9 @@ os::Result<ForkServer> ForkServer::start(WorkerMain main, void* context,
   state->poll_set = std::make_unique<pollfd[]>(options.max_workers + 2);
   state->backlog = std::make_unique<ExitRecord[]>(options.max_workers);
 
+  // What this process's stdio buffers hold is its own output: flush it before the fork, or the
+  // server's copy of the buffers (and every worker's) would print it again when a worker flushes.
+  std::fflush(nullptr);
   os::Result<pid_t> pid = os::fork_child(os::ChildSetup{&serve, state.get()});
   if (!pid.ok()) return pid.failure();
   state.reset();

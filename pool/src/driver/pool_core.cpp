@@ -78,6 +78,7 @@ Outcome::Kind to_outcome_kind(Completion::Kind kind) {
     case Completion::Kind::Timeout:
       return Outcome::Kind::Timeout;
     case Completion::Kind::Terminated:
+    case Completion::Kind::Cancelled:
       return Outcome::Kind::Terminated;
   }
   return Outcome::Kind::WorkerLost;
@@ -130,7 +131,8 @@ class Core {
   ~Core();
 
   void submit(std::vector<std::string> payloads, std::shared_ptr<CallState> call, size_t first,
-              bool continuation);
+              bool continuation, std::vector<uint64_t> items);
+  void cancel(std::shared_ptr<CallState> call);
   void close();
   void join();
   void terminate();
@@ -149,6 +151,7 @@ class Core {
     std::vector<std::string> payloads;
     std::shared_ptr<CallState> call;
     size_t first;
+    std::vector<uint64_t> items;  // per task (empty: one each), for its timeout budget
   };
 
   void run_inline(std::vector<std::string>& payloads, CallState& call, size_t first);
@@ -180,6 +183,7 @@ class Core {
   // Shared with user threads.
   mutable std::mutex mutex_;
   std::vector<Submission> queue_;
+  std::vector<std::shared_ptr<CallState>> cancels_;  // calls whose queued tasks to withdraw
   bool closed_ = false;
   bool join_requested_ = false;
   bool terminate_requested_ = false;
@@ -236,7 +240,16 @@ Core::Core(Options options) : options_(std::move(options)) {
   processes_ = options_.processes == -1 ? os::available_cpus() : options_.processes;
   strategy_ = &protocol::strategy_of(options_);
   scheduler_ = protocol::scheduler_of(options_);
-  if (processes_ == 0) return;  // inline
+  if (processes_ == 0) {  // inline: Pool(0) honours the initializer, rejects task_timeout
+    if (options_.task_timeout.count() > 0) {
+      throw UsageError(
+          "pipepool: Options::task_timeout needs worker processes: Pool(0) runs each task in the "
+          "calling thread, and a process cannot safely stop its own call halfway (a timed-out "
+          "task is stopped by killing its worker); use processes >= 1, or no task_timeout");
+    }
+    if (options_.initializer) options_.initializer();  // once, before any task; throws through
+    return;
+  }
 
   const protocol::EngineSetup setup =
       protocol::engine_setup(options_, static_cast<uint32_t>(processes_));
@@ -286,7 +299,7 @@ Core::~Core() {
 // ---- user-thread API ---------------------------------------------------------------------------
 
 void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> call, size_t first,
-                  bool continuation) {
+                  bool continuation, std::vector<uint64_t> items) {
   {
     std::lock_guard lock(mutex_);
     if (!broken_.empty()) throw PoolClosed(broken_);
@@ -296,7 +309,7 @@ void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> 
     }
     stats_.tasks_submitted += payloads.size();
     if (processes_ > 0) {
-      queue_.push_back({std::move(payloads), std::move(call), first});
+      queue_.push_back({std::move(payloads), std::move(call), first, std::move(items)});
     }
   }
   if (processes_ == 0) {
@@ -322,6 +335,20 @@ void Core::run_inline(std::vector<std::string>& payloads, CallState& call, size_
     }
     call.complete(first + i, std::move(outcome));
   }
+}
+
+// A lazy imap left early: its tasks still in the submission queue are dropped here, those the
+// loop still holds unassigned are withdrawn through the next TakeInbox. Holding `call` until the
+// I/O thread has seen it keeps its address from being reused meanwhile.
+void Core::cancel(std::shared_ptr<CallState> call) {
+  if (processes_ == 0) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopped_) return;
+    std::erase_if(queue_, [&](const Submission& s) { return s.call == call; });
+    cancels_.push_back(std::move(call));
+  }
+  (void)os::notify_eventfd(wake_.get());
 }
 
 void Core::close() {
@@ -422,12 +449,19 @@ bool Core::carry_out(const ParentLoop::Action& action) {
 
 void Core::take_inbox() {
   std::vector<Submission> batch;
+  std::vector<std::shared_ptr<CallState>> cancels;
   protocol::Inbox inbox;
   {
     std::lock_guard lock(mutex_);
     batch.swap(queue_);
+    cancels.swap(cancels_);
     inbox.join = join_requested_;
     inbox.terminate = terminate_requested_;
+  }
+  for (const std::shared_ptr<CallState>& call : cancels) {  // an imap the user stopped reading
+    for (const auto& [id, entry] : calls_) {
+      if (entry.first == call) inbox.cancel.push_back(id);
+    }
   }
   inbox.calls.reserve(batch.size());
   for (Submission& submission : batch) {
@@ -438,7 +472,11 @@ void Core::take_inbox() {
       PIPEPOOL_PROBE4(task_submitted, id, -1, submission.payloads[i].size(),
                       options_.custom_strategy ? -1 : static_cast<int>(options_.strategy));
       calls_.emplace(id, std::make_pair(submission.call, submission.first + i));
-      tasks.push_back({id, std::move(submission.payloads[i])});
+      // Options::task_timeout bounds each item: a chunk's budget is the sum of its items'.
+      const uint64_t items = i < submission.items.size() ? submission.items[i] : 1;
+      const auto budget = std::chrono::nanoseconds(options_.task_timeout) * items;
+      tasks.push_back(
+          {id, std::move(submission.payloads[i]), static_cast<uint64_t>(budget.count())});
     }
   }
   loop_->inbox(std::move(inbox));
@@ -659,12 +697,14 @@ void Core::deliver(std::span<Completion> completions) {
     if (it == calls_.end()) continue;
     auto [call, index] = std::move(it->second);
     calls_.erase(it);
+    if (completion.kind == Completion::Kind::Cancelled) continue;  // nobody waits for it
     Outcome outcome;
     outcome.kind = to_outcome_kind(completion.kind);
     outcome.payload = std::move(completion.payload);
     outcome.message = std::move(completion.message);
     outcome.signal = completion.signal;
     outcome.exit_code = completion.exit_code;
+    outcome.task_id = completion.task;  // the engine's messages name it
     {
       std::lock_guard lock(mutex_);
       ++stats_.tasks_completed;
@@ -680,8 +720,11 @@ std::shared_ptr<Core> make_core(Options options) {
 }
 
 void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
-            size_t first_index, bool continuation) {
-  core.submit(std::move(payloads), std::move(call), first_index, continuation);
+            size_t first_index, bool continuation, std::vector<uint64_t> items) {
+  core.submit(std::move(payloads), std::move(call), first_index, continuation, std::move(items));
+}
+void cancel(Core& core, std::shared_ptr<CallState> call) {
+  core.cancel(std::move(call));
 }
 void close(Core& core) {
   core.close();

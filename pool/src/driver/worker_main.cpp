@@ -1,10 +1,14 @@
 #include "driver/worker_main.hpp"
 
+#include <stdio_ext.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <iostream>
 #include <new>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "driver/probes.hpp"
@@ -13,6 +17,7 @@
 #include "os/signals.hpp"
 #include "pipepool/detail/task.hpp"
 #include "pipepool/errors.hpp"
+#include "pipepool/remote_exceptions.hpp"
 #include "protocol/child_engine.hpp"
 
 namespace pipepool::driver {
@@ -28,10 +33,31 @@ void exit_on_allocation_failure() {
   ::_exit(kExitMemoryLimit);
 }
 
+// The worker's loop; every way out of it returns here, so that worker_main flushes stdio once.
+int run_worker(const WorkerContext& config, int task_fd, int result_fd);
+
 }  // namespace
 
 int worker_main(void* context, int task_fd, int result_fd) {
-  const auto& config = *static_cast<const WorkerContext*>(context);
+  // Bytes a stdio buffer held when the fork server was forked are the parent's to print: the
+  // parent flushes before it forks the server (ForkServer::start), and whatever is left is dropped
+  // here, so that no worker prints a line of the parent's a second time.
+  __fpurge(stdout);
+  __fpurge(stderr);
+  const int code = run_worker(*static_cast<const WorkerContext*>(context), task_fd, result_fd);
+  // A worker leaves through _exit (no atexit, no static destructors): flush what its tasks printed
+  // now, or a stdout that is a pipe or a file (fully buffered) loses it. This covers a normal
+  // shutdown, maxtasksperchild and a failed initializer; a worker killed by a signal (terminate(),
+  // a task timeout) or over its memory limit loses what it had not flushed.
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  return code;
+}
+
+namespace {
+
+int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
   // A write to a parent that is gone must come back as EPIPE, not kill the worker.
   os::ScopedSigpipeBlock no_sigpipe;
 
@@ -44,7 +70,17 @@ int worker_main(void* context, int task_fd, int result_fd) {
   if (config.initializer) {
     try {
       config.initializer();
+    } catch (const std::exception& e) {
+      // As Python prints an initializer's traceback: the parent's WorkerLost says "its initializer
+      // threw", and this line says what it threw.
+      std::fprintf(stderr, "pipepool: worker (pid %d): its initializer threw %s: %s\n",
+                   static_cast<int>(::getpid()), detail::demangle(typeid(e).name()).c_str(),
+                   e.what());
+      return kExitInitializerFailed;
     } catch (...) {
+      std::fprintf(stderr,
+                   "pipepool: worker (pid %d): its initializer threw a non-std::exception\n",
+                   static_cast<int>(::getpid()));
       return kExitInitializerFailed;
     }
   }
@@ -92,5 +128,7 @@ int worker_main(void* context, int task_fd, int result_fd) {
     }
   }
 }
+
+}  // namespace
 
 }  // namespace pipepool::driver

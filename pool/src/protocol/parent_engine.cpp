@@ -46,9 +46,19 @@ void ParentEngine::submit(std::vector<TaskSubmission> tasks) {
     }
     TaskState& state = tasks_[task.id];
     state.payload = std::make_shared<const std::string>(std::move(task.payload));
+    state.timeout_ns = task.timeout_ns;
     pending_.push_back(task.id);
   }
   schedule();
+}
+
+bool ParentEngine::cancel(TaskId task) {
+  auto queued = std::find(pending_.begin(), pending_.end(), task);
+  if (queued == pending_.end()) return false;
+  pending_.erase(queued);
+  tasks_.erase(task);
+  maybe_send_shutdown();  // it may have been the last task a shutdown waited for
+  return true;
 }
 
 void ParentEngine::worker_started(WorkerId w) {
@@ -278,7 +288,7 @@ void ParentEngine::handle_frame(WorkerId w, Frame frame) {
     TaskState& task = tasks_.at(id);
     task.started = true;
     if (config_.task_timeouts) {
-      commands_.push_back({Command::Kind::ArmTimer, w, id, task.attempts});
+      commands_.push_back({Command::Kind::ArmTimer, w, id, task.attempts, task.timeout_ns});
     }
     return;
   }

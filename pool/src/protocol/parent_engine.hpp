@@ -48,6 +48,9 @@ struct ParentConfig {
 struct TaskSubmission {
   TaskId id = 0;
   std::string payload;
+  // The task's time budget, carried into its ArmTimer commands (a chunk of a map: the sum of its
+  // items' budgets); 0: the driver's pool-wide task timeout.
+  uint64_t timeout_ns = 0;
 };
 
 // How a worker process ended, as the driver observed it.
@@ -58,7 +61,9 @@ struct ExitInfo {
 };
 
 struct Completion {
-  enum class Kind { Result, RemoteError, WorkerLost, ProtocolError, Timeout, Terminated };
+  // Cancelled: withdrawn before any worker got it (ParentLoop's Inbox::cancel); never delivered
+  // to a caller.
+  enum class Kind { Result, RemoteError, WorkerLost, ProtocolError, Timeout, Terminated, Cancelled };
   TaskId task = 0;
   Kind kind = Kind::Result;
   std::string payload;  // Result / RemoteError: the worker's encoded bytes
@@ -72,7 +77,7 @@ struct Command {
   enum class Kind {
     StartWorker,  // start a process for slot `worker`, then call worker_started(worker)
     KillWorker,   // SIGKILL the process of slot `worker`; stop reading and writing its pipes
-    ArmTimer,     // call timer_fired(task) once the pool's task timeout has elapsed from now
+    ArmTimer,     // call timer_fired(task) once its timeout (timeout_ns, or the pool's) elapsed
   };
   Kind kind;
   WorkerId worker = 0;
@@ -80,7 +85,7 @@ struct Command {
   // ArmTimer: which attempt of the task the timer is for (a retried task gets a timer per attempt;
   // timer_fired(task, attempt) ignores the timers of earlier attempts).
   uint32_t attempt = 0;
-  // ArmTimer: the task's own budget in nanoseconds; 0: the pool's task timeout.
+  // ArmTimer: the task's TaskSubmission::timeout_ns (0: the pool-wide task timeout).
   uint64_t timeout_ns = 0;
 };
 
@@ -105,6 +110,9 @@ class ParentEngine {
   // ---- events ------------------------------------------------------------------------------
   // One API call's tasks (one scheduling pass; Batched sends one RunBatch per worker after it).
   void submit(std::vector<TaskSubmission> tasks);
+  // Withdraws `task` if no worker has been given it yet (it is still queued): it will never run
+  // and never complete. Returns false (and changes nothing) once it was assigned, or if unknown.
+  bool cancel(TaskId task);
   void worker_started(WorkerId w);
   // Bytes were read into read_buffer(w).
   void bytes_read(WorkerId w, size_t n);
@@ -167,6 +175,7 @@ class ParentEngine {
   struct TaskState {
     // Kept until the task completes, so a task that never started can be sent again.
     std::shared_ptr<const std::string> payload;
+    uint64_t timeout_ns = 0;  // TaskSubmission::timeout_ns
     uint32_t attempts = 0;
     bool started = false;  // a Started frame came back
     uint64_t assigned_ns = 0;

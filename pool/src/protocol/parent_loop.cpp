@@ -255,8 +255,10 @@ bool ParentLoop::apply_commands() {
 }
 
 bool ParentLoop::take_deliveries() {
-  if (!engine_.has_output()) return false;
+  if (!engine_.has_output() && withdrawn_.empty()) return false;
   delivering_ = engine_.take_completions();
+  for (Completion& completion : withdrawn_) delivering_.push_back(std::move(completion));
+  withdrawn_.clear();
   if (delivering_.empty()) return false;
   for (const Completion& completion : delivering_) {
     if (auto timer = timer_of_.find(completion.task); timer != timer_of_.end()) {
@@ -293,6 +295,14 @@ void ParentLoop::inbox(Inbox inbox) {
   expect(Pending::Inbox);
   pending_ = Pending::None;
   for (std::vector<TaskSubmission>& call : inbox.calls) engine_.submit(std::move(call));
+  for (TaskId task : inbox.cancel) {
+    if (engine_.cancel(task)) {
+      withdrawn_.push_back({task,
+                            Completion::Kind::Cancelled,
+                            {},
+                            "withdrawn before any worker had it (its imap was left early)"});
+    }
+  }
   if (inbox.terminate) {
     engine_.terminate();
     phase_ = Phase::Terminating;

@@ -22,7 +22,8 @@
 //   }
 //
 // One iteration of the loop, in the order the loop itself keeps:
-//   1. TakeInbox. A terminate request ends the loop: every unfinished task completes as
+//   1. TakeInbox. Cancelled tasks that no worker has yet are withdrawn (and delivered as
+//      Completion::Kind::Cancelled, for the executor to forget). A terminate request ends the loop: every unfinished task completes as
 //      Terminated, live workers are killed (KillWorker), completions delivered, Done. Otherwise
 //      each queued call is one ParentEngine::submit, and a join request begins the shutdown.
 //   2. The engine's commands: StartWorker for slots whose start is due (a young death's back-off
@@ -84,7 +85,8 @@ struct EngineSetup {
 // What the user threads queued since the last TakeInbox.
 struct Inbox {
   std::vector<std::vector<TaskSubmission>> calls;  // one ParentEngine::submit each, in order
-  bool join = false;                               // join() was called (after close())
+  std::vector<TaskId> cancel;  // withdraw these if no worker has them yet (a lazy imap left early)
+  bool join = false;           // join() was called (after close())
   bool terminate = false;                          // terminate() was called
 };
 
@@ -224,6 +226,7 @@ class ParentLoop {
   std::vector<Action> queued_;  // StartWorker / KillWorker / Deliver, before anything else
   size_t queued_pos_ = 0;
   std::vector<Completion> delivering_;
+  std::vector<Completion> withdrawn_;  // cancelled by the inbox, delivered with the next batch
   std::multimap<uint64_t, Timer> timers_;  // due -> task
   std::unordered_map<TaskId, std::multimap<uint64_t, Timer>::iterator> timer_of_;
   bool server_lost_ = false;

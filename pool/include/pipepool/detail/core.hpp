@@ -29,9 +29,15 @@ std::shared_ptr<Core> make_core(Options options);
 
 // Submits tasks [first_index, first_index + payloads.size()) of `call`. Throws PoolClosed after
 // close() or terminate() unless `continuation` (a lazy imap feeding itself after close(), which
-// Python would have submitted eagerly).
+// Python would have submitted eagerly). `items`: how many input items each task holds (empty: one
+// each); a task's timeout is Options::task_timeout times that.
 void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
-            size_t first_index, bool continuation = false);
+            size_t first_index, bool continuation = false, std::vector<uint64_t> items = {});
+
+// Withdraws the tasks of `call` that no worker has been given yet (a lazy imap left early): they
+// never run and never complete. Tasks already given to a worker run to the end. Returns at once;
+// does nothing on Pool(0) or a pool that has stopped.
+void cancel(Core& core, std::shared_ptr<CallState> call);
 
 void close(Core& core);
 void join(Core& core);

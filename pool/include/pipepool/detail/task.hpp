@@ -11,6 +11,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <string>
@@ -33,12 +34,144 @@ void encode_current_exception(std::string& out, uint64_t index);
 // false with an error payload in `out` when the task threw; throws ProtocolError for bad bytes.
 bool execute_task(std::string_view payload, std::string& out);
 
+}  // namespace pipepool::detail
+
+namespace pipepool {
+
+// A callable with arguments bound to it (pipepool::bind, pool.hpp): the bound values travel
+// through the codec, the callable's bytes as they are.
+template <class F, class... Bound>
+struct BoundCall {
+  F f;
+  std::tuple<Bound...> bound;
+
+  template <class... Args>
+  decltype(auto) operator()(
+      Args&&... args) const requires std::is_invocable_v<const F&, const Bound&..., Args&&...> {
+    return std::apply(
+        [&](const Bound&... values) -> decltype(auto) {
+          return std::invoke(f, values..., std::forward<Args>(args)...);
+        },
+        bound);
+  }
+};
+
+}  // namespace pipepool
+
+namespace pipepool::detail {
+
+template <class F>
+inline constexpr bool is_bound_v = false;
+template <class F, class... Bound>
+inline constexpr bool is_bound_v<BoundCall<F, Bound...>> = true;
+
+// A function pointer.
+template <class F>
+inline constexpr bool is_function_pointer_v =
+    std::is_pointer_v<F>&& std::is_function_v<std::remove_pointer_t<F>>;
+// A class with no data: a captureless lambda, a stateless functor.
+template <class F>
+inline constexpr bool is_stateless_class_v =
+    std::is_class_v<F>&& std::is_empty_v<F>&& std::is_trivially_copyable_v<F>;
+
+// What may be sent as a task: its bytes mean the same in a worker forked from this image.
 template <class F>
 inline constexpr bool is_sendable_callable_v =
-    std::is_trivially_copyable_v<F> && !std::is_member_pointer_v<F>;
+    is_function_pointer_v<F> || is_stateless_class_v<F> || is_bound_v<F>;
 
 template <class R>
 using Stored = std::conditional_t<std::is_void_v<R>, Unit, R>;
+
+// The parameter types of a callable whose signature is known (a function pointer, a lambda or
+// functor with one non-template operator()), decayed: what arguments are converted to, as a call
+// would convert them, before they are encoded. Unknown (a generic lambda): the arguments' types.
+template <class Sig>
+struct MemberSignature {
+  static constexpr bool known = false;
+};
+#define PIPEPOOL_MEMBER_SIGNATURE(QUALIFIERS)         \
+  template <class R, class C, class... A>             \
+  struct MemberSignature<R (C::*)(A...) QUALIFIERS> { \
+    static constexpr bool known = true;               \
+    using params = std::tuple<std::decay_t<A>...>;    \
+  };
+PIPEPOOL_MEMBER_SIGNATURE()
+PIPEPOOL_MEMBER_SIGNATURE(const)
+PIPEPOOL_MEMBER_SIGNATURE(noexcept)
+PIPEPOOL_MEMBER_SIGNATURE(const noexcept)
+#undef PIPEPOOL_MEMBER_SIGNATURE
+
+template <class F, class = void>
+struct Signature {
+  static constexpr bool known = false;
+};
+template <class R, class... A>
+struct Signature<R (*)(A...)> {
+  static constexpr bool known = true;
+  using params = std::tuple<std::decay_t<A>...>;
+};
+template <class R, class... A>
+struct Signature<R (*)(A...) noexcept> : Signature<R (*)(A...)> {};
+template <class F>
+struct Signature<F, std::void_t<decltype(&F::operator())>>
+    : MemberSignature<decltype(&F::operator())> {};
+
+template <size_t N, class Tuple>
+struct DropFront;
+template <class... Ts>
+struct DropFront<0, std::tuple<Ts...>> {
+  using type = std::tuple<Ts...>;
+};
+template <size_t N, class T, class... Ts>
+requires(N > 0) struct DropFront<N, std::tuple<T, Ts...>> : DropFront<N - 1, std::tuple<Ts...>> {
+};
+
+// A bound call's parameters: those of its callable after the bound ones.
+template <class F, class... Bound>
+requires(Signature<F>::known&& std::tuple_size_v<typename Signature<F>::params> >=
+         sizeof...(Bound)) struct Signature<BoundCall<F, Bound...>> {
+  static constexpr bool known = true;
+  using params = typename DropFront<sizeof...(Bound), typename Signature<F>::params>::type;
+};
+
+template <class F, size_t N>
+constexpr bool signature_has_arity() {
+  if constexpr (Signature<F>::known) {
+    return std::tuple_size_v<typename Signature<F>::params> == N;
+  } else {
+    return false;
+  }
+}
+
+template <class F, class Fallback, size_t N>
+struct ParamsOr {
+  using type = Fallback;
+};
+template <class F, class Fallback, size_t N>
+requires(signature_has_arity<F, N>()) struct ParamsOr<F, Fallback, N> {
+  using type = typename Signature<F>::params;
+};
+
+// The argument tuple a call f(args...) sends.
+template <class F, class... Args>
+using call_args_tuple_t = typename ParamsOr<F, std::tuple<Args...>, sizeof...(Args)>::type;
+// ... for map/imap over items of type Item.
+template <class F, class Item>
+using args_tuple_t = call_args_tuple_t<F, std::remove_cvref_t<Item>>;
+
+template <class F, class Tuple>
+struct StarArgs;
+template <class F, template <class...> class T, class... Ts>
+struct StarArgs<F, T<Ts...>> {
+  using type = call_args_tuple_t<F, std::remove_cvref_t<Ts>...>;
+};
+template <class F, class E, size_t N>
+struct StarArgs<F, std::array<E, N>> {
+  using type = typename ParamsOr<F, std::array<E, N>, N>::type;
+};
+// ... for starmap over tuples, pairs or arrays of arguments.
+template <class F, class Item>
+using star_args_tuple_t = typename StarArgs<F, std::remove_cvref_t<Item>>::type;
 
 // Invokes f on one item (a tuple of arguments) and encodes the result.
 template <class F, class ArgsTuple>
@@ -52,11 +185,46 @@ void run_item(const F& f, ArgsTuple&& args, Writer& writer) {
 }
 
 // The worker-side entry of one (F, argument tuple) pair.
-template <class F, class ArgsTuple>
-bool run_chunk(Reader& in, std::string& out) {
+// The callable's bytes (a captureless lambda: its one byte is padding, sent as zero).
+template <class F>
+void write_callable(Writer& writer, const F& f) {
+  if constexpr (std::is_empty_v<F>) {
+    const std::array<char, sizeof(F)> none{};
+    writer.write_bytes(none.data(), none.size());
+  } else {
+    writer.write_trivial(f);
+  }
+}
+template <class F>
+F read_callable(Reader& in) {
   std::array<char, sizeof(F)> raw;
   in.read_bytes(raw.data(), sizeof(F));
-  const F f = std::bit_cast<F>(raw);
+  return std::bit_cast<F>(raw);
+}
+
+// A task's callable on the wire: its bytes, and for a bound call its bound values (encoded).
+template <class F>
+void encode_callable(Writer& writer, const F& f) {
+  if constexpr (is_bound_v<F>) {
+    write_callable(writer, f.f);
+    pipepool::encode(writer, f.bound);
+  } else {
+    write_callable(writer, f);
+  }
+}
+template <class F>
+F decode_callable(Reader& in) {
+  if constexpr (is_bound_v<F>) {
+    auto inner = read_callable<decltype(F::f)>(in);
+    return F{inner, pipepool::decode<decltype(F::bound)>(in)};
+  } else {
+    return read_callable<F>(in);
+  }
+}
+
+template <class F, class ArgsTuple>
+bool run_chunk(Reader& in, std::string& out) {
+  const F f = decode_callable<F>(in);
   const auto count = in.read_trivial<uint64_t>();
   Writer writer(out);
   writer.write_trivial<uint64_t>(count);
@@ -74,19 +242,21 @@ bool run_chunk(Reader& in, std::string& out) {
   return true;
 }
 
-// Starts a task payload for callable f, to be followed by `count` encoded items.
+// Starts a task payload for callable f, to be followed by `count` encoded items. Returns the offset
+// of the count, for set_task_count when the number of items is known only afterwards.
 template <class F, class ArgsTuple>
-void begin_task(std::string& out, const F& f, uint64_t count) {
+size_t begin_task(std::string& out, const F& f, uint64_t count) {
   const Trampoline trampoline = &run_chunk<F, ArgsTuple>;
   Writer writer(out);
   writer.write_trivial(reinterpret_cast<uintptr_t>(trampoline));
-  if constexpr (std::is_empty_v<F>) {
-    const std::array<char, sizeof(F)> none{};  // a captureless lambda: its byte is padding
-    writer.write_bytes(none.data(), none.size());
-  } else {
-    writer.write_trivial(f);
-  }
+  encode_callable(writer, f);
+  const size_t count_at = out.size();
   writer.write_trivial<uint64_t>(count);
+  return count_at;
+}
+
+inline void set_task_count(std::string& payload, size_t count_at, uint64_t count) {
+  std::memcpy(payload.data() + count_at, &count, sizeof count);
 }
 
 // Decodes a chunk's results, appending them to `out`.
