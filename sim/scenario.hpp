@@ -65,6 +65,8 @@ struct Scenario {
   uint32_t max_retries = 0;
   uint64_t engine_seed = 0;  // the parent engine's seed (scheduler tie-breaks)
   std::vector<Call> calls;
+  std::shared_ptr<Scheduler> custom_scheduler;        // replaces `scheduler` when set
+  std::shared_ptr<const IoStrategy> custom_strategy;  // replaces `strategy` when set
 };
 
 // ---- task payloads -------------------------------------------------------------------------

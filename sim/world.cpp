@@ -179,12 +179,28 @@ struct World::User {
 
 // ---- construction ------------------------------------------------------------------------------
 
+namespace {
+// A user's scheduler without clone(): every run uses the one instance.
+class SharedScheduler final : public Scheduler {
+ public:
+  explicit SharedScheduler(std::shared_ptr<Scheduler> shared) : shared_(std::move(shared)) {}
+  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random& random) override {
+    return shared_->pick(workers, random);
+  }
+  std::string_view name() const override { return shared_->name(); }
+
+ private:
+  std::shared_ptr<Scheduler> shared_;
+};
+}  // namespace
+
 World::World(std::shared_ptr<const Script> script, WorldOptions options)
     : script_(std::move(script)), options_(options), workers_count_(script_->scenario.workers) {
   const Scenario& s = script_->scenario;
   pipe_config_.slots = s.pipe_pages;
   pipe_config_.page_size = s.page_size;
-  const IoStrategy& strategy = builtin_strategy(s.strategy);
+  const IoStrategy& strategy =
+      s.custom_strategy ? *s.custom_strategy : builtin_strategy(s.strategy);
   child_config_.mode = strategy.child_mode();
   child_config_.max_tasks = s.max_tasks_per_child;
   child_config_.send_started = s.task_timeout_us != 0;
@@ -195,7 +211,12 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
   config.task_timeouts = s.task_timeout_us != 0;
   config.max_retries = s.max_retries;
   config.seed = s.engine_seed;
-  scheduler_ = make_scheduler(s.scheduler, s.demand_max_in_flight);
+  if (s.custom_scheduler) {
+    scheduler_ = s.custom_scheduler->clone();
+    if (!scheduler_) scheduler_ = std::make_unique<SharedScheduler>(s.custom_scheduler);
+  } else {
+    scheduler_ = make_scheduler(s.scheduler, s.demand_max_in_flight);
+  }
   engine_ = std::make_unique<protocol::ParentEngine>(config, strategy, *scheduler_);
   user_ = std::make_unique<User>();
   parent_ = std::make_unique<Parent>();

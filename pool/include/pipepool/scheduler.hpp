@@ -61,6 +61,10 @@ class Scheduler {
   // `workers` is never empty and lists only workers that can take a task now, in slot order.
   virtual std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random& random) = 0;
   virtual std::string_view name() const = 0;
+  // A fresh copy in its initial state, so that the simulator can run many pools; nullptr: the one
+  // instance is shared across runs (fine for a scheduler that keeps no state between picks; a
+  // stateful one that does not override clone() is caught by the explorer's determinism check).
+  virtual std::unique_ptr<Scheduler> clone() const { return nullptr; }
 };
 
 enum class SchedulerKind { Demand, ShortestBacklog, RoundRobin };
