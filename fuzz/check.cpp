@@ -458,6 +458,30 @@ std::string scenario_text(const Scenario& s) {
 
 }  // namespace
 
+std::string sim_run_command(const Scenario& s, const std::string& schedule) {
+  const auto quote = [](const std::string& text) {
+    std::string out = "'";
+    for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+  };
+  std::string out = "pipepool sim run --strategy " + std::string(to_string(s.strategy)) +
+                    " --scheduler " + std::string(to_string(s.scheduler));
+  if (s.scheduler == SchedulerKind::Demand) {
+    out += " --demand-in-flight " + std::to_string(s.demand_max_in_flight);
+  }
+  out +=
+      " --workers " + std::to_string(s.workers) + " --pipe-pages " + std::to_string(s.pipe_pages);
+  if (s.engine_seed != 0) out += " --engine-seed " + std::to_string(s.engine_seed);
+  if (s.task_timeout_us != 0) out += " --task-timeout-ms " + sim::format_ms(s.task_timeout_us);
+  if (s.max_tasks_per_child != 0) {
+    out += " --max-tasks-per-child " + std::to_string(s.max_tasks_per_child);
+  }
+  if (s.max_retries != 0) out += " --max-retries " + std::to_string(s.max_retries);
+  for (const Call& call : s.calls) out += " --call " + quote(sim::describe_call(call));
+  if (!schedule.empty()) out += " --replay " + quote(schedule);
+  return out;
+}
+
 CheckResult check(const Options& options, const Settings& settings) {
   CheckResult result;
   result.seed = settings.seed;
@@ -520,10 +544,10 @@ std::string format_text(const CheckResult& r) {
          std::to_string(r.shrink_accepted) + " steps kept) from " +
          std::to_string(r.original.calls.size()) + " calls, " +
          std::to_string(list_tasks(r.original).size()) + " tasks, " +
-         std::to_string(r.original.workers) + " workers to " +
+         std::to_string(r.original.workers) + " worker(s) to " +
          std::to_string(r.counterexample.calls.size()) + " calls, " +
          std::to_string(r.tasks.size()) + " tasks, " + std::to_string(r.counterexample.workers) +
-         " workers.\n\ncounterexample (sim scenario format):\n";
+         " worker(s).\n\ncounterexample (sim scenario format):\n";
   out += r.scenario_text;
   out += "\ntasks:\n";
   for (const TaskInfo& t : r.tasks) {
@@ -533,6 +557,9 @@ std::string format_text(const CheckResult& r) {
            t.call_text + ")\n";
   }
   out += "\nreplay: '" + r.replay + "'\n";
+  if (!r.counterexample.custom_scheduler && !r.counterexample.custom_strategy) {
+    out += "reproduce: " + sim_run_command(r.counterexample, r.replay) + "\n";
+  }
   if (r.run && r.run->deadlock) out += "\n" + r.run->deadlock->summary + "\n";
   if (r.run && !r.run->failure.empty()) out += "\nfailure: " + r.run->failure + "\n";
   return out;

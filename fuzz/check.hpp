@@ -101,6 +101,9 @@ CheckResult check(const Options& options, const Settings& settings = {});
 
 // The report, as `pipepool fuzz` prints it.
 std::string format_text(const CheckResult& result);
+// `pipepool sim run ... --replay 'SCHEDULE'`: the command line that replays `schedule` on
+// `scenario` (a built-in design; a user-written one is replayed in C++).
+std::string sim_run_command(const sim::Scenario& scenario, const std::string& schedule);
 // The design and its simulated pipe capacity, one line.
 std::string describe_design(const sim::Scenario& scenario);
 

@@ -6,6 +6,7 @@
 namespace pipepool::tools {
 int run_demo_command(int argc, char** argv);
 int run_sim_pipe_command(int argc, char** argv);
+int run_fuzz_command(int argc, char** argv);
 #ifdef PIPEPOOL_HAVE_SIM_COMMAND
 int run_sim_command(int argc, char** argv);
 #endif
@@ -21,6 +22,7 @@ int usage() {
 #ifdef PIPEPOOL_HAVE_SIM_COMMAND
                "  sim run|threshold    simulate a scenario on the pool's own protocol\n"
 #endif
+               "  fuzz                 search for deadlocking workloads and shrink them\n"
                "run `pipepool COMMAND --help` for a command's options\n");
   return 2;
 }
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return usage();
   const std::string command = argv[1];
   if (command == "demo") return pipepool::tools::run_demo_command(argc - 2, argv + 2);
+  if (command == "fuzz") return pipepool::tools::run_fuzz_command(argc - 2, argv + 2);
   if (command == "sim") {
     if (argc >= 3 && std::strcmp(argv[2], "pipe") == 0) {
       return pipepool::tools::run_sim_pipe_command(argc - 3, argv + 3);
