@@ -31,6 +31,13 @@ std::string echo_resized(std::string in, size_t out_bytes) {
 constexpr uint64_t kTaskOverhead = 40;
 constexpr uint64_t kResultOverhead = 16;
 
+// "apply_async 0 65505 0; apply 65505 0 0"
+std::string calls_text(const sim::Scenario& s) {
+  std::string out;
+  for (const auto& call : s.calls) out += (out.empty() ? "" : "; ") + sim::describe_call(call);
+  return out;
+}
+
 struct RealRun {
   bool hung = false;
   double seconds = 0;
@@ -118,8 +125,8 @@ void expect_real_hang_then_epoll_completes(Strategy strategy, uint64_t seed, int
   const CheckResult found = check(options, settings);
   ASSERT_FALSE(found.holds) << "seed " << seed;
   const auto [deadlocks, schedules] = deadlocking_schedules(found.counterexample);
-  std::printf("%s pool, check() seed %llu: %s", std::string(to_string(strategy)).c_str(),
-              static_cast<unsigned long long>(seed), found.scenario_text.c_str());
+  std::printf("%s pool, check() seed %llu: %s\n", std::string(to_string(strategy)).c_str(),
+              static_cast<unsigned long long>(seed), calls_text(found.counterexample).c_str());
   std::printf("  simulator: %llu of %llu schedules (<= 2 preemptions) deadlock\n",
               static_cast<unsigned long long>(deadlocks),
               static_cast<unsigned long long>(schedules));
@@ -172,9 +179,10 @@ TEST(RealReplay, UnbatchedJoinAtOnceRaceIsReported) {
     EXPECT_TRUE(real.left_running.empty());
     hangs += real.hung;
   }
-  std::printf("join at once: simulator %llu of %llu schedules deadlock; real pool hung %d of 3\n%s",
-              static_cast<unsigned long long>(deadlocks),
-              static_cast<unsigned long long>(schedules), hangs, found.scenario_text.c_str());
+  std::printf(
+      "join at once, %s: simulator %llu of %llu schedules deadlock; real pool hung %d of 3\n",
+      calls_text(found.counterexample).c_str(), static_cast<unsigned long long>(deadlocks),
+      static_cast<unsigned long long>(schedules), hangs);
 }
 
 }  // namespace
