@@ -84,9 +84,12 @@ void large_payloads() {
 
 }  // namespace
 
+std::string fuzz_demo_section();  // fuzz_command.cpp
+
 int run_demo_command(int, char**) {
   tour();
   large_payloads();
+  std::fputs(fuzz_demo_section().c_str(), stdout);
   std::printf(
       "\nNext: `pipepool sim` explores such scenarios exhaustively over a byte-exact pipe model;\n"
       "`pipepool sim pipe fill:4097` shows how many 4097-byte writes fit in a pipe.\n");
