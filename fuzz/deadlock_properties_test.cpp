@@ -127,8 +127,12 @@ bool waits_at_end(const Scenario& s) {
   return false;
 }
 
+// What reproduces a failure: the seed, the shrunk scenario and its failing schedule.
 std::string where(const Failure& f) {
-  return f.rc_params + "\nshrunk scenario:\n" + sim::to_text(f.shrunk);
+  const Verdict v = judge(f.shrunk, property_settings(f.shrunk.pipe_pages));
+  const std::string schedule = v.run ? sim::format_schedule(v.run->schedule) : "(none)";
+  return f.rc_params + "\nshrunk scenario:\n" + sim::to_text(f.shrunk) +
+         "replay: " + sim_run_command(f.shrunk, schedule) + "\n";
 }
 
 // `exact_join_at_once`: whether the threshold's --join-at-once answer is also the smallest over
