@@ -57,6 +57,10 @@ struct Scenario {
   Strategy strategy = Strategy::Epoll;
   SchedulerKind scheduler = SchedulerKind::ShortestBacklog;
   uint32_t demand_max_in_flight = 1;  // Demand only
+  // A user's design, as Options::custom_scheduler / custom_strategy give it to the real pool.
+  // Each simulated pool runs a fresh copy of the scheduler (Scheduler::clone()) when it offers one.
+  std::shared_ptr<Scheduler> custom_scheduler{};
+  std::shared_ptr<const IoStrategy> custom_strategy{};
   uint32_t workers = 1;               // 1 .. 62
   uint32_t pipe_pages = 16;           // slots of every task and result pipe (a power of two)
   uint32_t page_size = 4096;          // bytes of one slot
@@ -65,8 +69,6 @@ struct Scenario {
   uint32_t max_retries = 0;
   uint64_t engine_seed = 0;  // the parent engine's seed (scheduler tie-breaks)
   std::vector<Call> calls;
-  std::shared_ptr<Scheduler> custom_scheduler;        // replaces `scheduler` when set
-  std::shared_ptr<const IoStrategy> custom_strategy;  // replaces `strategy` when set
 };
 
 // ---- task payloads -------------------------------------------------------------------------
