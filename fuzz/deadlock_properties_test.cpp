@@ -15,6 +15,7 @@
 
 #include "check.hpp"
 #include "threshold.hpp"
+#include "watchdog.hpp"
 
 namespace pipepool::sim {
 // How RapidCheck prints a scenario: the simulator's text format.
@@ -207,6 +208,7 @@ uint64_t seeds(uint64_t count) {
 TEST(DeadlockProperties, UnbatchedShrinksToTheThreshold16Pages) {
   for (uint64_t seed = 1; seed <= seeds(10); ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
+    pipepool::testing::extend_watchdog(60);  // each seed gets the budget of a whole test
     check_unbatched_minimal(16, seed);
   }
 }
@@ -214,6 +216,7 @@ TEST(DeadlockProperties, UnbatchedShrinksToTheThreshold16Pages) {
 TEST(DeadlockProperties, UnbatchedShrinksToTheThreshold4Pages) {
   for (uint64_t seed = 101; seed < 101 + seeds(10); ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
+    pipepool::testing::extend_watchdog(60);  // each seed gets the budget of a whole test
     check_unbatched_minimal(4, seed);
   }
 }
@@ -221,6 +224,7 @@ TEST(DeadlockProperties, UnbatchedShrinksToTheThreshold4Pages) {
 TEST(DeadlockProperties, UnbatchedShrinksToTheThreshold1Page) {
   for (uint64_t seed = 201; seed < 201 + seeds(4); ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
+    pipepool::testing::extend_watchdog(60);  // each seed gets the budget of a whole test
     check_unbatched_minimal(1, seed, /*exact_join_at_once=*/false);
   }
 }
@@ -230,6 +234,7 @@ TEST(DeadlockProperties, UnbatchedShrinksToTheThreshold1Page) {
 TEST(DeadlockProperties, BatchedShrinksToTwoCallsInFlightOnOneWorker) {
   for (uint64_t seed = 301; seed < 301 + seeds(6); ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
+    pipepool::testing::extend_watchdog(60);  // each seed gets the budget of a whole test
     const auto failure = run_failing_property(Strategy::Batched, 16, seed);
     ASSERT_TRUE(failure);
     const Scenario& s = failure->shrunk;
