@@ -61,11 +61,11 @@ struct Scenario {
   // Each simulated pool runs a fresh copy of the scheduler (Scheduler::clone()) when it offers one.
   std::shared_ptr<Scheduler> custom_scheduler{};
   std::shared_ptr<const IoStrategy> custom_strategy{};
-  uint32_t workers = 1;               // 1 .. 62
-  uint32_t pipe_pages = 16;           // slots of every task and result pipe (a power of two)
-  uint32_t page_size = 4096;          // bytes of one slot
-  uint64_t task_timeout_us = 0;       // 0: no task timeouts (no Started frames, no timers)
-  uint32_t max_tasks_per_child = 0;   // 0: unlimited
+  uint32_t workers = 1;              // 1 .. 62
+  uint32_t pipe_pages = 16;          // slots of every task and result pipe (a power of two)
+  uint32_t page_size = 4096;         // bytes of one slot
+  uint64_t task_timeout_us = 0;      // 0: no task timeouts (no Started frames, no timers)
+  uint32_t max_tasks_per_child = 0;  // 0: unlimited
   uint32_t max_retries = 0;
   uint64_t engine_seed = 0;  // the parent engine's seed (scheduler tie-breaks)
   std::vector<Call> calls;
