@@ -5,8 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# clang and libclang-rt-14-dev (libFuzzer's runtime, only recommended by clang, and installs here
+# go without recommends): the libFuzzer targets of fuzz/libfuzzer/.
 packages=(cmake g++ make libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
-          libcli11-dev nlohmann-json3-dev systemtap-sdt-dev bpftrace
+          libcli11-dev nlohmann-json3-dev systemtap-sdt-dev bpftrace clang libclang-rt-14-dev
           python3 python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do

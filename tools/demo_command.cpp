@@ -14,6 +14,9 @@
 #include "pipepool/pipepool.hpp"
 
 namespace pipepool::tools {
+
+std::string fuzz_demo_section();  // fuzz_command.cpp
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -111,6 +114,7 @@ Run setup_demo(CLI::App& command) {
   return [args] {
     tour();
     large_payloads(*args);
+    std::fputs(fuzz_demo_section().c_str(), stdout);
     std::printf(
         "\nNext: `pipepool sim` explores such scenarios exhaustively over a byte-exact pipe "
         "model;\n`pipepool sim pipe fill:4097` shows how many 4097-byte writes fit in a pipe.\n");

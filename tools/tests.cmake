@@ -16,7 +16,7 @@ set_tests_properties(tools_sim_pipe_fill PROPERTIES
   PASS_REGULAR_EXPRESSION "fill:4097 +-> 10 whole writes fit; the next returns 4096" TIMEOUT 30)
 add_test(NAME tools_demo COMMAND pipepool_command demo)
 set_tests_properties(tools_demo PROPERTIES
-  PASS_REGULAR_EXPRESSION "epoll +completed.*unbatched +DEADLOCK" TIMEOUT 120)
+  PASS_REGULAR_EXPRESSION "epoll +completed.*unbatched +DEADLOCK.*epoll +holds over 100 scenarios.*batched +DEADLOCK.*unbatched +DEADLOCK.*--replay" TIMEOUT 180)
 
 # --help on stdout with exit 0, for the program and every subcommand; --version.
 pipepool_cli_test(help 0 stdout any "demo.*\n?.*" --help)
