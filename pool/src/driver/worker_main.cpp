@@ -59,6 +59,7 @@ int worker_main(void* context, int task_fd, int result_fd) {
                                 .send_started = config.send_started,
                                 .read_ahead_bytes = config.read_ahead_bytes});
   std::vector<iovec> pieces;
+  const pid_t worker_pid = ::getpid();  // once: getpid(2) is a system call, the probes are not
   for (;;) {
     protocol::ChildEngine::Action action = engine.next();
     switch (action.op) {
@@ -70,13 +71,13 @@ int worker_main(void* context, int task_fd, int result_fd) {
       case protocol::ChildEngine::Op::Run: {
         std::string out;
         bool ok;
-        PIPEPOOL_PROBE3(task_started, action.task, ::getpid(), action.task_payload->size());
+        PIPEPOOL_PROBE3(task_started, action.task, worker_pid, action.task_payload->size());
         try {
           ok = detail::execute_task(*action.task_payload, out);
         } catch (const ProtocolError&) {
           return protocol::kExitProtocolError;
         }
-        PIPEPOOL_PROBE3(task_finished, action.task, ::getpid(), out.size());
+        PIPEPOOL_PROBE3(task_finished, action.task, worker_pid, out.size());
         engine.task_finished(ok, std::move(out));
         break;
       }
