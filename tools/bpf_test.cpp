@@ -132,21 +132,24 @@ TEST(Bpf, WriteSizesHistogramShowsTheFrameSize) {
   EXPECT_GT(bucket_count(histogram, "[1K, 2K)"), 0u) << histogram;
 }
 
+// The probes of every process running the workload binary are traced: with ctest -j, another
+// test's workload may add to the counts, so they are lower bounds.
+uint64_t scalar(const std::string& out, const std::string& name) {
+  const size_t at = out.find("\n" + name + ": ");
+  return at == std::string::npos ? 0 : std::stoull(out.substr(at + name.size() + 3));
+}
+
 TEST(Bpf, TaskLatencyHasAHistogramPerStrategy) {
   SKIP_WITHOUT_BPF();
   const std::string out = trace_workload("task_latency.bt", {kWorkload});
-  for (const char* strategy : {"epoll", "batched", "unbatched"}) {
-    EXPECT_NE(out.find(std::string("@latency_us[") + strategy + "]:"), std::string::npos)
-        << strategy << "\n"
-        << out;
-    EXPECT_NE(out.find(std::string("@tasks[") + strategy + "]: " + std::to_string(kTasks)),
-              std::string::npos)
-        << strategy << "\n"
-        << out;
+  for (const std::string strategy : {"epoll", "batched", "unbatched"}) {
+    EXPECT_NE(out.find("@latency_us[" + strategy + "]:"), std::string::npos) << strategy << out;
+    EXPECT_GE(scalar(out, "@tasks[" + strategy + "]"), static_cast<uint64_t>(kTasks))
+        << strategy << out;
   }
   EXPECT_NE(out.find("@run_us:"), std::string::npos) << out;
-  EXPECT_NE(out.find("@workers_spawned: 6"), std::string::npos) << out;  // 3 pools, 2 each
-  EXPECT_NE(out.find("@workers_lost["), std::string::npos) << out;
+  EXPECT_GE(scalar(out, "@workers_spawned"), 6u) << out;     // 3 pools, 2 workers each
+  EXPECT_GE(scalar(out, "@workers_lost[0, 0]"), 6u) << out;  // each retired when its pool closed
 }
 
 }  // namespace
