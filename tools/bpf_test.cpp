@@ -8,7 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
-#include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +54,7 @@ const std::string& bpf_skip_reason() {
 }
 
 // Runs `script args...` while the workload runs once, then ends it (SIGINT: it prints its maps).
+// The syscall scripts get the workload's command name (15 characters) as their COMM filter.
 std::string trace_workload(const std::string& script, const std::vector<std::string>& args = {}) {
   std::vector<std::string> argv{find_bpftrace(), kBpfDir + "/" + script};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -64,8 +65,34 @@ std::string trace_workload(const std::string& script, const std::vector<std::str
   EXPECT_NE(workload.out().find("done"), std::string::npos);
   std::this_thread::sleep_for(200ms);
   ::kill(tracer.pid(), SIGINT);
-  EXPECT_EQ(tracer.finish(20s), 0) << tracer.err();
+  EXPECT_EQ(tracer.finish(60s), 0) << tracer.err();  // printing its maps, on a busy machine
   return tracer.out();
+}
+
+// Values of the bpftrace map lines ("@name[key, ...]: value") that start with `prefix` and hold
+// every one of `parts`. (Plain string search: std::regex trips a false -Wmaybe-uninitialized of
+// GCC 12 under ASan.)
+std::vector<uint64_t> map_values(const std::string& out, const std::string& prefix,
+                                 const std::vector<std::string>& parts) {
+  std::vector<uint64_t> values;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    bool all = true;
+    for (const std::string& part : parts) all = all && line.find(part) != std::string::npos;
+    const size_t colon = line.rfind("]: ");
+    if (all && colon != std::string::npos) values.push_back(std::stoull(line.substr(colon + 3)));
+  }
+  return values;
+}
+
+// The count of one bucket ("[1K, 2K)   1502 |@@@|") of a histogram; 0 if absent.
+uint64_t bucket_count(const std::string& histogram, const std::string& bucket) {
+  std::istringstream lines(histogram);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(bucket, 0) == 0) return std::stoull(line.substr(bucket.size()));
+  }
+  return 0;
 }
 
 #define SKIP_WITHOUT_BPF()                                   \
@@ -76,24 +103,21 @@ std::string trace_workload(const std::string& script, const std::vector<std::str
 
 TEST(Bpf, BlockedIoTimesBlockedPipeReadsPerProcess) {
   SKIP_WITHOUT_BPF();
-  const std::string out = trace_workload("blocked_io.bt");
+  const std::string out = trace_workload("blocked_io.bt", {"pipepool_worklo"});
   // Workers block reading their task pipe between tasks.
-  EXPECT_TRUE(std::regex_search(
-      out, std::regex(R"(@blocked_us\[pipepool_worklo, \d+, pipe, read\]: [1-9]\d*)")))
-      << out;
-  EXPECT_TRUE(std::regex_search(
-      out, std::regex(R"(@blocked_calls\[pipepool_worklo, \d+, pipe, read\]: [1-9]\d*)")))
-      << out;
+  const auto micros = map_values(out, "@blocked_us[pipepool_worklo, ", {", pipe, read]: "});
+  const auto calls = map_values(out, "@blocked_calls[pipepool_worklo, ", {", pipe, read]: "});
+  EXPECT_FALSE(micros.empty()) << out;
+  EXPECT_FALSE(calls.empty()) << out;
+  for (uint64_t value : calls) EXPECT_GT(value, 0u) << out;
 }
 
 TEST(Bpf, PipeBytesCountsEveryTaskByte) {
   SKIP_WITHOUT_BPF();
-  const std::string out = trace_workload("pipe_bytes.bt");
-  const std::regex line(R"(@pipe_bytes\[(\d+), pipepool_worklo, (\d+), write\]: (\d+))");
+  const std::string out = trace_workload("pipe_bytes.bt", {"pipepool_worklo"});
   uint64_t written = 0;
-  for (auto it = std::sregex_iterator(out.begin(), out.end(), line); it != std::sregex_iterator();
-       ++it) {
-    written += std::stoull((*it)[3]);
+  for (uint64_t bytes : map_values(out, "@pipe_bytes[", {", pipepool_worklo, ", ", write]: "})) {
+    written += bytes;
   }
   // Three pools; each writes every task (1000 bytes and a header) and its result.
   EXPECT_GE(written, 3u * 2u * kTasks * 1000u) << out;
@@ -101,29 +125,32 @@ TEST(Bpf, PipeBytesCountsEveryTaskByte) {
 
 TEST(Bpf, WriteSizesHistogramShowsTheFrameSize) {
   SKIP_WITHOUT_BPF();
-  const std::string out = trace_workload("write_sizes.bt");
+  const std::string out = trace_workload("write_sizes.bt", {"pipepool_worklo"});
   const size_t at = out.find("@write_bytes[pipepool_worklo, pipe]:");
   ASSERT_NE(at, std::string::npos) << out;
   // A 1000-byte task or result and its header: one write of 1 KiB to 2 KiB.
   const std::string histogram = out.substr(at, out.find("\n\n", at) - at);
-  EXPECT_TRUE(std::regex_search(histogram, std::regex(R"(\[1K, 2K\)\s+[1-9]\d* \|)"))) << histogram;
+  EXPECT_GT(bucket_count(histogram, "[1K, 2K)"), 0u) << histogram;
+}
+
+// The probes of every process running the workload binary are traced: with ctest -j, another
+// test's workload may add to the counts, so they are lower bounds.
+uint64_t scalar(const std::string& out, const std::string& name) {
+  const size_t at = out.find("\n" + name + ": ");
+  return at == std::string::npos ? 0 : std::stoull(out.substr(at + name.size() + 3));
 }
 
 TEST(Bpf, TaskLatencyHasAHistogramPerStrategy) {
   SKIP_WITHOUT_BPF();
   const std::string out = trace_workload("task_latency.bt", {kWorkload});
-  for (const char* strategy : {"epoll", "batched", "unbatched"}) {
-    EXPECT_NE(out.find(std::string("@latency_us[") + strategy + "]:"), std::string::npos)
-        << strategy << "\n"
-        << out;
-    EXPECT_NE(out.find(std::string("@tasks[") + strategy + "]: " + std::to_string(kTasks)),
-              std::string::npos)
-        << strategy << "\n"
-        << out;
+  for (const std::string strategy : {"epoll", "batched", "unbatched"}) {
+    EXPECT_NE(out.find("@latency_us[" + strategy + "]:"), std::string::npos) << strategy << out;
+    EXPECT_GE(scalar(out, "@tasks[" + strategy + "]"), static_cast<uint64_t>(kTasks))
+        << strategy << out;
   }
   EXPECT_NE(out.find("@run_us:"), std::string::npos) << out;
-  EXPECT_NE(out.find("@workers_spawned: 6"), std::string::npos) << out;  // 3 pools, 2 each
-  EXPECT_NE(out.find("@workers_lost["), std::string::npos) << out;
+  EXPECT_GE(scalar(out, "@workers_spawned"), 6u) << out;     // 3 pools, 2 workers each
+  EXPECT_GE(scalar(out, "@workers_lost[0, 0]"), 6u) << out;  // each retired when its pool closed
 }
 
 }  // namespace

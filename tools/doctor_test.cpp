@@ -278,6 +278,24 @@ TEST(Doctor, RunModeDiagnosesAndEndsAStalledCommand) {
   EXPECT_FALSE(proc::read_process_stat(pid)) << pid;
 }
 
+TEST(Doctor, RunModeEndsAStuckPoolsWholeTree) {
+  const Outcome result =
+      run({kDoctor, "doctor", "--json", "--stall", "0.5", "--", kWorkload, "stuck-unbatched"});
+  EXPECT_EQ(result.status, 1) << result.err;
+  const size_t ready = result.out.find("ready\n");
+  ASSERT_NE(ready, std::string::npos) << result.out;
+  const auto json = nlohmann::json::parse(result.out.substr(ready + 6));
+  EXPECT_EQ(json["verdict"], "deadlock");
+  ASSERT_EQ(json["cycle"].size(), 2u);
+  // The pool, its fork server and its worker are all gone, reaped (not zombies left to init).
+  for (const auto& process : json["processes"]) {
+    const pid_t pid = process["pid"];
+    EXPECT_FALSE(proc::read_process_stat(pid)) << pid;
+  }
+  const pid_t group = json["cycle"][0];
+  EXPECT_EQ(::kill(-group, 0), -1);
+}
+
 TEST(Doctor, RunModeExitsWithTheCommandsStatus) {
   EXPECT_EQ(run({kDoctor, "doctor", "--", "sh", "-c", "exit 7"}).status, 7);
   EXPECT_EQ(run({kDoctor, "doctor", "--", "sh", "-c", "sleep 0.3; exit 0"}).status, 0);

@@ -1,6 +1,7 @@
 #include "watch.hpp"
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -49,6 +50,9 @@ int decode_status(int status) {
 
 WatchResult watch_command(const WatchOptions& options) {
   WatchResult result;
+  // Orphans of the command's tree (a pool's workers once their parent is killed) become this
+  // process's children, so that they are reaped here rather than left to init.
+  (void)::prctl(PR_SET_CHILD_SUBREAPER, 1);
   std::vector<char*> argv;
   for (const std::string& word : options.command) argv.push_back(const_cast<char*>(word.c_str()));
   argv.push_back(nullptr);
@@ -104,6 +108,14 @@ WatchResult watch_command(const WatchOptions& options) {
       while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
       }
       result.exit_status = decode_status(status);
+      // Reap the rest of the tree (reparented here), up to a second.
+      const auto reap_until = Clock::now() + std::chrono::seconds(1);
+      while (Clock::now() < reap_until) {
+        int other = 0;
+        const pid_t reaped = ::waitpid(-1, &other, WNOHANG);
+        if (reaped < 0 && errno == ECHILD) break;
+        if (reaped <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
       break;
     }
     last = std::move(now);

@@ -6,8 +6,10 @@
 //   if (result.stalled) std::fputs(render_text(*result.diagnosis).c_str(), stderr);
 //
 // The command runs in a process group of its own, which is what gets killed (SIGKILL), with any
-// process of its tree that left the group. While it runs, SIGINT, SIGTERM and SIGHUP sent to the
-// caller are passed on to that group (so Ctrl-C still reaches it). Call from one thread.
+// process of its tree that left the group; the caller becomes a child subreaper
+// (PR_SET_CHILD_SUBREAPER) so that orphans of the tree are reaped by it, not left to init. While it
+// runs, SIGINT, SIGTERM and SIGHUP sent to the caller are passed on to that group (so Ctrl-C still
+// reaches it). Call from one thread.
 #pragma once
 
 #include <chrono>

@@ -87,6 +87,7 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
 
   protocol::ChildEngine engine(config.config);
   std::vector<iovec> pieces;
+  const pid_t worker_pid = ::getpid();  // once: getpid(2) is a system call, the probes are not
   for (;;) {
     protocol::ChildEngine::Action action = engine.next();
     switch (action.op) {
@@ -98,13 +99,13 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
       case protocol::ChildEngine::Op::Run: {
         std::string out;
         bool ok;
-        PIPEPOOL_PROBE3(task_started, action.task, ::getpid(), action.task_payload->size());
+        PIPEPOOL_PROBE3(task_started, action.task, worker_pid, action.task_payload->size());
         try {
           ok = detail::execute_task(*action.task_payload, out);
         } catch (const ProtocolError&) {
           return protocol::kExitProtocolError;
         }
-        PIPEPOOL_PROBE3(task_finished, action.task, ::getpid(), out.size());
+        PIPEPOOL_PROBE3(task_finished, action.task, worker_pid, out.size());
         engine.task_finished(ok, std::move(out));
         break;
       }

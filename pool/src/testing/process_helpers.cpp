@@ -6,10 +6,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <thread>
+
+#include "proc_reader.hpp"
 
 namespace pipepool::testing {
 namespace {
@@ -19,26 +19,12 @@ struct ProcInfo {
   char state;
 };
 
+// Every process's parent and state, through tools/proc (the project's one /proc reader).
 std::map<pid_t, ProcInfo> all_processes() {
   std::map<pid_t, ProcInfo> out;
-  DIR* dir = opendir("/proc");
-  if (!dir) return out;
-  while (dirent* entry = readdir(dir)) {
-    char* end;
-    long pid = std::strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::string(entry->d_name) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    auto close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    out[static_cast<pid_t>(pid)] = {ppid, state};
+  for (pid_t pid : proc::list_processes()) {
+    if (const auto stat = proc::read_process_stat(pid)) out[pid] = {stat->ppid, stat->state};
   }
-  closedir(dir);
   return out;
 }
 
@@ -61,13 +47,7 @@ std::vector<pid_t> descendants(bool include_zombies) {
 }
 
 size_t thread_count() {
-  size_t n = 0;
-  DIR* dir = opendir("/proc/self/task");
-  while (dirent* entry = readdir(dir)) {
-    if (entry->d_name[0] != '.') ++n;
-  }
-  closedir(dir);
-  return n;
+  return proc::list_threads(getpid()).size();
 }
 
 std::set<int> open_fds() {
