@@ -393,6 +393,10 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
     out += "  cut by the cache   " + std::to_string(result.pruned) +
            " (reached a state explored before with as much preemption budget; " +
            std::to_string(result.cache_entries) + " states cached)\n";
+    out += "  taken at once      " + std::to_string(result.coalesced) + " by coalescing" +
+           (options.coalesce ? "" : " (off)") + ", " + std::to_string(result.por_forced) +
+           " by the partial-order reduction" + (options.por ? "" : " (off)") +
+           " (invisible steps of the process that ran last: no other branch tried)\n";
     out += "  coverage           " +
            (result.complete
                 ? std::string("complete: every schedule with at most ") +
@@ -461,7 +465,8 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
 }
 
 std::string format_explore_json(const Scenario& scenario, const ExploreOptions& options,
-                                const ExploreResult& result, size_t trace_tail) {
+                                const ExploreResult& result, size_t trace_tail,
+                                double wall_seconds) {
   JsonWriter json;
   json.begin_object();
   json.key("scenario");
@@ -473,6 +478,11 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
   if (options.mode == ExploreMode::Pct) json.key("depth").value(options.depth);
   if (options.mode == ExploreMode::Exhaustive) {
     json.key("preemption_bound").value(options.preemption_bound);
+    json.key("reductions").begin_object();
+    json.key("state_cache").value(options.state_cache_entries != 0);
+    json.key("coalesce").value(options.coalesce);
+    json.key("por").value(options.por);
+    json.end_object();
   }
   json.key("max_steps").value(result.max_steps);
   json.end_object();
@@ -491,6 +501,8 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
   json.key("pipe_ops").value(result.pipe_ops);
   json.key("processes").value(result.processes);
   if (options.mode == ExploreMode::Exhaustive) {
+    json.key("coalesced").value(result.coalesced);
+    json.key("por_forced").value(result.por_forced);
     json.key("complete").value(result.complete);
     json.key("cut_reason").value(result.cut_reason);
   }
@@ -499,6 +511,16 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
     json.key("pct_bound").value(result.pct_bound);
   }
   json.end_object();
+  if (wall_seconds >= 0) {
+    const double s = wall_seconds > 1e-9 ? wall_seconds : 1e-9;
+    json.key("speed").begin_object();
+    json.key("seconds").value(wall_seconds);
+    json.key("schedules_per_second").value(static_cast<double>(result.schedules) / s);
+    json.key("distinct_states_per_second").value(static_cast<double>(result.cache_entries) / s);
+    json.key("steps_per_second").value(static_cast<double>(result.steps) / s);
+    json.key("pipe_ops_per_second").value(static_cast<double>(result.pipe_ops) / s);
+    json.end_object();
+  }
   json.key("determinism").begin_object();
   json.key("checked").value(result.determinism.checked);
   json.key("ok").value(result.determinism.ok);

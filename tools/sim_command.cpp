@@ -9,7 +9,7 @@
 //               --call 'apply_async IN OUT DUR' | 'map N IN OUT DUR [CHUNK]' | 'wait' | ... ...
 //     explorer: --explore random|pct|exhaustive (default exhaustive) --seed X --schedules N
 //               --depth D (pct) --preemptions B|none (exhaustive) --max-steps N --keep-going
-//               --no-state-cache (exhaustive without its reduction)
+//               --no-state-cache --no-coalesce --no-por (exhaustive without a reduction)
 //               --replay 'U P*2 W0 ...' (one schedule, traced) --trace-tail N (0: whole trace)
 //   pipepool sim threshold --strategy S --pipe-pages P [--page-size B] [--scheduler K]
 //               [--preemptions B] [--grid BYTES] [--min-bytes B] [--max-bytes B] [--large BYTES]
@@ -64,7 +64,8 @@ const char kRunUsage[] =
     "  --preemptions B|none        exhaustive preemption bound (default 2)\n"
     "  --max-steps N               step bound per schedule (livelock detection)\n"
     "  --keep-going                do not stop at the first failing schedule\n"
-    "  --no-state-cache            exhaustive without its reduction (to compare)\n"
+    "  --no-state-cache, --no-coalesce, --no-por\n"
+    "                              exhaustive without one of its reductions (to compare)\n"
     "  --replay SCHEDULE           run one schedule ('U P*2 W0 ...' or numbers), traced\n"
     "  --trace-tail N              trace lines shown of a counterexample (default 40, 0: all)\n"
     "  --json                      JSON instead of text\n";
@@ -175,8 +176,12 @@ int run_command(int argc, char** argv) {
       json = true;
     } else if (arg == "--keep-going") {
       options.stop_at_first_failure = false;
-    } else if (arg == "--no-state-cache") {
+    } else if (arg == "--no-state-cache") {  // the reductions: one flag each, off
       options.state_cache_entries = 0;
+    } else if (arg == "--no-coalesce") {
+      options.coalesce = false;
+    } else if (arg == "--no-por") {
+      options.por = false;
     } else if (arg == "--scenario") {
       const char* v = value();
       if (!need(v)) return bad(kRunUsage, "--scenario needs a file");
@@ -322,12 +327,16 @@ int run_command(int argc, char** argv) {
   progress.clear();
   const double seconds = progress.seconds();
   if (json) {
-    std::fputs(sim::format_explore_json(scenario, options, result, trace_tail).c_str(), stdout);
+    std::fputs(sim::format_explore_json(scenario, options, result, trace_tail, seconds).c_str(),
+               stdout);
   } else {
     std::fputs(sim::format_explore_text(scenario, options, result, trace_tail).c_str(), stdout);
-    std::printf("  speed              %.3f s, %s steps/s, %s pipe ops/s\n", seconds,
-                si(result.steps / std::max(seconds, 1e-9)).c_str(),
-                si(result.pipe_ops / std::max(seconds, 1e-9)).c_str());
+    const double s = std::max(seconds, 1e-9);
+    std::printf(
+        "  speed              %.3f s, %s schedules/s, %s distinct states/s, %s steps/s, %s pipe "
+        "ops/s\n",
+        seconds, si(result.schedules / s).c_str(), si(result.cache_entries / s).c_str(),
+        si(result.steps / s).c_str(), si(result.pipe_ops / s).c_str());
   }
   const std::string verdict = sim::verdict(result);
   if (verdict == "error") return 3;
