@@ -345,6 +345,7 @@ class Explorer {
         }
         world.step(stack[i].chosen);
       }
+      result_.replayed_steps += stack.size();
       bool pruned = false;
       for (;;) {
         const uint64_t mask = world.poll();

@@ -415,8 +415,11 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
     out += bound;
   }
   out += "  steps              " + std::to_string(result.steps) + " (longest schedule " +
-         std::to_string(result.longest_schedule) + "), pipe operations " +
-         std::to_string(result.pipe_ops) + "\n";
+         std::to_string(result.longest_schedule) + ")" +
+         (options.mode == ExploreMode::Exhaustive
+              ? ", " + std::to_string(result.replayed_steps) + " of them replaying prefixes"
+              : std::string()) +
+         ", pipe operations " + std::to_string(result.pipe_ops) + "\n";
   if (result.determinism.checked) {
     const DeterminismCheck& d = result.determinism;
     out +=
@@ -497,6 +500,7 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
   json.key("pruned").value(result.pruned);
   json.key("cache_entries").value(result.cache_entries);
   json.key("steps").value(result.steps);
+  json.key("replayed_steps").value(result.replayed_steps);
   json.key("longest_schedule").value(result.longest_schedule);
   json.key("pipe_ops").value(result.pipe_ops);
   json.key("processes").value(result.processes);
