@@ -45,6 +45,11 @@ bool World::worker_runnable(uint32_t w) const {
 //    parent's writes (free slots; the merge step, which looks at offset + len of the last page)
 //    and its epoll_wait (EPOLLOUT: not full; EPOLLERR: no reader) see the same pipe. Typically
 //    the 32-byte header of a frame that lies in a page with the start of its payload.
+// The engine also kills a worker that breaks the protocol (ParentEngine::fail_worker), which no
+// scenario flag predicts. That case stays sound: the run fails (a ProtocolError or WorkerLost
+// completion) in either order, and after the kill t's effect can no longer be observed (the dead
+// worker's engine is dropped, its task pipe has no reader, so writes get EPIPE whatever it holds,
+// and a new worker gets fresh pipes).
 World::Invisible World::invisible_step(uint32_t process) const {
   if (may_kill_ || process < kFirstWorkerProcess) return Invisible::No;
   const Worker& k = *workers_[process - kFirstWorkerProcess];
