@@ -291,6 +291,36 @@ class Explorer {
     uint8_t chosen;
   };
 
+  // Coalescing and the partial-order reduction: whether `last`, which took the previous step and
+  // can go on, must take its next step t now, without trying any other process first. Sound for
+  // the preemption bound because t is invisible (World::invisible_step: same effect whenever
+  // taken, runnable until taken, changes nobody else's runnability or steps). Take any schedule
+  // s = a t b from here that runs other processes a before t (a non-empty, t not in a; if t is
+  // never taken, a ends at the step bound, and t a' with a' = a minus its last step ends there
+  // too). Then s' = t a b is explored instead and
+  //  - reaches the same state: t commutes with every step of a, each of which is runnable after
+  //    t as before it and does the same (so no time passes differently either);
+  //  - costs no more preemptions: in s the first step of a preempted `last` (cost 1); in s', t
+  //    is free and a's first step costs at most 1; inside a nothing changed (its processes'
+  //    runnability is the same and `last` does not run there); and where t stood, between the
+  //    end r of a and the first step q of b, s paid [r runnable] for r -> t and s' pays the same
+  //    for r -> q (nothing if q = r).
+  // Every schedule within the bound is thus covered by one that reaches the same end (the same
+  // deadlock, failure or step bound), which is what "complete within the bound" promises; the
+  // state cache's claim for a subtree is read the same way, so the two compose.
+  bool forced_step(const World& world, uint32_t last) {
+    const World::Invisible kind = world.invisible_step(last);
+    if (kind == World::Invisible::Run && options_.coalesce) {
+      ++result_.coalesced;
+      return true;
+    }
+    if (kind == World::Invisible::InnerRead && options_.por) {
+      ++result_.por_forced;
+      return true;
+    }
+    return false;
+  }
+
   static int32_t cost(const Node& node, uint32_t p) {
     return node.last != kNone && p != node.last ? 1 : 0;
   }
@@ -315,6 +345,7 @@ class Explorer {
         }
         world.step(stack[i].chosen);
       }
+      result_.replayed_steps += stack.size();
       bool pruned = false;
       for (;;) {
         const uint64_t mask = world.poll();
@@ -332,7 +363,11 @@ class Explorer {
           break;
         }
         const auto choice = static_cast<uint8_t>(last != kNone ? last : lowest(mask));
-        stack.push_back({mask, bit(choice), fp, budget, last, choice});
+        // An invisible step of the process that ran last is the only branch tried here: every
+        // other branch is a schedule that takes that step later, which reaches the states a
+        // schedule taking it now reaches, with no more preemptions (see forced_step()).
+        const bool forced = last != kNone && forced_step(world, last);
+        stack.push_back({mask, forced ? mask : bit(choice), fp, budget, last, choice});
         world.step(choice);
       }
       if (pruned) {

@@ -59,6 +59,14 @@ struct ExploreOptions {
   uint64_t max_steps = 0;        // per schedule; 0: default_max_steps(script)
   bool stop_at_first_failure = true;
   size_t state_cache_entries = size_t{1} << 20;  // Exhaustive; 0: no state cache
+  // Exhaustive reductions (sim/README.md, "The reductions"; each keeps "complete within the
+  // bound" exact, and each can be turned off to show what it saves):
+  //   coalesce  a due Run of the process that took the last step is taken at once, without
+  //             trying other processes first (World::Invisible::Run)
+  //   por       likewise a read(2) that commutes with every step of every other process
+  //             (World::Invisible::InnerRead)
+  bool coalesce = true;
+  bool por = true;
   std::vector<uint8_t> replay;       // Replay: the schedule (the lowest runnable process after it)
   bool trace_counterexample = true;  // re-run the first failure with a step-by-step trace
   std::function<void(const ExploreProgress&)> progress;  // called every progress_every runs
@@ -99,15 +107,18 @@ struct ExploreResult {
   uint64_t schedules = 0;  // run to their end (finished, deadlocked, failed or at the step bound)
   uint64_t pruned = 0;     // Exhaustive: cut short, their state explored before with as much budget
   uint64_t steps = 0;      // over every run, replayed prefixes included
+  uint64_t replayed_steps = 0;  // Exhaustive: of those, steps replaying a prefix explored before
   uint64_t pipe_ops = 0;
   uint64_t longest_schedule = 0;
-  uint64_t outcomes[5] = {};  // schedules by RunStatus
-  uint64_t failures = 0;      // schedules that did not finish correctly
-  bool complete = false;      // Exhaustive: every schedule within the bound was covered
-  std::string cut_reason;     // why it stopped before that ("" if complete)
-  uint64_t cache_entries = 0;
-  uint64_t pct_k = 0;                        // Pct: the most steps of a schedule
-  double pct_bound = 0;                      // Pct: 1 / (n * k^(d-1))
+  uint64_t outcomes[5] = {};   // schedules by RunStatus
+  uint64_t failures = 0;       // schedules that did not finish correctly
+  bool complete = false;       // Exhaustive: every schedule within the bound was covered
+  std::string cut_reason;      // why it stopped before that ("" if complete)
+  uint64_t cache_entries = 0;  // distinct states whose subtree was explored completely
+  uint64_t coalesced = 0;      // Exhaustive: steps taken at once by coalescing (no branch tried)
+  uint64_t por_forced = 0;     // Exhaustive: steps taken at once by the partial-order reduction
+  uint64_t pct_k = 0;          // Pct: the most steps of a schedule
+  double pct_bound = 0;        // Pct: 1 / (n * k^(d-1))
   std::optional<RunSummary> counterexample;  // the first failing run, traced
   RunSummary sample;                         // the run replayed for the determinism check
   DeterminismCheck determinism;

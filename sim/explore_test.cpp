@@ -177,6 +177,142 @@ TEST(Explore, TheStateCacheChangesNoVerdictOnlyTheWork) {
   }
 }
 
+// ---- coalescing and the partial-order reduction are sound reductions ------------------------
+
+// Three apply_async on two round-robin workers: tasks 1 and 3 go to worker 0, task 2 (small) to
+// worker 1, so a deadlock, if any, is reachable only through worker 0.
+Scenario through_one_worker(Strategy strategy, uint64_t task_bytes, uint64_t result_bytes) {
+  Scenario s = two_tasks(strategy, task_bytes, result_bytes);
+  s.workers = 2;
+  s.scheduler = SchedulerKind::RoundRobin;
+  Call small = s.calls[0];
+  small.item = {100, 100, 0};
+  s.calls = {s.calls[0], small, s.calls[0]};
+  return s;
+}
+
+// The threshold scenario: the calls, then wait for every result, then join.
+Scenario then_wait(Scenario s) {
+  Call wait;
+  wait.kind = Call::Kind::Wait;
+  s.calls.push_back(wait);
+  return s;
+}
+
+struct ReductionCase {
+  const char* name;
+  Scenario scenario;
+  int32_t bound;
+  bool deadlocks;  // what the search without reductions finds (checked too)
+};
+
+std::vector<ReductionCase> reduction_cases() {
+  // Unbatched deadlocks from 65505 task bytes at 16 pages, Batched from 61409 (threshold_test).
+  return {
+      {"unbatched 1 worker above", then_wait(two_tasks(Strategy::Unbatched, 65505, 69632)), 2,
+       true},
+      {"unbatched 1 worker below", then_wait(two_tasks(Strategy::Unbatched, 65504, 69632)), 2,
+       false},
+      {"batched 1 worker above", then_wait(two_tasks(Strategy::Batched, 61409, 69632)), 2, true},
+      {"batched 1 worker below", then_wait(two_tasks(Strategy::Batched, 61408, 69632)), 2, false},
+      {"epoll 1 worker", then_wait(two_tasks(Strategy::Epoll, 70000, 70000)), 2, false},
+      {"unbatched 2 workers above",
+       then_wait(through_one_worker(Strategy::Unbatched, 65505, 69632)), 1, true},
+      {"unbatched 2 workers below",
+       then_wait(through_one_worker(Strategy::Unbatched, 30000, 30000)), 1, false},
+      {"batched 2 workers above", then_wait(through_one_worker(Strategy::Batched, 61409, 69632)), 1,
+       true},
+      {"batched 2 workers below", then_wait(through_one_worker(Strategy::Batched, 30000, 30000)), 1,
+       false},
+  };
+}
+
+TEST(Explore, CoalescingAndPorFindTheSameDeadlocksAndCertificatesAsNoReduction) {
+  for (const ReductionCase& c : reduction_cases()) {
+    ExploreOptions none = exhaustive(c.bound);
+    none.stop_at_first_failure = false;
+    none.trace_counterexample = false;
+    none.coalesce = false;
+    none.por = false;
+    const ExploreResult base = explore(c.scenario, none);
+    ASSERT_TRUE(base.error.empty()) << c.name << ": " << base.error;
+    ASSERT_TRUE(base.complete) << c.name << ": " << base.cut_reason;
+    EXPECT_EQ(base.failures > 0, c.deadlocks) << c.name;
+    for (const auto& [coalesce, por] : {std::pair{true, false}, {false, true}, {true, true}}) {
+      ExploreOptions with = none;
+      with.coalesce = coalesce;
+      with.por = por;
+      const ExploreResult r = explore(c.scenario, with);
+      const std::string what =
+          std::string(c.name) + (coalesce ? " +coalesce" : "") + (por ? " +por" : "");
+      ASSERT_TRUE(r.error.empty()) << what << ": " << r.error;
+      EXPECT_TRUE(r.complete) << what << ": " << r.cut_reason;
+      EXPECT_EQ(r.failures > 0, base.failures > 0) << what;
+      EXPECT_EQ(r.outcomes[static_cast<int>(RunStatus::Deadlock)] > 0,
+                base.outcomes[static_cast<int>(RunStatus::Deadlock)] > 0)
+          << what;
+      EXPECT_EQ(r.failures, r.outcomes[static_cast<int>(RunStatus::Deadlock)]) << what;
+      EXPECT_LE(r.schedules + r.pruned, base.schedules + base.pruned) << what;
+      EXPECT_TRUE(r.determinism.ok) << what;
+      if (c.deadlocks && r.counterexample) {
+        // The deadlock a reduced search reports is the same cycle, through worker 0.
+        ASSERT_TRUE(base.counterexample && base.counterexample->deadlock);
+        ASSERT_TRUE(r.counterexample->deadlock.has_value()) << what;
+        EXPECT_EQ(r.counterexample->deadlock->cycle, base.counterexample->deadlock->cycle) << what;
+        EXPECT_EQ(r.counterexample->deadlock->cycle,
+                  (std::vector<uint32_t>{kParentProcess, kFirstWorkerProcess, kParentProcess}))
+            << what;
+        // And its schedule replays to the same deadlock through its text form.
+        std::vector<uint8_t> parsed;
+        std::string error;
+        ASSERT_TRUE(parse_schedule(format_schedule(r.counterexample->schedule), parsed, error));
+        const RunSummary again = replay(c.scenario, parsed, 0, false);
+        EXPECT_EQ(again.status, RunStatus::Deadlock) << what;
+        EXPECT_EQ(again.trace_hash, r.counterexample->trace_hash) << what;
+      }
+    }
+  }
+}
+
+TEST(Explore, TheReductionsAgreeWithTheSearchWithoutAnyReductionNotEvenTheCache) {
+  // Small enough to explore with no reduction at all.
+  for (const ReductionCase& c :
+       {ReductionCase{"unbatched above", then_wait(two_tasks(Strategy::Unbatched, 65505, 69632)), 1,
+                      true},
+        ReductionCase{"batched below", then_wait(two_tasks(Strategy::Batched, 61408, 69632)), 1,
+                      false},
+        ReductionCase{"epoll", two_tasks(Strategy::Epoll, 70000, 70000), 1, false}}) {
+    ExploreOptions bare = exhaustive(c.bound);
+    bare.stop_at_first_failure = false;
+    bare.trace_counterexample = false;
+    bare.state_cache_entries = 0;
+    bare.coalesce = false;
+    bare.por = false;
+    ExploreOptions all = bare;
+    all.state_cache_entries = ExploreOptions{}.state_cache_entries;
+    all.coalesce = true;
+    all.por = true;
+    const ExploreResult a = explore(c.scenario, bare);
+    const ExploreResult b = explore(c.scenario, all);
+    ASSERT_TRUE(a.complete && b.complete) << c.name;
+    EXPECT_EQ(a.failures > 0, c.deadlocks) << c.name;
+    EXPECT_EQ(b.failures > 0, c.deadlocks) << c.name;
+    EXPECT_LE(b.schedules, a.schedules) << c.name;
+    EXPECT_GT(b.coalesced, 0u) << c.name;
+  }
+}
+
+TEST(Explore, ReductionsAreOffWhenTheParentMayKillAWorker) {
+  // A kill is the one step that disables an invisible step: with terminate() nothing is forced.
+  Scenario s = two_tasks(Strategy::Epoll, 70000, 70000);
+  Call terminate;
+  terminate.kind = Call::Kind::Terminate;
+  s.calls.push_back(terminate);
+  const ExploreResult r = explore(s, exhaustive(1));
+  EXPECT_TRUE(r.complete) << r.cut_reason;
+  EXPECT_EQ(r.coalesced + r.por_forced, 0u);
+}
+
 // ---- replay and determinism ----------------------------------------------------------------
 
 TEST(Replay, ReproducesTheTraceHashOfAnExploredSchedule) {

@@ -245,6 +245,10 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
     out += "  cut by the cache   " + std::to_string(result.pruned) +
            " (reached a state explored before with as much preemption budget; " +
            std::to_string(result.cache_entries) + " states cached)\n";
+    out += "  taken at once      " + std::to_string(result.coalesced) + " by coalescing" +
+           (options.coalesce ? "" : " (off)") + ", " + std::to_string(result.por_forced) +
+           " by the partial-order reduction" + (options.por ? "" : " (off)") +
+           " (invisible steps of the process that ran last: no other branch tried)\n";
     out += "  coverage           " +
            (result.complete
                 ? std::string("complete: every schedule with at most ") +
@@ -263,8 +267,11 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
     out += bound;
   }
   out += "  steps              " + std::to_string(result.steps) + " (longest schedule " +
-         std::to_string(result.longest_schedule) + "), pipe operations " +
-         std::to_string(result.pipe_ops) + "\n";
+         std::to_string(result.longest_schedule) + ")" +
+         (options.mode == ExploreMode::Exhaustive
+              ? ", " + std::to_string(result.replayed_steps) + " of them replaying prefixes"
+              : std::string()) +
+         ", pipe operations " + std::to_string(result.pipe_ops) + "\n";
   if (result.determinism.checked) {
     const DeterminismCheck& d = result.determinism;
     out +=
@@ -313,12 +320,16 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
 }
 
 std::string format_explore_json(const Scenario& scenario, const ExploreOptions& options,
-                                const ExploreResult& result, size_t trace_tail) {
+                                const ExploreResult& result, size_t trace_tail,
+                                double wall_seconds) {
   Json explorer{
       {"mode", to_string(options.mode)}, {"seed", options.seed}, {"schedules", options.schedules}};
   if (options.mode == ExploreMode::Pct) explorer["depth"] = options.depth;
   if (options.mode == ExploreMode::Exhaustive) {
     explorer["preemption_bound"] = options.preemption_bound;
+    explorer["reductions"] = Json{{"state_cache", options.state_cache_entries != 0},
+                                  {"coalesce", options.coalesce},
+                                  {"por", options.por}};
   }
   explorer["max_steps"] = result.max_steps;
   Json json{{"scenario", scenario_json(scenario)},
@@ -333,10 +344,13 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
                   {"pruned", result.pruned},
                   {"cache_entries", result.cache_entries},
                   {"steps", result.steps},
+                  {"replayed_steps", result.replayed_steps},
                   {"longest_schedule", result.longest_schedule},
                   {"pipe_ops", result.pipe_ops},
                   {"processes", result.processes}};
   if (options.mode == ExploreMode::Exhaustive) {
+    statistics["coalesced"] = result.coalesced;
+    statistics["por_forced"] = result.por_forced;
     statistics["complete"] = result.complete;
     statistics["cut_reason"] = result.cut_reason;
   }
@@ -345,6 +359,15 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
     statistics["pct_bound"] = result.pct_bound;
   }
   json["statistics"] = std::move(statistics);
+  if (wall_seconds >= 0) {
+    const double s = wall_seconds > 1e-9 ? wall_seconds : 1e-9;
+    json["speed"] = Json{
+        {"seconds", wall_seconds},
+        {"schedules_per_second", static_cast<double>(result.schedules) / s},
+        {"distinct_states_per_second", static_cast<double>(result.cache_entries) / s},
+        {"steps_per_second", static_cast<double>(result.steps) / s},
+        {"pipe_ops_per_second", static_cast<double>(result.pipe_ops) / s}};
+  }
   json["determinism"] = Json{{"checked", result.determinism.checked},
                              {"ok", result.determinism.ok},
                              {"expected_hash", hex(result.determinism.expected_hash)},

@@ -33,7 +33,9 @@ std::string verdict(const ExploreResult& result);
 // counterexample with the last `trace_tail` steps of its trace (0: all of it).
 std::string format_explore_text(const Scenario& scenario, const ExploreOptions& options,
                                 const ExploreResult& result, size_t trace_tail);
+// wall_seconds >= 0 (measured by the caller: the simulator reads no clock) adds "speed".
 std::string format_explore_json(const Scenario& scenario, const ExploreOptions& options,
-                                const ExploreResult& result, size_t trace_tail);
+                                const ExploreResult& result, size_t trace_tail,
+                                double wall_seconds = -1);
 
 }  // namespace pipepool::sim

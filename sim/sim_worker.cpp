@@ -31,6 +31,37 @@ bool World::worker_runnable(uint32_t w) const {
   return false;
 }
 
+// A step t of worker w is invisible when (1) taking it later has the same effect as taking it now,
+// (2) it stays runnable until taken, and (3) it changes neither which other processes can run nor
+// what their steps do. The explorer then lets w take it at once when w ran the step before (so no
+// preemption is spent either way); explore.cpp proves that this loses no schedule within the
+// preemption bound. Two kinds qualify, and only while the parent cannot kill w (no terminate(),
+// no task timeouts), because a kill is the one step of another process that would disable t:
+//  - Run, once due: it calls ChildEngine::task_finished and touches no pipe, no queue and no
+//    other process's state; nothing but w's own step changes w's action or the time it is due.
+//  - a read(2) that asks for fewer bytes than the oldest page of its task pipe still holds: it
+//    gets exactly what it asks whatever the parent writes meanwhile (the parent only appends, and
+//    w is the pipe's only reader), and it frees no slot and leaves the pipe non-empty, so the
+//    parent's writes (free slots; the merge step, which looks at offset + len of the last page)
+//    and its epoll_wait (EPOLLOUT: not full; EPOLLERR: no reader) see the same pipe. Typically
+//    the 32-byte header of a frame that lies in a page with the start of its payload.
+// The engine also kills a worker that breaks the protocol (ParentEngine::fail_worker), which no
+// scenario flag predicts. That case stays sound: the run fails (a ProtocolError or WorkerLost
+// completion) in either order, and after the kill t's effect can no longer be observed (the dead
+// worker's engine is dropped, its task pipe has no reader, so writes get EPIPE whatever it holds,
+// and a new worker gets fresh pipes).
+World::Invisible World::invisible_step(uint32_t process) const {
+  if (may_kill_ || process < kFirstWorkerProcess) return Invisible::No;
+  const Worker& k = *workers_[process - kFirstWorkerProcess];
+  if (k.phase != Worker::Phase::Alive) return Invisible::No;
+  if (k.action.op == ChildEngine::Op::Run && now_us_ >= k.wake_us) return Invisible::Run;
+  if (k.action.op == ChildEngine::Op::Read && !k.action.read_into.empty() &&
+      k.task->model.slots_used() != 0 && k.action.read_into.size() < k.task->model.buffer(0).len) {
+    return Invisible::InnerRead;
+  }
+  return Invisible::No;
+}
+
 void World::fetch_action(uint32_t w) {
   Worker& k = *workers_[w];
   k.action = k.engine->next();

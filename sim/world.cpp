@@ -103,6 +103,10 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
   parent_ = std::make_unique<Parent>();
   for (uint32_t w = 0; w < workers_count_; ++w) workers_.push_back(std::make_unique<Worker>());
   completions_.assign(script_->task_count(), 0);
+  may_kill_ = s.task_timeout_us != 0 ||
+              std::any_of(script_->ops.begin(), script_->ops.end(), [](const Script::Op& op) {
+                return op.kind == Script::Op::Kind::Terminate;
+              });
   schedule_.reserve(1024);
   parent_->segments.reserve(128);
   parent_->events.reserve(3 * workers_count_ + 4);

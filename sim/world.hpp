@@ -143,6 +143,16 @@ class World {
   // schedules that reach the same state have the same fingerprint (used by the exhaustive
   // explorer).
   uint64_t fingerprint() const;
+  // Why a step of `process` is invisible (explore.cpp's coalescing and partial-order reduction):
+  // taken now or later, its effect is the same, it stays runnable until taken, and no other
+  // process's runnability or steps change with it. Only ever true for a worker; see
+  // sim_worker.cpp for the two kinds and why each is invisible.
+  enum class Invisible : uint8_t {
+    No,
+    Run,        // a due Run: purely local work (the engine's task_finished)
+    InnerRead,  // a read(2) that gets all it asks from inside the oldest page, freeing no slot
+  };
+  Invisible invisible_step(uint32_t process) const;
   uint64_t now_us() const { return now_us_; }
   uint64_t pipe_ops() const;
   const std::string& failure() const { return failure_; }
@@ -208,6 +218,7 @@ class World {
   std::vector<uint8_t> completions_;  // per task: completions received
   uint64_t completed_count_ = 0;
   bool terminate_requested_ = false;  // the user called terminate()
+  bool may_kill_ = true;  // the parent may kill a worker (terminate() or task timeouts in script)
   uint64_t now_us_ = 0;
   RunStatus status_ = RunStatus::Running;
   std::vector<uint8_t> schedule_;

@@ -183,7 +183,17 @@ void declare_run_options(CLI::App& command, RunArgs& a) {
   command
       .add_flag_callback(
           "--no-state-cache", [&o] { o.state_cache_entries = 0; },
-          "exhaustive without its reduction (to compare)")
+          "exhaustive without its state cache (to compare what it saves)")
+      ->group(g);
+  command
+      .add_flag_callback(
+          "--no-coalesce", [&o] { o.coalesce = false; },
+          "exhaustive without coalescing (a worker's due Run taken with its last step)")
+      ->group(g);
+  command
+      .add_flag_callback(
+          "--no-por", [&o] { o.por = false; },
+          "exhaustive without the partial-order reduction (invisible reads taken at once)")
       ->group(g);
   command.add_option("--replay", a.replay, "run one schedule ('U P*2 W0 ...' or numbers), traced")
       ->group(g);
@@ -266,12 +276,17 @@ int run_explore(RunArgs& a) {
   progress.clear();
   const double seconds = progress.seconds();
   if (a.json) {
-    std::fputs(sim::format_explore_json(a.scenario, options, result, a.trace_tail).c_str(), stdout);
+    std::fputs(
+        sim::format_explore_json(a.scenario, options, result, a.trace_tail, seconds).c_str(),
+        stdout);
   } else {
     std::fputs(sim::format_explore_text(a.scenario, options, result, a.trace_tail).c_str(), stdout);
-    std::printf("  speed              %.3f s, %s steps/s, %s pipe ops/s\n", seconds,
-                si(result.steps / std::max(seconds, 1e-9)).c_str(),
-                si(result.pipe_ops / std::max(seconds, 1e-9)).c_str());
+    const double s = std::max(seconds, 1e-9);
+    std::printf(
+        "  speed              %.3f s, %s schedules/s, %s distinct states/s, %s steps/s, %s pipe "
+        "ops/s\n",
+        seconds, si(result.schedules / s).c_str(), si(result.cache_entries / s).c_str(),
+        si(result.steps / s).c_str(), si(result.pipe_ops / s).c_str());
   }
   const std::string verdict = sim::verdict(result);
   if (verdict == "error") return kExitEnvironment;
