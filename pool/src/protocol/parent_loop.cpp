@@ -167,6 +167,7 @@ bool ParentLoop::dispatch_item(Action& out) {
       ++rounds_;
       io_worker_ = w;
       read_after_exit_ = false;
+      read_requested_ = buffer.size();
       pending_ = Pending::Read;
       out = {.op = Op::Read,
              .worker = w,
@@ -385,6 +386,13 @@ void ParentLoop::read_done(size_t n) {
   pending_ = Pending::None;
   slots_[io_worker_].bytes_read += n;
   engine_.bytes_read(io_worker_, n);
+  // A pipe's read returns what it holds, up to the request: a short read emptied it, so another
+  // read now would only say "would block" (one system call per wake-up for small results). The
+  // epoll set is level-triggered: bytes written meanwhile make the next Wait return at once.
+  // Reads straight into a large payload keep going (its writer is refilling the pipe).
+  if (!read_after_exit_ && n < read_requested_ && read_requested_ <= kParentReadAheadBytes) {
+    item_over_ = true;
+  }
 }
 
 void ParentLoop::read_would_block() {

@@ -40,7 +40,8 @@
 //      pipes it wants to write, worker exits, new submissions) or the next deadline (a task
 //      timeout, a delayed start). Then the whole ready batch is dispatched in the order the
 //      executor reported it, every item checked against the engine first (an earlier item may
-//      have made it stale): up to 64 non-blocking reads of a readable result pipe, up to 16
+//      have made it stale): up to 64 non-blocking reads of a readable result pipe (until one
+//      would block, or a staged read returns less than it asked for: the pipe is empty), up to 16
 //      non-blocking writes of a writable task pipe (non-blocking strategies only), and for a
 //      worker that exited, ParentEngine::worker_exited and reads of what it left in its pipe
 //      until end of file (a dead process writes nothing more, so "would block" counts as end of
@@ -248,7 +249,8 @@ class ParentLoop {
   uint32_t rounds_ = 0;
   bool exit_handled_ = false;  // batch_[batch_pos_] is an Exited event already given to the engine
   bool read_after_exit_ = false;
-  bool item_over_ = false;  // the current item's pipe would block or ended
+  size_t read_requested_ = 0;  // the size of the current (not after-exit) Read
+  bool item_over_ = false;     // the current item's pipe would block or ended
 };
 
 }  // namespace pipepool::protocol
