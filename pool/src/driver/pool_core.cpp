@@ -38,6 +38,7 @@
 #include "os/fd.hpp"
 #include "os/io.hpp"
 #include "os/limits.hpp"
+#include "os/memory.hpp"
 #include "os/pipe.hpp"
 #include "os/process.hpp"
 #include "os/signals.hpp"
@@ -538,6 +539,8 @@ void Core::read(const ParentLoop::Action& action) {
     loop_->read_eof();
     return;
   }
+  // Ignored where it fails: the memory is usable without huge pages.
+  if (!action.huge_page_advice.empty()) (void)os::advise_huge_pages(action.huge_page_advice);
   const os::IoResult r = os::read_some(fd, action.read_into);
   if (r.status == os::IoResult::Ok) {
     loop_->read_done(r.bytes);

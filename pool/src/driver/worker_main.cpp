@@ -14,6 +14,7 @@
 #include "driver/probes.hpp"
 #include "os/io.hpp"
 #include "os/limits.hpp"
+#include "os/memory.hpp"
 #include "os/signals.hpp"
 #include "pipepool/detail/task.hpp"
 #include "pipepool/errors.hpp"
@@ -24,6 +25,9 @@ namespace pipepool::driver {
 namespace {
 
 static_assert(kExitMemoryLimit == WorkerLost::kMemoryLimitExitCode);
+
+// How much freed memory a worker keeps for later tasks (see os::retain_freed_heap_memory).
+constexpr size_t kRetainedHeapBytes = size_t{256} << 20;
 
 // operator new calls this when malloc finds no memory: under the worker's RLIMIT_AS that means
 // the task went over its limit. Exiting here (instead of throwing std::bad_alloc into the task,
@@ -67,6 +71,8 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
     if (!os::limit_address_space(config.memory_limit_bytes).ok()) return kExitMemoryLimit;
     std::set_new_handler(&exit_on_allocation_failure);
   }
+  // Buffers of one task serve the next: freed memory stays mapped (no fault and zeroing per task).
+  (void)os::retain_freed_heap_memory(kRetainedHeapBytes);
   if (config.initializer) {
     try {
       config.initializer();
@@ -92,12 +98,14 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
     protocol::ChildEngine::Action action = engine.next();
     switch (action.op) {
       case protocol::ChildEngine::Op::Read: {
+        // Ignored where it fails: the memory is usable without huge pages.
+        if (!action.huge_page_advice.empty()) (void)os::advise_huge_pages(action.huge_page_advice);
         os::IoResult r = os::read_some(task_fd, action.read_into);
         engine.bytes_read(r.status == os::IoResult::Ok ? r.bytes : 0);
         break;
       }
       case protocol::ChildEngine::Op::Run: {
-        std::string out;
+        std::string out = engine.result_buffer();  // an earlier result's memory, if any
         bool ok;
         PIPEPOOL_PROBE3(task_started, action.task, worker_pid, action.task_payload->size());
         try {

@@ -58,6 +58,7 @@ ChildEngine::Action ChildEngine::next() {
   }
   action.op = Op::Read;
   action.read_into = reader_.buffer();
+  action.huge_page_advice = reader_.huge_page_advice();
   return action;
 }
 
@@ -100,21 +101,37 @@ void ChildEngine::bytes_read(size_t n) {
 
 void ChildEngine::task_finished(bool ok, std::string payload) {
   const TaskId id = run_queue_.front().header.task_id;
+  // The task's payload buffer serves the next task that fits in it.
+  reader_.recycle(std::move(run_queue_.front().payload));
   run_queue_.pop_front();
   started_sent_ = false;
   ++tasks_done_;
   OutFrame frame;
   frame.header = encode_header(ok ? FrameKind::Result : FrameKind::Error, id, payload.size());
-  if (!payload.empty()) frame.payload = std::make_shared<const std::string>(std::move(payload));
+  std::shared_ptr<std::string> kept;
+  if (!payload.empty()) {
+    kept = std::make_shared<std::string>(std::move(payload));
+    frame.payload = kept;
+  } else if (payload.capacity() > spare_result_.capacity()) {
+    spare_result_ = std::move(payload);
+  }
   frame.sequence = sequence_++;
   results_.push(std::move(frame));
+  result_payloads_.push_back(std::move(kept));
 }
 
 void ChildEngine::bytes_written(size_t n) {
   if (!notices_.empty()) {
     notices_.consume(n);
-  } else {
-    results_.consume(n);
+    return;
+  }
+  for (size_t done = results_.consume(n); done > 0; --done) {
+    // Written: nobody else holds the bytes (the frame was the only other owner).
+    std::shared_ptr<std::string> payload = std::move(result_payloads_.front());
+    result_payloads_.pop_front();
+    if (payload && payload.use_count() == 1 && payload->capacity() > spare_result_.capacity()) {
+      spare_result_ = std::move(*payload);
+    }
   }
 }
 

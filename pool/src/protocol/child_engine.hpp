@@ -15,8 +15,10 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pipepool/strategy.hpp"
@@ -34,6 +36,9 @@ struct ChildConfig {
   uint32_t max_tasks = 0;       // exit after this many tasks (maxtasksperchild); 0 = never
   bool send_started = false;    // announce each task before running it (for task timeouts)
   size_t read_ahead_bytes = 0;  // 0: read exactly one frame at a time (see FrameReader)
+  // Task payloads of at least this many bytes that need a new buffer are advised for transparent
+  // huge pages before they are read (Read's huge_page_advice; read-ahead only); 0: never.
+  uint64_t huge_page_advice_bytes = 0;
 };
 
 class ChildEngine {
@@ -42,6 +47,7 @@ class ChildEngine {
   struct Action {
     Op op = Op::Read;
     std::span<std::byte> read_into;                 // Read: at most these bytes
+    std::span<std::byte> huge_page_advice;          // Read: madvise(MADV_HUGEPAGE) first
     TaskId task = 0;                                // Run
     const std::string* task_payload = nullptr;      // Run: valid until task_finished
     std::vector<std::span<const std::byte>> write;  // Write: one frame, written whole
@@ -51,11 +57,21 @@ class ChildEngine {
 
   explicit ChildEngine(ChildConfig config)
       : config_(config),
-        reader_(Direction::ToWorker, config.max_task_payload_bytes, config.read_ahead_bytes) {}
+        reader_(Direction::ToWorker, config.max_task_payload_bytes, config.read_ahead_bytes,
+                config.huge_page_advice_bytes) {}
 
   Action next();
   void bytes_read(size_t n);  // 0 means end of file
+  // `payload` is the encoded result or error; start it from result_buffer() to reuse memory.
   void task_finished(bool ok, std::string payload);
+  // An empty string with the capacity of an earlier result whose frame has been written, if any:
+  // the executor encodes the next result into it, so a worker does not fault in a new buffer per
+  // task.
+  std::string result_buffer() {
+    std::string buffer = std::exchange(spare_result_, {});
+    buffer.clear();
+    return buffer;
+  }
   void bytes_written(size_t n);
   void write_failed(int error);
 
@@ -71,6 +87,9 @@ class ChildEngine {
   bool started_sent_ = false;
   Outbox notices_;  // Started frames: written before the task runs
   Outbox results_;  // Result / Error frames
+  // The payloads of results_, in order (null for none), to recover their memory once written.
+  std::deque<std::shared_ptr<std::string>> result_payloads_;
+  std::string spare_result_;
   bool shutdown_received_ = false;
   bool exiting_ = false;
   int exit_code_ = 0;

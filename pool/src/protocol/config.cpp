@@ -17,6 +17,8 @@ EngineSetup engine_setup(const Options& options, uint32_t workers) {
   setup.child.max_tasks = options.maxtasksperchild;
   setup.child.send_started = timeouts;
   setup.child.read_ahead_bytes = strategy.child_read_ahead_bytes();
+  setup.parent.huge_page_advice_bytes = kHugePageAdviceBytes;
+  setup.child.huge_page_advice_bytes = kHugePageAdviceBytes;
   setup.loop.task_timeout_ns =
       static_cast<uint64_t>(std::chrono::nanoseconds(options.task_timeout).count());
   return setup;

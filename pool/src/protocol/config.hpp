@@ -11,6 +11,11 @@
 
 namespace pipepool::protocol {
 
+// Payload buffers of at least this many bytes (one x86-64 huge page) that are read into new memory
+// are advised for transparent huge pages before their first touch (0 would turn it off; an
+// Options field can expose it once the public headers are free to change).
+inline constexpr uint64_t kHugePageAdviceBytes = uint64_t{2} << 20;
+
 // The parent engine's, worker engine's and loop's settings for a pool of `workers` processes.
 EngineSetup engine_setup(const Options& options, uint32_t workers);
 

@@ -324,3 +324,62 @@ TEST(ChildEngine, ExitsAfterMaxTasksAndOnShutdownAndOnEof) {
 
 }  // namespace
 }  // namespace pipepool::protocol
+
+namespace pipepool::protocol {
+namespace {
+
+// Feeds `stream` to `reader` in reads of at most `chunk` bytes; returns the frames, and counts
+// the reads that came with huge-page advice.
+std::vector<Frame> read_all(FrameReader& reader, const std::string& stream, size_t chunk,
+                            int* advised = nullptr) {
+  std::vector<Frame> out;
+  size_t pos = 0;
+  while (pos < stream.size()) {
+    auto buffer = reader.buffer();
+    if (advised && !reader.huge_page_advice().empty()) ++*advised;
+    size_t n = std::min({buffer.size(), stream.size() - pos, chunk});
+    std::memcpy(buffer.data(), stream.data() + pos, n);
+    pos += n;
+    EXPECT_NE(reader.commit(n), FrameReader::Status::Malformed) << reader.error();
+    while (reader.has_frame()) out.push_back(reader.take());
+  }
+  return out;
+}
+
+TEST(FrameReader, ARecycledBufferHoldsTheNextPayloadThatFits) {
+  FrameReader reader(Direction::ToWorker, 1 << 20);
+  std::vector<Frame> first =
+      read_all(reader, frame(FrameKind::Task, 1, std::string(5000, 'a')), 1 << 20);
+  ASSERT_EQ(first.size(), 1u);
+  const char* memory = first[0].payload.data();
+  reader.recycle(std::move(first[0].payload));
+  std::vector<Frame> second =
+      read_all(reader, frame(FrameKind::Task, 2, std::string(3000, 'b')), 1 << 20);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].payload.data(), memory);
+  EXPECT_EQ(second[0].payload, std::string(3000, 'b'));
+}
+
+TEST(FrameReader, LargePayloadsAskForHugePagesBeforeTheirFirstTouch) {
+  // Read-ahead of 64 KiB, advice from 1 MiB: a small frame, a large one and a small one in one
+  // stream, read in pieces of every size class; the frames come out whole and in order, with one
+  // advised read for the large payload.
+  const std::string large(3 << 20, 'x');
+  const std::string stream = frame(FrameKind::Result, 1, "small") +
+                             frame(FrameKind::Result, 2, large) +
+                             frame(FrameKind::Result, 3, "tail");
+  for (size_t chunk : {size_t{7}, size_t{100}, size_t{64 << 10}, size_t{1} << 30}) {
+    FrameReader reader(Direction::ToParent, 1 << 30, 64 << 10, 1 << 20);
+    int advised = 0;
+    std::vector<Frame> frames = read_all(reader, stream, chunk, &advised);
+    ASSERT_EQ(frames.size(), 3u) << chunk;
+    EXPECT_EQ(frames[0].payload, "small");
+    EXPECT_EQ(frames[1].payload.size(), large.size());
+    EXPECT_TRUE(frames[1].payload == large) << chunk;
+    EXPECT_EQ(frames[2].payload, "tail");
+    EXPECT_EQ(advised, 1) << chunk;
+  }
+}
+
+}  // namespace
+}  // namespace pipepool::protocol

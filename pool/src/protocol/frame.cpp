@@ -128,7 +128,7 @@ bool FrameReader::commit_exact(size_t n) {
       frame_ = Frame{};
       return true;
     }
-    frame_.payload.resize(frame_.header.payload_bytes);
+    start_payload();
     payload_filled_ = 0;
     in_payload_ = true;
     return true;
@@ -141,7 +141,51 @@ bool FrameReader::commit_exact(size_t n) {
   return true;
 }
 
+void FrameReader::start_payload() {
+  const size_t size = frame_.header.payload_bytes;
+  if (spare_.capacity() >= size) {
+    // Reuse: no allocation, no fault; resize() fills only what the spare's size lacks.
+    frame_.payload = std::move(spare_);
+    spare_ = std::string();
+    frame_.payload.resize(size);
+    return;
+  }
+  if (advice_bytes_ != 0 && size >= advice_bytes_) {
+    // Reserve only: the first touch (resize) waits until the executor has advised the memory.
+    frame_.payload.reserve(size);
+    advice_ = {reinterpret_cast<std::byte*>(frame_.payload.data()), frame_.payload.capacity()};
+    return;
+  }
+  frame_.payload.resize(size);
+}
+
+bool FrameReader::feed_stage(size_t n) {
+  size_t used = 0;
+  while (used < n) {
+    if (!advice_.empty()) {
+      // The payload is only reserved: keep the rest staged until the advice has been carried out.
+      std::memmove(stage_.get(), stage_.get() + used, n - used);
+      leftover_ = n - used;
+      return true;
+    }
+    std::span<std::byte> into = exact_buffer();
+    size_t take = std::min(into.size(), n - used);
+    std::copy_n(stage_.get() + used, take, into.data());
+    used += take;
+    if (!commit_exact(take)) return false;
+  }
+  leftover_ = 0;
+  return true;
+}
+
 std::span<std::byte> FrameReader::buffer() {
+  if (!advice_.empty()) {
+    // Advice pending: read into the staging buffer, behind the bytes kept there (at least one
+    // byte of the last read completed the header, so there is room).
+    direct_ = false;
+    if (!stage_) stage_.reset(new std::byte[stage_bytes_]);
+    return {stage_.get() + leftover_, stage_bytes_ - leftover_};
+  }
   std::span<std::byte> exact = exact_buffer();
   direct_ = stage_bytes_ == 0 || exact.size() >= stage_bytes_;
   if (direct_) return exact;
@@ -154,18 +198,13 @@ FrameReader::Status FrameReader::commit(size_t n) {
   if (direct_) {
     if (!commit_exact(n)) broken_ = true;
   } else {
-    // Feed the staged bytes through the exact state machine, frame after frame.
-    size_t used = 0;
-    while (used < n) {
-      std::span<std::byte> into = exact_buffer();
-      size_t take = std::min(into.size(), n - used);
-      std::copy_n(stage_.get() + used, take, into.data());
-      used += take;
-      if (!commit_exact(take)) {
-        broken_ = true;
-        break;
-      }
+    if (!advice_.empty()) {
+      // The executor has advised the reserved payload (or chose not to): size it now.
+      advice_ = {};
+      frame_.payload.resize(frame_.header.payload_bytes);
     }
+    // Feed the staged bytes through the exact state machine, frame after frame.
+    if (!feed_stage(leftover_ + n)) broken_ = true;
   }
   if (broken_) return Status::Malformed;
   return ready_.empty() ? Status::NeedMore : Status::FrameReady;

@@ -12,8 +12,8 @@ ParentEngine::ParentEngine(ParentConfig config, const IoStrategy& strategy, Sche
   slots_.resize(config_.workers);
   labels_.resize(config_.workers);
   for (WorkerId w = 0; w < config_.workers; ++w) {
-    slots_[w].reader =
-        FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
+    slots_[w].reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes,
+                                   kParentReadAheadBytes, config_.huge_page_advice_bytes);
     slots_[w].state = SlotState::Starting;
     commands_.push_back({Command::Kind::StartWorker, w, 0});
   }
@@ -402,8 +402,8 @@ void ParentEngine::maybe_finalize(WorkerId w) {
 
   const uint64_t assigned_total = slot.assigned_total;
   slot = Slot{};
-  slot.reader =
-      FrameReader(Direction::ToParent, config_.max_result_payload_bytes, kParentReadAheadBytes);
+  slot.reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes,
+                            kParentReadAheadBytes, config_.huge_page_advice_bytes);
   slot.assigned_total = assigned_total;
   slot.state = SlotState::Absent;
   // Replace it, unless the pool is shutting down and nothing is waiting to be assigned: a task

@@ -43,6 +43,9 @@ struct ParentConfig {
   bool task_timeouts = false;        // workers send Started; engine asks for timers
   uint32_t max_retries = 0;          // times a lost task may be submitted again
   uint64_t seed = 0;                 // for the scheduler's tie-breaks
+  // Result payloads of at least this many bytes are advised for transparent huge pages before
+  // they are read (read_advice); 0: never. Such a buffer goes to the caller, so it is always new.
+  uint64_t huge_page_advice_bytes = 0;
 };
 
 struct TaskSubmission {
@@ -154,6 +157,8 @@ class ParentEngine {
   // Whether the driver should read w's result pipe now, and where the bytes go.
   bool wants_read(WorkerId w) const;
   std::span<std::byte> read_buffer(WorkerId w);
+  // Memory to advise for huge pages before reading into read_buffer(w) (empty: none).
+  std::span<std::byte> read_advice(WorkerId w) const { return slots_[w].reader.huge_page_advice(); }
 
   std::vector<Command> take_commands();
   std::vector<Completion> take_completions();

@@ -31,6 +31,8 @@ const char* ParentLoop::phase_name() const {
       return "top";
     case Phase::Writing:
       return "blocking-write";
+    case Phase::EagerWriting:
+      return "write";
     case Phase::Waiting:
       return "wait";
     case Phase::Dispatch:
@@ -75,6 +77,7 @@ ParentLoop::Action ParentLoop::next(uint64_t now_ns) {
         return {.op = Op::TakeInbox};
       case Phase::InboxTaken:
       case Phase::Writing:
+      case Phase::EagerWriting:
       case Phase::Waiting:
         throw std::logic_error("pipepool: ParentLoop::next() without the report it waits for");
       case Phase::Commands: {
@@ -102,9 +105,21 @@ ParentLoop::Action ParentLoop::next(uint64_t now_ns) {
                   .write = segments_,
                   .write_bytes = total};
         }
+        if (!blocking_writes_) {
+          for (WorkerId w = 0; w < slots_.size(); ++w) {
+            if (slots_[w].task_pipe_full || !engine_.wants_write(w)) continue;
+            segments_.clear();
+            const size_t total = engine_.pending_write(w, segments_);
+            io_worker_ = w;
+            phase_ = Phase::EagerWriting;
+            pending_ = Pending::Write;
+            return {.op = Op::Write, .worker = w, .write = segments_, .write_bytes = total};
+          }
+        }
         for (WorkerId w = 0; w < interest_.size(); ++w) {
           interest_[w].read = engine_.wants_read(w);
-          interest_[w].write = !blocking_writes_ && engine_.wants_write(w);
+          interest_[w].write =
+              !blocking_writes_ && slots_[w].task_pipe_full && engine_.wants_write(w);
         }
         phase_ = Phase::Waiting;
         pending_ = Pending::Wait;
@@ -152,11 +167,16 @@ bool ParentLoop::dispatch_item(Action& out) {
       ++rounds_;
       io_worker_ = w;
       read_after_exit_ = false;
+      read_requested_ = buffer.size();
       pending_ = Pending::Read;
-      out = {.op = Op::Read, .worker = w, .read_into = buffer};
+      out = {.op = Op::Read,
+             .worker = w,
+             .read_into = buffer,
+             .huge_page_advice = engine_.read_advice(w)};
       return true;
     }
     case ReadyEvent::Kind::Writable: {
+      slots_[w].task_pipe_full = false;
       if (blocking_writes_ || rounds_ >= kWriteRoundsPerEvent || !engine_.wants_write(w)) {
         return false;
       }
@@ -192,7 +212,11 @@ bool ParentLoop::dispatch_item(Action& out) {
       io_worker_ = w;
       read_after_exit_ = true;
       pending_ = Pending::Read;
-      out = {.op = Op::Read, .worker = w, .after_exit = true, .read_into = buffer};
+      out = {.op = Op::Read,
+             .worker = w,
+             .after_exit = true,
+             .read_into = buffer,
+             .huge_page_advice = engine_.read_advice(w)};
       return true;
     }
     case ReadyEvent::Kind::Wake:
@@ -319,6 +343,7 @@ void ParentLoop::started(WorkerId w, std::string label) {
   slot.alive = true;
   slot.started_ns = now_ns_;
   slot.bytes_read = 0;
+  slot.task_pipe_full = false;  // fresh pipes
   engine_.set_worker_label(w, std::move(label));
   engine_.worker_started(w);
 }
@@ -336,6 +361,7 @@ void ParentLoop::wrote(size_t n) {
   pending_ = Pending::None;
   engine_.bytes_written(io_worker_, n);
   if (phase_ == Phase::Writing) phase_ = Phase::Top;
+  if (phase_ == Phase::EagerWriting) phase_ = Phase::Commands;
 }
 
 void ParentLoop::write_would_block() {
@@ -343,6 +369,11 @@ void ParentLoop::write_would_block() {
   pending_ = Pending::None;
   if (phase_ == Phase::Writing) {
     throw std::logic_error("pipepool: a blocking write reported that it would block");
+  }
+  if (phase_ == Phase::EagerWriting) {
+    slots_[io_worker_].task_pipe_full = true;  // watched for room from now on
+    phase_ = Phase::Commands;
+    return;
   }
   item_over_ = true;
 }
@@ -353,6 +384,8 @@ void ParentLoop::write_failed(int error) {
   engine_.write_failed(io_worker_, error);
   if (phase_ == Phase::Writing) {
     phase_ = Phase::Top;
+  } else if (phase_ == Phase::EagerWriting) {
+    phase_ = Phase::Commands;
   } else {
     item_over_ = true;
   }
@@ -363,6 +396,13 @@ void ParentLoop::read_done(size_t n) {
   pending_ = Pending::None;
   slots_[io_worker_].bytes_read += n;
   engine_.bytes_read(io_worker_, n);
+  // A pipe's read returns what it holds, up to the request: a short read emptied it, so another
+  // read now would only say "would block" (one system call per wake-up for small results). The
+  // epoll set is level-triggered: bytes written meanwhile make the next Wait return at once.
+  // Reads straight into a large payload keep going (its writer is refilling the pipe).
+  if (!read_after_exit_ && n < read_requested_ && read_requested_ <= kParentReadAheadBytes) {
+    item_over_ = true;
+  }
 }
 
 void ParentLoop::read_would_block() {

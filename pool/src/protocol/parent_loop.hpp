@@ -32,11 +32,17 @@
 //      executor reported that no worker can be started any more (ServerLost) and no process is
 //      left, every unfinished task fails (ParentEngine::abort) and the loop ends.
 //   4. A blocking strategy's due write: one Write with blocking = true, then back to 1.
-//   5. Otherwise Wait for any of the interest set (result pipes the engine wants to read, task
+//   5. Non-blocking strategies: a worker with frames to send whose task pipe has not been found
+//      full since it was last reported writable gets one non-blocking Write straight away (no
+//      Wait for EPOLLOUT first: an empty pipe is the common case, and watching for room costs
+//      two epoll_ctl and a wake-up per submission); one that would block is marked full, and
+//      only full pipes join the interest set. After each such write, back to 2.
+//   6. Otherwise Wait for any of the interest set (result pipes the engine wants to read, task
 //      pipes it wants to write, worker exits, new submissions) or the next deadline (a task
 //      timeout, a delayed start). Then the whole ready batch is dispatched in the order the
 //      executor reported it, every item checked against the engine first (an earlier item may
-//      have made it stale): up to 64 non-blocking reads of a readable result pipe, up to 16
+//      have made it stale): up to 64 non-blocking reads of a readable result pipe (until one
+//      would block, or a staged read returns less than it asked for: the pipe is empty), up to 16
 //      non-blocking writes of a writable task pipe (non-blocking strategies only), and for a
 //      worker that exited, ParentEngine::worker_exited and reads of what it left in its pipe
 //      until end of file (a dead process writes nothing more, so "would block" counts as end of
@@ -132,6 +138,8 @@ class ParentLoop {
     // One non-blocking read(2) of the result pipe of `worker` into `read_into`. Report:
     // read_done(n > 0), read_would_block(), or read_eof() (end of file, or an error that means
     // the same). after_exit: the process has exited; would block is taken as end of file.
+    // huge_page_advice, when not empty: first madvise(MADV_HUGEPAGE) it (untouched memory of a
+    // large result's buffer; see FrameReader), ignoring failure. No report of its own.
     Read,
     // Sleep until one of `interest` is ready, a worker exits, the user threads queue something,
     // or the clock reaches deadline_ns (UINT64_MAX: no deadline). Report: waited(events), the
@@ -150,6 +158,7 @@ class ParentLoop {
     std::span<const std::span<const std::byte>> write{};  // Write: the segments of one writev
     size_t write_bytes = 0;                               // Write: their total
     std::span<std::byte> read_into{};                     // Read
+    std::span<std::byte> huge_page_advice{};              // Read: advise before reading
     std::span<const Interest> interest{};                 // Wait: one per worker slot
     uint64_t deadline_ns = UINT64_MAX;                    // Wait
     std::span<Completion> completions{};  // Deliver: the executor may move from them
@@ -184,13 +193,14 @@ class ParentLoop {
  private:
   enum class Phase : uint8_t {
     Boot,
-    Top,          // TakeInbox next
-    InboxTaken,   // waiting for inbox()
-    Commands,     // engine commands, deliveries, then the checks of step 3
-    Writing,      // waiting for the report of a blocking write
-    Waiting,      // waiting for waited()
-    Dispatch,     // the ready batch
-    Terminating,  // kills and deliveries after terminate / abort, then Done
+    Top,           // TakeInbox next
+    InboxTaken,    // waiting for inbox()
+    Commands,      // engine commands, deliveries, then the checks of step 3
+    Writing,       // waiting for the report of a blocking write
+    EagerWriting,  // waiting for the report of a non-blocking write of step 5
+    Waiting,       // waiting for waited()
+    Dispatch,      // the ready batch
+    Terminating,   // kills and deliveries after terminate / abort, then Done
     Done,
   };
   struct Slot {
@@ -198,7 +208,8 @@ class ParentLoop {
     bool needs_start = false;  // the engine asked for a worker
     uint64_t start_after_ns = 0;
     uint64_t started_ns = 0;
-    uint64_t bytes_read = 0;  // from its current process
+    uint64_t bytes_read = 0;      // from its current process
+    bool task_pipe_full = false;  // a non-blocking write would block; cleared when writable
     uint32_t young_deaths = 0;
   };
   struct Timer {
@@ -241,7 +252,8 @@ class ParentLoop {
   uint32_t rounds_ = 0;
   bool exit_handled_ = false;  // batch_[batch_pos_] is an Exited event already given to the engine
   bool read_after_exit_ = false;
-  bool item_over_ = false;  // the current item's pipe would block or ended
+  size_t read_requested_ = 0;  // the size of the current (not after-exit) Read
+  bool item_over_ = false;     // the current item's pipe would block or ended
 };
 
 }  // namespace pipepool::protocol
