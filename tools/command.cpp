@@ -22,11 +22,6 @@ bool register_command(const char* path, const char* summary, Setup setup) {
   return true;
 }
 
-bool register_argv_command(const char* path, const char* summary, ArgvMain main) {
-  registrations().push_back(Registration{path, summary, nullptr, main});
-  return true;
-}
-
 std::string command_path(const CLI::App& command) {
   std::string path = command.get_name();
   for (const CLI::App* app = command.get_parent(); app != nullptr; app = app->get_parent()) {

@@ -44,12 +44,6 @@ inline constexpr int kExitEnvironment = 3;
 // Adds `pipepool PATH` ("tiers", "sim run"). Call from a namespace-scope initializer; returns true.
 bool register_command(const char* path, const char* summary, Setup setup);
 
-// For a command that still parses its own arguments (`int run_x_command(int argc, char** argv)`,
-// argv[0] being its first argument): every word after `pipepool PATH`, --help included, is handed
-// to it unparsed. A bridge while such a command moves to CLI11; its errors are its own.
-using ArgvMain = int (*)(int argc, char** argv);
-bool register_argv_command(const char* path, const char* summary, ArgvMain main);
-
 // Prints "pipepool PATH: MESSAGE" on stderr as one line and returns kExitUsage, for the checks
 // that need more than one option (for example "no calls: give --task, --call or --scenario").
 int usage_error(const CLI::App& command, const std::string& message);
@@ -57,10 +51,9 @@ int usage_error(const CLI::App& command, const std::string& message);
 // "pipepool sim run" for the app of `sim run`.
 std::string command_path(const CLI::App& command);
 
-// A validator (use it with ->transform(), which may rewrite) for a decimal integer in [low, high]:
-// no sign on unsigned types, no octal or hex, no wrap-around. It rewrites the text to its canonical
-// decimal form, so that CLI11's own conversion (which reads "010" as octal) sees what was checked.
-// Message: "-5 is not in 1..62".
+// A validator (use it with ->transform(), which may rewrite) for a decimal integer in [low, high]: no sign on unsigned types, no octal or hex,
+// no wrap-around. It rewrites the text to its canonical decimal form, so that CLI11's own
+// conversion (which reads "010" as octal) sees what was checked. Message: "-5 is not in 1..62".
 CLI::Validator integer_in(int64_t low, int64_t high);
 CLI::Validator unsigned_in(uint64_t low, uint64_t high);
 // A byte size ("65536", "64K", "1M", as sim::parse_size reads it) in [low, high], rewritten to

@@ -70,18 +70,6 @@ int main(int argc, char** argv) {
       return pipepool::tools::kExitEnvironment;
     }
     CLI::App* command = parent->add_subcommand(path, r.summary);
-    if (r.argv_main != nullptr) {
-      // Everything after the command's name, --help included, goes to its own parser.
-      command->prefix_command()->allow_extras()->set_help_flag();
-      runs[command] = [command, argv_main = r.argv_main] {
-        std::vector<std::string> words = command->remaining();
-        std::vector<char*> args;
-        for (std::string& word : words) args.push_back(word.data());
-        args.push_back(nullptr);
-        return argv_main(static_cast<int>(words.size()), args.data());
-      };
-      continue;
-    }
     runs[command] = r.setup(*command);
   }
 

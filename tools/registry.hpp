@@ -8,10 +8,9 @@
 namespace pipepool::tools {
 
 struct Registration {
-  const char* path;              // "tiers", "sim run"
-  const char* summary;           // one line for the parent's --help
-  Setup setup;                   // or:
-  ArgvMain argv_main = nullptr;  // register_argv_command
+  const char* path;     // "tiers", "sim run"
+  const char* summary;  // one line for the parent's --help
+  Setup setup;
 };
 
 std::vector<Registration>& registrations();
