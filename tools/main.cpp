@@ -64,6 +64,12 @@ int main(int argc, char** argv) {
     for (size_t space; (space = path.find(' ')) != std::string::npos; path.erase(0, space + 1)) {
       parent = group(*parent, path.substr(0, space));
     }
+    if (!parent->get_subcommands([&](const CLI::App* sub) { return sub->get_name() == path; })
+             .empty()) {
+      std::fprintf(stderr, "pipepool: two subcommands register '%s' (tools/*_command.cpp)\n",
+                   r.path);
+      return pipepool::tools::kExitEnvironment;
+    }
     CLI::App* command = parent->add_subcommand(path, r.summary);
     runs[command] = r.setup(*command);
   }

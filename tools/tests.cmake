@@ -100,3 +100,15 @@ foreach(signal INT TERM)
   set_tests_properties(tools_tiers_interrupt_${signal}_leaves_no_cgroup PROPERTIES
     TIMEOUT 60 SKIP_RETURN_CODE 77 LABELS tiers)
 endforeach()
+# Without the right to create cgroups: one line naming the file and the errno, exit 3.
+find_program(PIPEPOOL_SETPRIV setpriv)
+if(PIPEPOOL_SETPRIV)
+  add_test(NAME tools_cli_tiers_without_cgroup_access
+           COMMAND sh -c "[ $(id -u) = 0 ] || { echo 'SKIP: needs root to drop it'; exit 77; }; exec \"$@\""
+                   sh ${PIPEPOOL_EXPECT} 3 stderr 1
+                   "^pipepool tiers: cannot set up the cgroup of the 128 MB tier: mkdir .*: Permission denied"
+                   -- ${PIPEPOOL_SETPRIV} --reuid=65534 --regid=65534 --clear-groups
+                   $<TARGET_FILE:pipepool_command> tiers --workload spin --tiers 128 --quiet)
+  set_tests_properties(tools_cli_tiers_without_cgroup_access PROPERTIES
+    TIMEOUT 60 LABELS cli SKIP_RETURN_CODE 77)
+endif()

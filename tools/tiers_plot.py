@@ -65,8 +65,9 @@ def main():
                    label="published (real Lambda)")
     right.set(xscale="log", yscale=yscale, xlabel="tier (MB)", ylabel=ylabel, title=workload)
     for axis in (left, right):
-        axis.set_xticks([r["tier_mb"] for r in runs])
-        axis.set_xticklabels([str(r["tier_mb"]) for r in runs], rotation=45)
+        tiers = sorted({r["tier_mb"] for r in runs})
+        axis.set_xticks(tiers)
+        axis.set_xticklabels([str(mb) for mb in tiers], rotation=45)
         axis.minorticks_off()
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)

@@ -46,7 +46,7 @@ def attempt(pipepool, seconds):
         if abs(got - want) > TOLERANCE:
             failures.append(line)
             # Paused well beyond throttled: the CPU was taken by other processes, not the quota.
-            if paused - got > 0.03:
+            if paused - got > 0.01:
                 contended[mb] = abs(paused - want) <= TOLERANCE
     return failures, contended
 
