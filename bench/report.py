@@ -424,8 +424,23 @@ def simulator_section(results):
                      rate_text(r.get("ops_per_second"), "ops") if r["status"] == "ok"
                      else r["status"], "ops/s of CPU time"])
     for r in select(results, "simulator"):
+        params = r["params"]
+        if "exhaustive" in params:  # simulator/exhaustive:STRATEGY/SCHEDULER/workers:W/map_async:N
+            what = (f"simulator exhaustive (bound 2), {params['exhaustive']}, "
+                    f"{params.get('workers', '?')} workers, map_async {params.get('map_async', '?')}"
+                    " 70000 70000")
+            if r["status"] != "ok":
+                rows.append([what, r["status"], r.get("message", "")])
+                continue
+            rows.append([what,
+                         f"{rate_text(r.get('schedules_per_second'), '')} schedules, "
+                         f"{rate_text(r.get('distinct_states_per_second'), '')} distinct states",
+                         ("certified complete" if r.get("complete") else "NOT complete at its "
+                          "run limit") + f", {int(r.get('schedules', 0))} schedules"])
+            continue
         if r["status"] != "ok":
-            rows.append([f"simulator, {r['params']['scenario']}", r["status"], r["message"]])
+            rows.append([f"simulator, {params.get('scenario', '?')}", r["status"],
+                         r.get("message", "")])
             continue
         rows.append([f"simulator explore (random), {r['params']['scenario']}",
                      f"{rate_text(r.get('steps_per_second'), '')} steps, "

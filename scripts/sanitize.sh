@@ -21,5 +21,5 @@ if [[ $which == tsan || $which == all ]]; then
   # The threaded parts: the pool's I/O thread against user threads, callbacks, terminate.
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
     ctest --test-dir build-tsan --output-on-failure -j"$(nproc)" \
-    -R '^(PoolApi|Strategies|Schedulers|KnownFailures|CustomScheduler|Faults|Leaks)'
+    -R '^(PoolApi|PoolUsability|Strategies|Schedulers|KnownFailures|CustomScheduler|Faults|Leaks)'
 fi
