@@ -14,7 +14,7 @@
 
 #include "os/io.hpp"
 #include "os/pipe.hpp"
-#include "os/test_util.hpp"
+#include "os_test_util.hpp"
 
 namespace pipepool::driver {
 namespace {

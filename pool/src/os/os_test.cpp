@@ -30,7 +30,7 @@
 #include "os/result.hpp"
 #include "os/signals.hpp"
 #include "os/socket.hpp"
-#include "os/test_util.hpp"
+#include "os_test_util.hpp"
 
 namespace pipepool::os {
 namespace {

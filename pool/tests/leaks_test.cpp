@@ -20,7 +20,7 @@
 #include "fault_test_util.hpp"
 #include "os/fd.hpp"
 #include "os/process.hpp"
-#include "os/test_util.hpp"
+#include "os_test_util.hpp"
 #include "pipepool/pipepool.hpp"
 #include "process_helpers.hpp"
 #include "watchdog.hpp"

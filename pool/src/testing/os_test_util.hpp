@@ -1,4 +1,4 @@
-// os/test_util.hpp: helpers for tests that fork (os_test.cpp, driver/fork_server_test.cpp).
+// testing/os_test_util.hpp: helpers for tests that fork (os_test.cpp, driver/fork_server_test.cpp).
 // Header-only, test code only: it uses gtest-free plain C++ so it can also run in children.
 //
 //   ReapGuard child(pid);             // if the test fails early, the child is killed and reaped

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "fault_test_util.hpp"
-#include "os/test_util.hpp"
+#include "os_test_util.hpp"
 #include "pipepool/pipepool.hpp"
 #include "process_helpers.hpp"
 #include "protocol/frame.hpp"
