@@ -5,15 +5,20 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <mutex>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "driver/test_hooks.hpp"
 #include "explore.hpp"
 #include "pipepool/pipepool.hpp"
 #include "process_helpers.hpp"
 #include "scenario.hpp"
 #include "threshold.hpp"
 #include "watchdog.hpp"
+#include "world.hpp"
 
 namespace pipepool::sim {
 namespace {
@@ -175,6 +180,104 @@ TEST(RealPoolAgreement, EveryStrategyAndSchedulerWithOneTwoAndFourWorkers) {
   std::printf("agreement: 54 cases, %d real hangs, %d simulator deadlocks, %d certificates\n",
               hangs, deadlocks, certificates);
   EXPECT_GT(hangs, 0);  // the cases include real deadlocks, or they test nothing
+}
+
+// ---- the same loop, two executors: the bytes each puts into each pipe
+// ----------------------------
+
+// The frames written into each task pipe: (kind, task id, payload bytes), in order.
+using Frames = std::vector<std::tuple<int, uint64_t, uint64_t>>;
+
+class PipeRecorder {
+ public:
+  protocol::ParentLoop::WriteObserver observer() {
+    return [this](protocol::WorkerId w, std::span<const std::byte> bytes) {
+      std::lock_guard lock(mutex_);
+      if (w >= streams_.size()) streams_.resize(w + 1);
+      streams_[w].insert(streams_[w].end(), bytes.begin(), bytes.end());
+    };
+  }
+  // Per worker slot, the frames of its task pipe (headers parsed, payloads skipped).
+  std::vector<Frames> frames() {
+    std::lock_guard lock(mutex_);
+    std::vector<Frames> out(streams_.size());
+    for (size_t w = 0; w < streams_.size(); ++w) {
+      const std::vector<std::byte>& b = streams_[w];
+      size_t at = 0;
+      while (at + protocol::kHeaderBytes <= b.size()) {
+        uint64_t task = 0, payload = 0;
+        std::memcpy(&task, b.data() + at + 8, 8);
+        std::memcpy(&payload, b.data() + at + 16, 8);
+        out[w].emplace_back(static_cast<int>(b[at + 4]), task, payload);
+        at += protocol::kHeaderBytes + payload;
+      }
+      EXPECT_EQ(at, b.size()) << "task pipe " << w << " ends inside a frame";
+    }
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::vector<std::byte>> streams_;
+};
+
+std::string describe(const std::vector<Frames>& pipes) {
+  std::string out;
+  for (size_t w = 0; w < pipes.size(); ++w) {
+    out += "W" + std::to_string(w) + ":";
+    for (const auto& [kind, task, payload] : pipes[w]) {
+      out += " " + std::string(protocol::to_string(static_cast<protocol::FrameKind>(kind))) +
+             (task ? "(" + std::to_string(task) + ")" : "") + "+" + std::to_string(payload);
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+// Round-robin assigns by turn, whatever the timing, so both executors of the one parent loop must
+// put the same frames into the same pipes in the same order: the real driver over real pipes
+// (watched through ParentLoop::observe_writes) and the simulator (the lowest runnable process
+// first), frame by frame. (With ShortestBacklog or Demand the assignment depends on when results
+// come back, which real timing decides.)
+TEST(RealPoolAgreement, BothExecutorsWriteTheSameFramesIntoEachPipe) {
+  for (Strategy strategy : {Strategy::Unbatched, Strategy::Batched, Strategy::Epoll}) {
+    for (uint32_t workers : {1u, 2u}) {
+      for (size_t bytes : {size_t{1'000}, size_t{20'000}}) {
+        const AgreementCase c{strategy, SchedulerKind::RoundRobin, workers, bytes};
+        PipeRecorder real;
+        pipepool::driver::testing::observe_next_pool_writes(real.observer());
+        {
+          Pool pool(options_of(c));
+          std::vector<AsyncResult<std::string>> results;
+          const std::string in(bytes, 'x');
+          for (uint32_t i = 0; i < 2 * workers; ++i) {
+            results.push_back(pool.apply_async(echo_resized, in, bytes));
+          }
+          for (auto& r : results) ASSERT_TRUE(r.wait(10s)) << describe(c) << ": real pool hung";
+          pool.close();
+          pool.join();
+        }
+        Scenario scenario = scenario_from_options(options_of(c));
+        Call call;
+        call.kind = Call::Kind::ApplyAsync;
+        call.item = {bytes + kTaskOverhead, bytes + kResultOverhead, 0};
+        scenario.calls.assign(2 * workers, call);
+        Call wait;
+        wait.kind = Call::Kind::Wait;
+        scenario.calls.push_back(wait);
+        PipeRecorder simulated;
+        World world(make_script(scenario),
+                    {.max_steps = 100'000, .trace = false, .write_observer = simulated.observer()});
+        while (uint64_t runnable = world.poll()) world.step(std::countr_zero(runnable));
+        ASSERT_EQ(world.status(), RunStatus::Finished) << describe(c) << ": " << world.failure();
+        const std::vector<Frames> a = real.frames(), b = simulated.frames();
+        EXPECT_EQ(a, b) << describe(c) << "\nreal:\n"
+                        << describe(a) << "simulated:\n"
+                        << describe(b);
+        std::printf("same frames: %-52s %s", describe(c).c_str(), describe(a).c_str());
+      }
+    }
+  }
 }
 
 }  // namespace

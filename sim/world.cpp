@@ -111,6 +111,7 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
   parent_->segments.reserve(128);
   parent_->events.reserve(3 * workers_count_ + 4);
   parent_->loop.emplace(setup_, *strategy_, *scheduler_);
+  if (options_.write_observer) parent_->loop->observe_writes(options_.write_observer);
   // The pool's constructor starts its workers before it returns to the user.
   advance_parent();
 }

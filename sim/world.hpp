@@ -115,6 +115,9 @@ struct DeadlockReport {
 struct WorldOptions {
   uint64_t max_steps = 1'000'000;
   bool trace = false;  // keep one line of text per step (slow; for reports and replays)
+  // Sees the bytes the parent loop has the simulated parent write into each task pipe (the same
+  // hook the real driver's tests use: ParentLoop::observe_writes).
+  protocol::ParentLoop::WriteObserver write_observer{};
 };
 
 class World {

@@ -30,6 +30,7 @@
 
 #include "driver/fork_server.hpp"
 #include "driver/probes.hpp"
+#include "driver/test_hooks.hpp"
 #include "driver/worker_main.hpp"
 #include "driver/worker_slots.hpp"
 #include "os/cpu.hpp"
@@ -278,6 +279,9 @@ Core::Core(Options options) : options_(std::move(options)) {
 
   slots_.emplace(*epoll_, processes_);
   loop_.emplace(setup, *strategy_, *scheduler_);
+  if (auto observer = driver::testing::take_next_pool_write_observer()) {
+    loop_->observe_writes(std::move(observer));  // a test compares executors
+  }
   // The first workers, synchronously: failures throw here.
   for (;;) {
     const ParentLoop::Action action = loop_->next(now_ns());

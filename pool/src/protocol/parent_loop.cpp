@@ -359,6 +359,16 @@ void ParentLoop::start_failed(WorkerId w) {
 void ParentLoop::wrote(size_t n) {
   expect(Pending::Write);
   pending_ = Pending::None;
+  if (write_observer_) {
+    std::vector<std::byte> written;
+    written.reserve(n);
+    for (std::span<const std::byte> segment : segments_) {
+      const size_t take = std::min(segment.size(), n - written.size());
+      written.insert(written.end(), segment.begin(), segment.begin() + take);
+      if (written.size() == n) break;
+    }
+    write_observer_(io_worker_, written);
+  }
   engine_.bytes_written(io_worker_, n);
   if (phase_ == Phase::Writing) phase_ = Phase::Top;
   if (phase_ == Phase::EagerWriting) phase_ = Phase::Commands;

@@ -23,9 +23,10 @@
 //
 // One iteration of the loop, in the order the loop itself keeps:
 //   1. TakeInbox. Cancelled tasks that no worker has yet are withdrawn (and delivered as
-//      Completion::Kind::Cancelled, for the executor to forget). A terminate request ends the loop: every unfinished task completes as
-//      Terminated, live workers are killed (KillWorker), completions delivered, Done. Otherwise
-//      each queued call is one ParentEngine::submit, and a join request begins the shutdown.
+//      Completion::Kind::Cancelled, for the executor to forget). A terminate request ends the loop:
+//      every unfinished task completes as Terminated, live workers are killed (KillWorker),
+//      completions delivered, Done. Otherwise each queued call is one ParentEngine::submit, and a
+//      join request begins the shutdown.
 //   2. The engine's commands: StartWorker for slots whose start is due (a young death's back-off
 //      or a failed fork's retry may delay it), KillWorker, timers armed; completions delivered.
 //   3. Done once the engine has finished (shutting down, no task left, no worker); when the
@@ -56,6 +57,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <span>
 #include <string>
@@ -93,7 +95,7 @@ struct Inbox {
   std::vector<std::vector<TaskSubmission>> calls;  // one ParentEngine::submit each, in order
   std::vector<TaskId> cancel;  // withdraw these if no worker has them yet (a lazy imap left early)
   bool join = false;           // join() was called (after close())
-  bool terminate = false;                          // terminate() was called
+  bool terminate = false;      // terminate() was called
 };
 
 // One item of a Wait's ready batch.
@@ -182,6 +184,13 @@ class ParentLoop {
   void read_eof();
   void waited(std::span<const ReadyEvent> events);
 
+  // ---- observation (for tests that compare executors) -------------------------------------
+  // Called in wrote(n) with the n bytes just written to slot w's task pipe: what the loop has
+  // made an executor put into each pipe, whichever executor it is. Not a decision: the loop runs
+  // the same with or without it.
+  using WriteObserver = std::function<void(WorkerId w, std::span<const std::byte> bytes)>;
+  void observe_writes(WriteObserver observer) { write_observer_ = std::move(observer); }
+
   // ---- state -------------------------------------------------------------------------------
   const ParentEngine& engine() const { return engine_; }
   bool done() const { return phase_ == Phase::Done; }
@@ -237,7 +246,7 @@ class ParentLoop {
   std::vector<Action> queued_;  // StartWorker / KillWorker / Deliver, before anything else
   size_t queued_pos_ = 0;
   std::vector<Completion> delivering_;
-  std::vector<Completion> withdrawn_;  // cancelled by the inbox, delivered with the next batch
+  std::vector<Completion> withdrawn_;      // cancelled by the inbox, delivered with the next batch
   std::multimap<uint64_t, Timer> timers_;  // due -> task
   std::unordered_map<TaskId, std::multimap<uint64_t, Timer>::iterator> timer_of_;
   bool server_lost_ = false;
@@ -253,7 +262,8 @@ class ParentLoop {
   bool exit_handled_ = false;  // batch_[batch_pos_] is an Exited event already given to the engine
   bool read_after_exit_ = false;
   size_t read_requested_ = 0;  // the size of the current (not after-exit) Read
-  bool item_over_ = false;     // the current item's pipe would block or ended
+  bool item_over_ = false;
+  WriteObserver write_observer_;  // the current item's pipe would block or ended
 };
 
 }  // namespace pipepool::protocol
