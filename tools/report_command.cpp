@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -617,6 +618,34 @@ std::string tiers_text(const Json& t) {
   return out;
 }
 
+// "application in writev(2) of 1048640 bytes into a pipe holding 61504 of 65536, ...": what the
+// doctor saw each blocked process of the cycle do.
+std::string blocked_text(const Json& d) {
+  std::map<std::string, std::string> fill;
+  for (const Json& pipe : d["pipes"]) {
+    if (pipe.contains("queued_bytes") && pipe.contains("capacity_bytes")) {
+      fill[pipe["pipe"].get<std::string>()] =
+          std::to_string(pipe["queued_bytes"].get<uint64_t>()) + " of " +
+          std::to_string(pipe["capacity_bytes"].get<uint64_t>());
+    }
+  }
+  std::string out;
+  for (const Json& process : d["processes"]) {
+    for (const Json& thread : process["threads"]) {
+      const std::string wait = thread["wait"].get<std::string>();
+      if (wait != "write" && wait != "read") continue;
+      const std::string object = thread.value("object", std::string());
+      out += std::string(out.empty() ? "" : "; ") +
+             (process["pid"] == d["application_pid"] ? "parent " : "worker ") +
+             std::to_string(process["pid"].get<pid_t>()) + " in " +
+             thread["syscall"].get<std::string>() + "(2) of " +
+             std::to_string(thread.value("bytes_requested", uint64_t{0})) + " bytes into a pipe " +
+             (fill.count(object) ? "holding " + fill[object] + " bytes" : object);
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> summary_lines(const Json& report) {
   std::vector<std::string> lines;
   const Json& d = report["deadlock"];
@@ -624,9 +653,8 @@ std::vector<std::string> summary_lines(const Json& report) {
     lines.push_back("Deadlock: Unbatched with two " +
                     std::to_string(d["payload_bytes"].get<uint64_t>()) +
                     "-byte calls on one worker hangs for real; the doctor found the cycle " +
-                    pids_text(d["cycle"].get<std::vector<pid_t>>()) +
-                    " (parent blocked writing task 2, worker blocked writing result 1, both pipes "
-                    "full); terminate() left no process; Epoll completed the same calls.");
+                    pids_text(d["cycle"].get<std::vector<pid_t>>()) + " (" + blocked_text(d) +
+                    "); terminate() left no process; Epoll completed the same calls.");
   } else {
     lines.push_back("Deadlock part: " + d["status"].get<std::string>() + ": " +
                     d.value("error", d.value("reason", std::string())));
