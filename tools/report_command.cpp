@@ -44,6 +44,7 @@
 #include "os/pipe.hpp"
 #include "os/process.hpp"
 #include "pipepool/pipepool.hpp"
+#include "proc_reader.hpp"
 #include "report_parts.hpp"
 #include "threshold.hpp"
 
@@ -202,7 +203,7 @@ std::vector<pid_t> left_behind(const std::vector<pid_t>& pids, double limit_s) {
   do {
     left.clear();
     for (pid_t pid : pids) {
-      if (::kill(pid, 0) == 0 || errno != ESRCH) left.push_back(pid);
+      if (proc::read_process_stat(pid)) left.push_back(pid);
     }
     if (left.empty()) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
