@@ -15,7 +15,7 @@
 
 namespace pipepool::tools {
 
-std::string fuzz_demo_section();  // fuzz_command.cpp
+std::string fuzz_demo_section();  // fuzz_command.cpp (report_parts.hpp)
 
 namespace {
 

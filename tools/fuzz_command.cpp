@@ -19,6 +19,7 @@
 
 #include "check.hpp"
 #include "command.hpp"
+#include "report_parts.hpp"
 
 namespace pipepool::tools {
 
@@ -102,19 +103,27 @@ std::string render_text(const FuzzCommandOptions& o, const fuzz::CheckResult& r)
 
 }  // namespace
 
-// For `pipepool demo`: the property on each built-in strategy, one worker, 64 KiB pipes, and the
-// minimal counterexamples it shrinks to.
-std::string fuzz_demo_section() {
-  std::string out =
-      "\n`pipepool fuzz`: 100 random workloads per strategy on the simulator (1 worker, 64 KiB "
-      "pipes,\nShortestBacklog), the first deadlock shrunk to its minimal form:\n";
+// For `pipepool demo` and `pipepool report`: the property on each built-in strategy (Epoll,
+// Batched, Unbatched), one worker, 64 KiB pipes, `runs` workloads each, and the minimal
+// counterexamples it shrinks to.
+std::vector<FuzzDemoRow> fuzz_demo_rows(uint32_t runs) {
+  std::vector<FuzzDemoRow> rows;
   for (Strategy strategy : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
     FuzzCommandOptions o;
     o.strategy = strategy;
     o.workers = 1;
-    const fuzz::CheckResult r = run_fuzz(o);
+    o.runs = runs;
+    rows.push_back(FuzzDemoRow{strategy, run_fuzz(o)});
+  }
+  return rows;
+}
+
+std::string format_fuzz_demo_rows(const std::vector<FuzzDemoRow>& rows) {
+  std::string out;
+  for (const FuzzDemoRow& row : rows) {
+    const fuzz::CheckResult& r = row.result;
     char line[160];
-    std::snprintf(line, sizeof line, "  %-10s ", std::string(to_string(strategy)).c_str());
+    std::snprintf(line, sizeof line, "  %-10s ", std::string(to_string(row.strategy)).c_str());
     out += line;
     if (r.holds) {
       out += "holds over " + std::to_string(r.scenarios_tried) + " scenarios\n";
@@ -127,6 +136,12 @@ std::string fuzz_demo_section() {
         "\n";
   }
   return out;
+}
+
+std::string fuzz_demo_section() {
+  return "\n`pipepool fuzz`: 100 random workloads per strategy on the simulator (1 worker, 64 KiB "
+         "pipes,\nShortestBacklog), the first deadlock shrunk to its minimal form:\n" +
+         format_fuzz_demo_rows(fuzz_demo_rows(100));
 }
 
 namespace {

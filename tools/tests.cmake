@@ -22,7 +22,7 @@ set_tests_properties(tools_demo PROPERTIES
 pipepool_cli_test(help 0 stdout any "demo.*\n?.*" --help)
 pipepool_cli_test(help_lists_commands 0 stdout any "tiers" --help)
 pipepool_cli_test(version 0 stdout 1 "^pipepool [0-9]+\\.[0-9]+\\.[0-9]+$" --version)
-foreach(sub "demo" "sim" "sim;pipe" "sim;run" "sim;threshold" "tiers")
+foreach(sub "demo" "report" "sim" "sim;pipe" "sim;run" "sim;threshold" "tiers")
   string(REPLACE ";" "_" id "${sub}")
   pipepool_cli_test(help_${id} 0 stdout any "Usage:" ${sub} --help)
 endforeach()
@@ -64,6 +64,9 @@ pipepool_cli_test(sim_threshold_needs_strategy 2 stderr 1
 pipepool_cli_test(sim_threshold_negative_size 2 stderr 1
                   "^pipepool sim threshold: --max-bytes: -5 is not in 1\\.\\.4294967296 bytes" sim
                   threshold --strategy unbatched --max-bytes -5)
+pipepool_cli_test(report_rejects_arguments 2 stderr 1 "^pipepool report: .*extra" report extra)
+pipepool_cli_test(report_unknown_option 2 stderr 1 "^pipepool report: .*--frobnicate" report
+                  --frobnicate)
 pipepool_cli_test(demo_rejects_arguments 2 stderr 1 "^pipepool demo: .*extra" demo extra)
 pipepool_cli_test(demo_payload_range 2 stderr 1 "^pipepool demo: --payload: 1K is not in" demo
                   --payload 1K)
@@ -87,6 +90,11 @@ pipepool_cli_test(tiers_workload_and_command 2 stderr 1
                   --workload spin -- true)
 find_program(PIPEPOOL_PYTHON3 python3)
 if(PIPEPOOL_PYTHON3)
+  # pipepool report --quick --json: every part, the doctor's cycle, 65505, no process left.
+  add_test(NAME tools_report_quick
+           COMMAND ${PIPEPOOL_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/report_test.py
+                   $<TARGET_FILE:pipepool_command>)
+  set_tests_properties(tools_report_quick PROPERTIES TIMEOUT 120 RUN_SERIAL TRUE LABELS cli)
   add_test(NAME tools_tiers_spin_matches_lambda
            COMMAND ${PIPEPOOL_PYTHON3} ${CMAKE_CURRENT_SOURCE_DIR}/tiers_spin_test.py
                    $<TARGET_FILE:pipepool_command> 1.5)

@@ -39,6 +39,7 @@
 #include "os/pipe.hpp"
 #include "os/process.hpp"
 #include "pipepool/pipepool.hpp"
+#include "report_parts.hpp"
 
 namespace pipepool::tools {
 namespace {
@@ -81,6 +82,7 @@ struct TiersArgs {
   std::vector<std::string> command;
   const CLI::App* app = nullptr;
   const CLI::Option* workload_option = nullptr;
+  std::string failure;  // why collect_tiers stopped (printed by run_tiers, reported by report)
 };
 
 // One run: a tier, a strategy (or "none"), a payload size (echo).
@@ -433,13 +435,9 @@ void print_table(const TiersArgs& args, const Json& rows, const std::string& cgr
   }
 }
 
-int run_tiers(TiersArgs& args) {
-  if (!args.command.empty()) {
-    if (args.workload_option->count() > 0) {
-      return usage_error(*args.app, "give either --workload or -- COMMAND, not both");
-    }
-    args.workload = "command";
-  }
+// Runs every tier; on success returns 0 and fills `whole`, else returns the exit status with
+// args.failure set to the one-line reason (or 128+N when interrupted).
+int collect_tiers(TiersArgs& args, Json& whole) {
   const bool pool = args.workload == "echo" || args.workload == "rate";
   const double seconds = args.seconds > 0 ? args.seconds : (args.workload == "spin" ? 2.0 : 1.0);
   std::vector<RunSpec> runs;
@@ -457,7 +455,7 @@ int run_tiers(TiersArgs& args) {
     }
   }
   if (os::Result<void> r = os::catch_termination_signals(&g_interrupted); !r.ok()) {
-    std::fprintf(stderr, "pipepool tiers: %s\n", r.failure().message().c_str());
+    args.failure = r.failure().message();
     return kExitEnvironment;
   }
   Progress progress(args.quiet);
@@ -484,10 +482,9 @@ int run_tiers(TiersArgs& args) {
         !group->set_cpu_weight(kTierCpuWeight, error) || !group->limit_memory(mb << 20, error) ||
         !group->limit_cpus(cpus, error)) {
       progress.clear();
-      std::fprintf(stderr,
-                   "pipepool tiers: cannot set up the cgroup of the %llu MB tier: %s (needs root "
-                   "and the cpu, cpuset and memory controllers)\n",
-                   static_cast<unsigned long long>(mb), error.c_str());
+      args.failure = "cannot set up the cgroup of the " + std::to_string(mb) +
+                     " MB tier: " + error +
+                     " (needs root and the cpu, cpuset and memory controllers)";
       return kExitEnvironment;  // ~Cgroup removes what was created
     }
     for (const RunSpec& run : runs) {
@@ -497,8 +494,8 @@ int run_tiers(TiersArgs& args) {
       ++done;
       if (!outcome.environment_error.empty()) {
         progress.clear();
-        std::fprintf(stderr, "pipepool tiers: cannot run in the %llu MB tier's cgroup: %s\n",
-                     static_cast<unsigned long long>(mb), outcome.environment_error.c_str());
+        args.failure = "cannot run in the " + std::to_string(mb) +
+                       " MB tier's cgroup: " + outcome.environment_error;
         return kExitEnvironment;
       }
       if (outcome.interrupted) break;
@@ -506,19 +503,37 @@ int run_tiers(TiersArgs& args) {
     }
     if (!group->remove(error)) {
       progress.clear();
-      std::fprintf(stderr, "pipepool tiers: %s\n", error.c_str());
+      args.failure = error;
       return kExitEnvironment;
     }
   }
   progress.clear();
   if (g_interrupted) {
-    std::fprintf(stderr, "pipepool tiers: interrupted by signal %d; every cgroup removed\n",
-                 static_cast<int>(g_interrupted));
+    args.failure =
+        "interrupted by signal " + std::to_string(g_interrupted) + "; every cgroup removed";
     return 128 + g_interrupted;
   }
-  Json whole{{"workload", args.workload},    {"cgroup_version", cgroup_version},
-             {"machine_cpus", machine_cpus}, {"period_us", kPeriodUs},
-             {"seconds_per_run", seconds},   {"runs", rows}};
+  whole = Json{{"workload", args.workload},    {"cgroup_version", cgroup_version},
+               {"machine_cpus", machine_cpus}, {"period_us", kPeriodUs},
+               {"seconds_per_run", seconds},   {"runs", rows}};
+  return 0;
+}
+
+int run_tiers(TiersArgs& args) {
+  if (!args.command.empty()) {
+    if (args.workload_option->count() > 0) {
+      return usage_error(*args.app, "give either --workload or -- COMMAND, not both");
+    }
+    args.workload = "command";
+  }
+  Json whole;
+  if (const int status = collect_tiers(args, whole); status != 0) {
+    std::fprintf(stderr, "pipepool tiers: %s\n", args.failure.c_str());
+    return status;
+  }
+  const std::string cgroup_version = whole["cgroup_version"].get<std::string>();
+  const int machine_cpus = whole["machine_cpus"].get<int>();
+  const Json& rows = whole["runs"];
   if (args.json) {
     std::printf("%s\n", whole.dump(2).c_str());
   } else {
@@ -526,18 +541,12 @@ int run_tiers(TiersArgs& args) {
   }
   std::fflush(stdout);
   if (!args.plot.empty()) {
-    const std::string data = args.plot + ".json";
-    std::ofstream(data) << whole.dump(2) << "\n";
-    const std::string script = PIPEPOOL_TIERS_PLOT_SCRIPT;
-    const std::string shell =
-        std::string(PIPEPOOL_PLOT_PYTHON) + " '" + script + "' '" + data + "' '" + args.plot + "'";
-    if (std::system(shell.c_str()) != 0) {
-      std::fprintf(stderr, "pipepool tiers: the plot failed (%s; needs python3-matplotlib)\n",
-                   shell.c_str());
+    if (std::string failure = plot_tiers(whole, args.plot); !failure.empty()) {
+      std::fprintf(stderr, "pipepool tiers: %s\n", failure.c_str());
       return kExitEnvironment;
     }
-    std::fprintf(stderr, "pipepool tiers: plot in %s, its data in %s\n", args.plot.c_str(),
-                 data.c_str());
+    std::fprintf(stderr, "pipepool tiers: plot in %s, its data in %s.json\n", args.plot.c_str(),
+                 args.plot.c_str());
   }
   return 0;
 }
@@ -588,6 +597,34 @@ Run setup_tiers(CLI::App& command) {
       "--workload spin --tiers 128,1024,1769");
   return [args] { return run_tiers(*args); };
 }
+
+}  // namespace
+
+std::string plot_tiers(const Json& whole, const std::string& png) {
+  const std::string data = png + ".json";
+  std::ofstream(data) << whole.dump(2) << "\n";
+  const std::string script = PIPEPOOL_TIERS_PLOT_SCRIPT;
+  const std::string shell =
+      std::string(PIPEPOOL_PLOT_PYTHON) + " '" + script + "' '" + data + "' '" + png + "'";
+  if (std::system(shell.c_str()) != 0) {
+    return "the plot failed (" + shell + "; needs python3-matplotlib)";
+  }
+  return {};
+}
+
+int tier_sweep(const std::vector<uint64_t>& tiers_mb, double seconds, bool quiet, Json& whole,
+               std::string& failure) {
+  TiersArgs args;
+  args.tiers_mb = tiers_mb;
+  args.workload = "spin";
+  args.seconds = seconds;
+  args.quiet = quiet;
+  const int status = collect_tiers(args, whole);
+  failure = args.failure;
+  return status;
+}
+
+namespace {
 
 [[maybe_unused]] const bool registered = register_command(
     "tiers", "a workload under emulated AWS Lambda memory tiers (cgroup CPU quota, memory, cpuset)",
