@@ -22,8 +22,8 @@ class WorkerSlots {
   enum class Which : uint64_t { Read = 0, Write = 1, Pidfd = 2 };
 
   // epoll tokens of a slot's descriptors: slot << 2 | which. Tokens of the pool's own
-  // descriptors (its eventfd, the fork server's events socket) must not collide: use values
-  // above kMaxTokens.
+  // descriptors (its eventfd, the fork server's events socket) must not collide: the driver
+  // uses the largest uint64_t values, which no slot index reaches.
   static uint64_t token(uint32_t w, Which which) {
     return (uint64_t{w} << 2) | static_cast<uint64_t>(which);
   }

@@ -21,30 +21,6 @@ ParentLoop::ParentLoop(const EngineSetup& setup, const IoStrategy& strategy, Sch
   segments_.reserve(128);
 }
 
-const char* ParentLoop::phase_name() const {
-  switch (phase_) {
-    case Phase::Boot:
-      return "boot";
-    case Phase::Top:
-    case Phase::InboxTaken:
-    case Phase::Commands:
-      return "top";
-    case Phase::Writing:
-      return "blocking-write";
-    case Phase::EagerWriting:
-      return "write";
-    case Phase::Waiting:
-      return "wait";
-    case Phase::Dispatch:
-      return "dispatch";
-    case Phase::Terminating:
-      return "terminating";
-    case Phase::Done:
-      return "done";
-  }
-  return "?";
-}
-
 void ParentLoop::expect(Pending pending) const {
   if (pending_ != pending) {
     throw std::logic_error(

@@ -193,11 +193,8 @@ class ParentLoop {
 
   // ---- state -------------------------------------------------------------------------------
   const ParentEngine& engine() const { return engine_; }
-  bool done() const { return phase_ == Phase::Done; }
   // Whether the process of slot w runs (started, and its exit not yet reported).
   bool process_alive(WorkerId w) const { return slots_[w].alive; }
-  // What the current action is waiting for, for reports (the phase name).
-  const char* phase_name() const;
 
  private:
   enum class Phase : uint8_t {
