@@ -1,8 +1,10 @@
 #include "scenario.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
 
 namespace pipepool::sim {
@@ -106,6 +108,12 @@ Options to_options(const Scenario& s) {
   options.seed = s.engine_seed;
   options.custom_scheduler = s.custom_scheduler;
   options.custom_strategy = s.custom_strategy;
+  options.transport = s.transport;
+  options.framing = s.framing;
+  options.python_task_overhead_bytes = s.python_task_overhead_bytes;
+  options.python_result_overhead_bytes = s.python_result_overhead_bytes;
+  // SO_SNDBUF's argument is half the value getsockopt reads back (the kernel doubles it).
+  options.socket_sndbuf_bytes = s.sndbuf_bytes / 2;
   return options;
 }
 
@@ -130,6 +138,15 @@ Scenario scenario_from_options(const Options& options, uint32_t default_workers)
   if (capacity == 0) capacity = options.enlarge_pipes ? uint64_t{1} << 20 : uint64_t{64} << 10;
   // The kernel rounds a capacity up to a power-of-two number of pages.
   s.pipe_pages = static_cast<uint32_t>(std::bit_ceil((capacity + s.page_size - 1) / s.page_size));
+  s.transport = options.transport;
+  s.framing = options.framing;
+  s.python_task_overhead_bytes = options.python_task_overhead_bytes;
+  s.python_result_overhead_bytes = options.python_result_overhead_bytes;
+  // The kernel's doubling, without wmem_max's bound (the simulator cannot know the machine's).
+  if (options.socket_sndbuf_bytes != 0) {
+    s.sndbuf_bytes = static_cast<uint32_t>(
+        std::max<uint64_t>(4608, std::min<uint64_t>(options.socket_sndbuf_bytes, INT32_MAX / 2) * 2));
+  }
   return s;
 }
 
@@ -139,6 +156,12 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
   if (scenario.workers == 0 || scenario.workers > kMaxWorkers) {
     throw std::invalid_argument("workers must be in 1.." + std::to_string(kMaxWorkers) + ", got " +
                                 std::to_string(scenario.workers));
+  }
+  if (scenario.transport != Transport::Pipes) {
+    throw std::invalid_argument("the socketpair transport is not simulated yet");
+  }
+  if (scenario.framing != Framing::Pipepool) {
+    throw std::invalid_argument("Python's framing is not simulated yet");
   }
   if (!std::has_single_bit(scenario.pipe_pages)) {
     throw std::invalid_argument("pipe-pages must be a power of two, got " +

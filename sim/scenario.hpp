@@ -73,6 +73,14 @@ struct Scenario {
   uint32_t max_tasks_per_child = 0;  // 0: unlimited
   uint32_t max_retries = 0;
   uint64_t engine_seed = Options{}.seed;  // the parent engine's seed (scheduler tie-breaks)
+  // The channel (Options::transport, framing and overheads). With Transport::SocketPair every
+  // worker has one socketpair of sndbuf_bytes per end (the value getsockopt(SO_SNDBUF) reads, as
+  // sim::SocketConfig::sndbuf_bytes; the kernel's default here is 212,992); pipe_pages is unused.
+  Transport transport = Options{}.transport;
+  Framing framing = Options{}.framing;
+  uint32_t python_task_overhead_bytes = 0;
+  uint32_t python_result_overhead_bytes = 0;
+  uint32_t sndbuf_bytes = 212992;
   std::vector<Call> calls;
 };
 

@@ -17,6 +17,23 @@
 
 namespace pipepool {
 
+// How the parent and a worker are connected.
+enum class Transport {
+  Pipes,       // two pipes per worker: one for tasks, one for results (the default)
+  SocketPair,  // one AF_UNIX SOCK_STREAM socketpair per worker, duplex, as Python's Pipe() gives
+};
+
+// How each frame is put on the channel.
+enum class Framing {
+  Pipepool,  // pipepool's 32-byte header, then the payload (protocol/frame.hpp)
+  // Each message as Python's multiprocessing.connection writes it on Linux: a 4-byte big-endian
+  // length, then the message; one write of both when the message is at most 16,384 bytes, two
+  // writes otherwise. A task message holds its payload plus python_task_overhead_bytes, a result
+  // message its payload plus python_result_overhead_bytes (the pickled size of the library's own
+  // objects around the payload), so that the channel fills as the Python library's does.
+  Python,
+};
+
 struct Options {
   // Worker processes. -1: as many as CPUs this process may use (affinity mask and cgroup CPU quota,
   // not the machine's core count). 0: inline, every task runs in the submitting call, still encoded
@@ -87,6 +104,15 @@ struct Options {
 
   // Seed of the scheduler's generator (ShortestBacklog's tie-breaks). Same seed, same choices.
   uint64_t seed = 0x5eed;
+
+  // The channel between the parent and each worker, and what goes on it (see Transport, Framing).
+  Transport transport = Transport::Pipes;
+  Framing framing = Framing::Pipepool;
+  uint32_t python_task_overhead_bytes = 0;    // Framing::Python only
+  uint32_t python_result_overhead_bytes = 0;  // Framing::Python only
+  // Transport::SocketPair: SO_SNDBUF of both ends of every socketpair (the kernel doubles it and
+  // bounds it by /proc/sys/net/core/wmem_max); 0 keeps the kernel's default (wmem_default).
+  uint64_t socket_sndbuf_bytes = 0;
 
   // A user-written scheduler or strategy replaces the built-in one selected above.
   std::shared_ptr<Scheduler> custom_scheduler{};

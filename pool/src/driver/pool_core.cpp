@@ -221,6 +221,12 @@ Core::Core(Options options) : options_(std::move(options)) {
   if (options_.max_frame_bytes < 1024) {
     throw std::invalid_argument("pipepool: max_frame_bytes must be at least 1024");
   }
+  if (options_.transport != Transport::Pipes) {
+    throw std::invalid_argument("pipepool: Transport::SocketPair is not implemented yet");
+  }
+  if (options_.framing != Framing::Pipepool) {
+    throw std::invalid_argument("pipepool: Framing::Python is not implemented yet");
+  }
   if (options_.task_timeout.count() < 0) {
     throw std::invalid_argument("pipepool: task_timeout must not be negative");
   }
