@@ -318,6 +318,7 @@ void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> 
       throw PoolClosed(terminate_requested_ ? "pipepool: the pool was terminated"
                                             : "pipepool: the pool is closed");
     }
+    if (payloads.empty()) return;
     stats_.tasks_submitted += payloads.size();
     if (processes_ > 0) {
       queue_.push_back({std::move(payloads), std::move(call), first, std::move(items)});
