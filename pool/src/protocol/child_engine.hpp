@@ -42,7 +42,7 @@ struct ChildConfig {
   uint64_t huge_page_advice_bytes = 0;
   // How frames go on the channel (frame.hpp): with Python framing each Write is one Python write
   // call (a message, or its length or body alone; outbox.hpp), and tasks are read as
-  // Connection.recv_bytes reads them (read_ahead_bytes still applies if the strategy asks).
+  // Connection.recv_bytes reads them, exactly, whatever read_ahead_bytes says (it is ignored).
   WireFormat wire{};
 };
 
@@ -62,8 +62,9 @@ class ChildEngine {
 
   explicit ChildEngine(ChildConfig config)
       : config_((validate_wire_format(config.wire), config)),
-        reader_(Direction::ToWorker, config.max_task_payload_bytes, config.read_ahead_bytes,
-                config.huge_page_advice_bytes, config.wire) {}
+        reader_(Direction::ToWorker, config.max_task_payload_bytes,
+                config.wire.python ? 0 : config.read_ahead_bytes, config.huge_page_advice_bytes,
+                config.wire) {}
 
   Action next();
   void bytes_read(size_t n);  // 0 means end of file
