@@ -5,8 +5,11 @@
 
 namespace pipepool::protocol {
 
-void validate_channel(const Options& options) {
+void validate_framing(const Options& options) {
   const bool python = options.framing == Framing::Python;
+  if (!python && options.framing != Framing::Pipepool) {
+    throw std::invalid_argument("pipepool: unknown Options::framing");
+  }
   if (!python &&
       (options.python_task_overhead_bytes != 0 || options.python_result_overhead_bytes != 0)) {
     throw std::invalid_argument(
@@ -15,6 +18,10 @@ void validate_channel(const Options& options) {
   }
   validate_wire_format(
       {python, options.python_task_overhead_bytes, options.python_result_overhead_bytes});
+}
+
+void validate_channel(const Options& options) {
+  validate_framing(options);
   if (options.transport == Transport::Pipes && options.socket_sndbuf_bytes != 0) {
     throw std::invalid_argument(
         "pipepool: socket_sndbuf_bytes needs Transport::SocketPair (with pipes, set "
@@ -33,9 +40,6 @@ void validate_channel(const Options& options) {
   if (options.transport != Transport::Pipes && options.transport != Transport::SocketPair) {
     throw std::invalid_argument("pipepool: unknown Options::transport");
   }
-  if (!python && options.framing != Framing::Pipepool) {
-    throw std::invalid_argument("pipepool: unknown Options::framing");
-  }
 }
 
 WireFormat wire_format(const Options& options) {
@@ -44,7 +48,7 @@ WireFormat wire_format(const Options& options) {
 }
 
 EngineSetup engine_setup(const Options& options, uint32_t workers) {
-  validate_channel(options);
+  validate_framing(options);
   const IoStrategy& strategy = strategy_of(options);
   const bool timeouts = options.task_timeout.count() > 0;
   EngineSetup setup;
