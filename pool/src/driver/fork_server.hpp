@@ -56,7 +56,8 @@
 namespace pipepool::driver {
 
 // Runs in each new worker; its return value becomes the worker's exit code (_exit). The two
-// descriptors are the worker's ends of its pipes (blocking, close-on-exec).
+// descriptors are the worker's ends of its pipes (blocking, close-on-exec), or, with socketpairs,
+// its one socket end twice.
 using WorkerMain = int (*)(void* context, int task_read_fd, int result_write_fd);
 
 struct ForkServerOptions {
