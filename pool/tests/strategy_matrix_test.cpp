@@ -1,5 +1,7 @@
 // Every strategy with every scheduler: what each must pass, and each known failure written down as
-// such (detected by a watchdog in seconds, then terminated cleanly with no process left).
+// such (detected by a watchdog in seconds, then terminated cleanly with no process left). The
+// must-pass suites run over both transports (pipes, socketpairs), and with Python's framing on a
+// socketpair for a subset (one scheduler per strategy).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -17,8 +19,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using pipepool::Framing;
 using pipepool::SchedulerKind;
 using pipepool::Strategy;
+using pipepool::Transport;
 
 constexpr size_t kMiB = size_t{1} << 20;
 
@@ -41,14 +45,42 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
+// The channel: pipes or a socketpair, pipepool's framing or Python's (overheads of 100 bytes per
+// task and 60 per result, as if a Python library's objects pickled to that much around each).
+struct Channel {
+  Transport transport = Transport::Pipes;
+  Framing framing = Framing::Pipepool;
+};
+constexpr Channel kPipes{};
+constexpr Channel kSockets{Transport::SocketPair};
+constexpr Channel kPythonSockets{Transport::SocketPair, Framing::Python};
+
+std::string channel_name(const Channel& channel) {
+  if (channel.transport == Transport::Pipes) return "";
+  return channel.framing == Framing::Python ? "_socketpair_python" : "_socketpair";
+}
+
+// `options` with the channel's settings.
+pipepool::Options on(const Channel& channel, pipepool::Options options) {
+  options.transport = channel.transport;
+  options.framing = channel.framing;
+  if (channel.framing == Framing::Python) {
+    options.python_task_overhead_bytes = 100;
+    options.python_result_overhead_bytes = 60;
+  }
+  return options;
+}
+
 struct Config {
   Strategy strategy;
   SchedulerKind scheduler;
+  Channel channel{};
 };
 
 std::string config_name(const ::testing::TestParamInfo<Config>& info) {
   std::string name = std::string(pipepool::to_string(info.param.strategy)) + "_" +
-                     std::string(pipepool::to_string(info.param.scheduler));
+                     std::string(pipepool::to_string(info.param.scheduler)) +
+                     channel_name(info.param.channel);
   for (char& c : name) {
     if (c == '-') c = '_';
   }
@@ -56,17 +88,25 @@ std::string config_name(const ::testing::TestParamInfo<Config>& info) {
 }
 
 pipepool::Options options(const Config& config, int processes) {
-  return {.processes = processes, .strategy = config.strategy, .scheduler = config.scheduler};
+  return on(config.channel,
+            {.processes = processes, .strategy = config.strategy, .scheduler = config.scheduler});
 }
 
 std::vector<Config> all_configs() {
   std::vector<Config> out;
-  for (Strategy s : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
-    for (SchedulerKind k :
-         {SchedulerKind::Demand, SchedulerKind::ShortestBacklog, SchedulerKind::RoundRobin}) {
-      out.push_back({s, k});
+  for (Channel channel : {kPipes, kSockets}) {
+    for (Strategy s : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
+      for (SchedulerKind k :
+           {SchedulerKind::Demand, SchedulerKind::ShortestBacklog, SchedulerKind::RoundRobin}) {
+        out.push_back({s, k, channel});
+      }
     }
   }
+  // Python's framing: each strategy once, with a static scheduler for Unbatched (its known
+  // failure) and Demand for the others.
+  out.push_back({Strategy::Epoll, SchedulerKind::Demand, kPythonSockets});
+  out.push_back({Strategy::Batched, SchedulerKind::Demand, kPythonSockets});
+  out.push_back({Strategy::Unbatched, SchedulerKind::ShortestBacklog, kPythonSockets});
   return out;
 }
 
@@ -132,12 +172,14 @@ TEST_P(EveryConfig, PayloadsBelowThePipeWithOneInFlight) {
   // Task and result each smaller than the default 64 KiB pipe. Every design survives this while
   // each worker has few tasks queued; Unbatched with a static scheduler does not survive a backlog
   // of them (see KnownFailures.UnbatchedBacklogOfSmallTasksDeadlocks).
+  // Over a socketpair: the kernel's default SO_SNDBUF (net.core.wmem_default, usually 212,992
+  // bytes), which holds these payloads too.
   const Config config = GetParam();
-  pipepool::Pool pool(pipepool::Options{.processes = 2,
-                                        .strategy = config.strategy,
-                                        .scheduler = config.scheduler,
-                                        .demand_max_in_flight = 1,
-                                        .enlarge_pipes = false});
+  pipepool::Pool pool(on(config.channel, pipepool::Options{.processes = 2,
+                                                           .strategy = config.strategy,
+                                                           .scheduler = config.scheduler,
+                                                           .demand_max_in_flight = 1,
+                                                           .enlarge_pipes = false}));
   const bool static_unbatched =
       config.strategy == Strategy::Unbatched && config.scheduler != SchedulerKind::Demand;
   std::vector<std::string> inputs(16, std::string(static_unbatched ? 1000 : 30'000, 'p'));
@@ -170,11 +212,16 @@ INSTANTIATE_TEST_SUITE_P(Strategies, EveryConfig, ::testing::ValuesIn(all_config
 
 // ---- what the default (Epoll) must pass with every scheduler: any size, any interleaving ------
 
-class EpollAnyScheduler : public ::testing::TestWithParam<SchedulerKind> {};
+struct EpollConfig {
+  SchedulerKind scheduler;
+  Channel channel{};
+};
+
+class EpollAnyScheduler : public ::testing::TestWithParam<EpollConfig> {};
 
 TEST_P(EpollAnyScheduler, LargePayloadsBothWays) {
-  pipepool::Options opts{.processes = 1, .scheduler = GetParam()};
-  pipepool::Pool pool(opts);
+  pipepool::Pool pool(
+      on(GetParam().channel, pipepool::Options{.processes = 1, .scheduler = GetParam().scheduler}));
   const std::string big(16 * kMiB, 'x');
   // Two back-to-back apply_async with 16 MiB in and out on one worker.
   auto a = pool.apply_async(echo, big);
@@ -189,7 +236,8 @@ TEST_P(EpollAnyScheduler, LargePayloadsBothWays) {
 }
 
 TEST_P(EpollAnyScheduler, MapAsyncOfSixOnTwoWorkersReturnsAtOnce) {
-  pipepool::Pool pool(pipepool::Options{.processes = 2, .scheduler = GetParam()});
+  pipepool::Pool pool(
+      on(GetParam().channel, pipepool::Options{.processes = 2, .scheduler = GetParam().scheduler}));
   std::vector<std::string> inputs(6, std::string(16 * kMiB, 'm'));
   auto start = Clock::now();
   auto result = pool.map_async(echo, inputs);
@@ -198,11 +246,23 @@ TEST_P(EpollAnyScheduler, MapAsyncOfSixOnTwoWorkersReturnsAtOnce) {
   EXPECT_EQ(outputs, inputs);
 }
 
-INSTANTIATE_TEST_SUITE_P(Schedulers, EpollAnyScheduler,
-                         ::testing::Values(SchedulerKind::Demand, SchedulerKind::ShortestBacklog,
-                                           SchedulerKind::RoundRobin),
+std::vector<EpollConfig> epoll_configs() {
+  std::vector<EpollConfig> out;
+  for (Channel channel : {kPipes, kSockets}) {
+    for (SchedulerKind k :
+         {SchedulerKind::Demand, SchedulerKind::ShortestBacklog, SchedulerKind::RoundRobin}) {
+      out.push_back({k, channel});
+    }
+  }
+  out.push_back({SchedulerKind::Demand, kPythonSockets});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Schedulers, EpollAnyScheduler, ::testing::ValuesIn(epoll_configs()),
                          [](const auto& info) {
-                           std::string name(pipepool::to_string(info.param));
+                           std::string name =
+                               std::string(pipepool::to_string(info.param.scheduler)) +
+                               channel_name(info.param.channel);
                            for (char& c : name) {
                              if (c == '-') c = '_';
                            }
@@ -240,6 +300,20 @@ TEST(KnownFailures, UnbatchedTwoLargeTasksOnOneWorkerDeadlock) {
                                         .scheduler = SchedulerKind::ShortestBacklog});
   auto result = pool.map_async(echo, std::vector<std::string>(2, std::string(16 * kMiB, 'u')), 1);
   expect_deadlock_then_clean_terminate(pool, result, 3000ms);
+}
+
+TEST(KnownFailures, UnbatchedTwoLargeTasksOnOneWorkerDeadlockOverASocketPair) {
+  // The same over a socketpair: 1 MiB each way is far more than the default SO_SNDBUF lets one
+  // side have in flight, with either framing.
+  for (Channel channel : {kSockets, kPythonSockets}) {
+    SCOPED_TRACE(channel_name(channel));
+    pipepool::Pool pool(
+        on(channel, pipepool::Options{.processes = 1,
+                                      .strategy = Strategy::Unbatched,
+                                      .scheduler = SchedulerKind::ShortestBacklog}));
+    auto result = pool.map_async(echo, std::vector<std::string>(2, std::string(kMiB, 'u')), 1);
+    expect_deadlock_then_clean_terminate(pool, result, 2000ms);
+  }
 }
 
 TEST(KnownFailures, UnbatchedBacklogOfSmallTasksDeadlocks) {

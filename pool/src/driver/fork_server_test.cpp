@@ -154,6 +154,44 @@ TEST(ForkServerTest, WorkerKeepsOnlyStdioAndItsPipes) {
   EXPECT_EQ(listing.substr(0, bar), expected_text) << listing;
 }
 
+TEST(ForkServerTest, SocketpairWorkersKeepOnlyStdioAndTheirSocket) {
+  ForkServerOptions options;
+  options.socketpairs = true;
+  options.socket_sndbuf_bytes = 50000;
+  os::Result<ForkServer> server = ForkServer::start(&command_main, &g_exit_code_seven, options);
+  ASSERT_TRUE(server.ok()) << server.message();
+  os::Result<WorkerHandle> worker = server.value().spawn();
+  ASSERT_TRUE(worker.ok()) << worker.message();
+  const WorkerHandle& w = worker.value();
+  EXPECT_TRUE(w.socket);
+  EXPECT_EQ(w.pipe_capacity_bytes, 0u);
+  EXPECT_EQ(w.socket_sndbuf_bytes, 100000u);  // doubled by the kernel
+  // Two descriptors of one socket, both close-on-exec, neither non-blocking.
+  EXPECT_NE(w.task_write.get(), w.result_read.get());
+  EXPECT_TRUE(os::is_cloexec(w.task_write.get()));
+  EXPECT_TRUE(os::is_cloexec(w.result_read.get()));
+  ASSERT_TRUE(os::write_all(w.task_write.get(), as_bytes("f")).ok());
+  std::string listing(256, '\0');
+  // The worker writes its listing and exits: read to end of file, through the other descriptor.
+  os::Result<size_t> n =
+      os::read_exact(w.result_read.get(), std::as_writable_bytes(std::span(listing)));
+  ASSERT_TRUE(n.ok());
+  listing.resize(n.value());
+  // "<open fds> | <fd> <fd>": stdio plus the one socket end, passed as both descriptors.
+  const size_t bar = listing.find('|');
+  ASSERT_NE(bar, std::string::npos) << listing;
+  const std::string rest = listing.substr(bar + 2);
+  const int fd = std::stoi(rest.substr(0, rest.find(' ')));
+  EXPECT_EQ(std::stoi(rest.substr(rest.find(' ') + 1)), fd);
+  std::vector<int> expected = {0, 1, 2, fd};
+  std::sort(expected.begin(), expected.end());
+  std::string expected_text;
+  for (int e : expected) expected_text += std::to_string(e) + " ";
+  EXPECT_EQ(listing.substr(0, bar), expected_text) << listing;
+  std::map<pid_t, os::ExitStatus> exits = collect_exits(server.value(), 1, 5000);
+  EXPECT_EQ(exits[w.pid], (os::ExitStatus{0, 0, false}));
+}
+
 TEST(ForkServerTest, ExitRecordsCarryCodesAndSignals) {
   os::Result<ForkServer> server = ForkServer::start(&command_main, &g_exit_code_seven);
   ASSERT_TRUE(server.ok()) << server.message();

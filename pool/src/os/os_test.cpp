@@ -454,6 +454,7 @@ TEST(CloexecTest, EveryDescriptorTheLayerCreatesIsCloexec) {
     Fd event = make_eventfd().value();
     Epoll epoll = Epoll::create().value();
     auto sockets = make_socketpair().value();
+    auto stream = make_stream_socketpair().value();
     Fd duplicate = dup_cloexec(STDERR_FILENO).value();
     Fd file = open_file("/proc/self/status", O_RDONLY).value();
     Result<pid_t> pid = fork_child([] {
@@ -473,8 +474,8 @@ TEST(CloexecTest, EveryDescriptorTheLayerCreatesIsCloexec) {
     std::vector<int> created;
     std::set_difference(during.begin(), during.end(), before.begin(), before.end(),
                         std::back_inserter(created));
-    EXPECT_EQ(created.size(), 10u);  // 2 pipe + eventfd + epoll + 2 socket + dup + file + pidfd
-                                     // + received
+    // 2 pipe + eventfd + epoll + 2 seqpacket + 2 stream + dup + file + pidfd + received
+    EXPECT_EQ(created.size(), 12u);
     for (int fd : created) EXPECT_TRUE(is_cloexec(fd)) << "descriptor " << fd;
     ASSERT_TRUE(pidfd_send_signal(pidfd.get(), SIGKILL).ok());
     EXPECT_EQ(child.wait().value().signal, SIGKILL);

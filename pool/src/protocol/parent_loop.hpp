@@ -132,7 +132,9 @@ class ParentLoop {
     StartWorker,
     // SIGKILL the process of slot `worker`. No report: its exit comes as an Exited event.
     KillWorker,
-    // writev(2) `write` to the task pipe of `worker`. blocking: do nothing else until all of it is
+    // writev(2) `write` to the task pipe of `worker` (a socketpair: sendmsg on its task descriptor,
+    // MSG_DONTWAIT when not blocking; with Python framing `write` is exactly one of Python's write
+    // calls, see outbox.hpp). blocking: do nothing else until all of it is
     // written (the strategy's discipline), then wrote(total), or write_failed(errno) (EPIPE: the
     // worker is gone). Not blocking: one non-blocking writev, then wrote(n > 0),
     // write_would_block() or write_failed(errno).
