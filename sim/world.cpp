@@ -87,6 +87,7 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
   const Scenario& s = script_->scenario;
   pipe_config_.slots = s.pipe_pages;
   pipe_config_.page_size = s.page_size;
+  socket_config_.sndbuf_bytes = s.sndbuf_bytes;
   // The pool's own derivation of the engines' settings, from the Options the scenario stands for.
   const Options pool_options = to_options(s);
   setup_ = protocol::engine_setup(pool_options, s.workers);
@@ -125,7 +126,7 @@ const protocol::EngineStats& World::engine_stats() const {
 uint64_t World::pipe_ops() const {
   uint64_t ops = closed_pipe_ops_;
   for (const auto& k : workers_) {
-    if (k->task) ops += k->task->model.ops() + k->result->model.ops();
+    if (k->channel) ops += k->channel->ops();
   }
   return ops;
 }
@@ -165,16 +166,26 @@ PipeState World::pipe_state(uint32_t w, bool task_pipe) const {
   PipeState state;
   state.worker = w;
   state.task_pipe = task_pipe;
-  state.name = std::string(task_pipe ? "task" : "result") + " pipe of worker " + std::to_string(w);
+  state.socket = script_->scenario.transport == Transport::SocketPair;
+  state.name =
+      state.socket
+          ? "socket of worker " + std::to_string(w) + (task_pipe ? " (tasks)" : " (results)")
+          : std::string(task_pipe ? "task" : "result") + " pipe of worker " + std::to_string(w);
   const Worker& k = *workers_[w];
-  const std::optional<Pipe>& pipe = task_pipe ? k.task : k.result;
-  if (!pipe) return state;
-  state.slots_used = pipe->model.slots_used();
-  state.slots = pipe->model.slots();
-  state.bytes = pipe->model.bytes();
-  state.has_reader = pipe->model.has_reader();
-  state.has_writer = pipe->model.has_writer();
-  state.describe = pipe->model.describe();
+  if (!k.channel) return state;
+  const DirectionState d = k.channel->state(task_pipe ? Direction::Task : Direction::Result);
+  if (state.socket) {
+    state.skbs = d.queued_units;
+  } else {
+    state.slots_used = d.queued_units;
+    state.slots = d.unit_limit;
+  }
+  state.bytes = d.queued_bytes;
+  state.charged_bytes = d.charged_bytes;
+  state.charge_limit_bytes = d.charge_limit;
+  state.has_reader = d.has_reader;
+  state.has_writer = d.has_writer;
+  state.describe = d.describe;
   return state;
 }
 
@@ -326,17 +337,8 @@ uint64_t World::fingerprint() const {
     if (k.phase == Worker::Phase::Alive && k.action.op == ChildEngine::Op::Run) {
       h = mix(h, k.wake_us);
     }
-    for (const std::optional<Pipe>* pipe : {&k.task, &k.result}) {
-      if (!*pipe) continue;
-      const PipeModel& m = (*pipe)->model;
-      h = mix(h, (uint64_t{m.slots_used()} << 48) ^ (uint64_t{m.has_reader()} << 47) ^
-                     (uint64_t{m.has_writer()} << 46) ^ m.bytes());
-      h = mix(h, (*pipe)->written);
-      for (uint32_t i = 0; i < m.slots_used(); ++i) {
-        const PipeModel::BufferView b = m.buffer(i);
-        h = mix(h, (uint64_t{b.offset} << 32) ^ b.len);
-      }
-    }
+    // Every buffer of both pipes, or the socketpair's queues, charges and sleeping writers.
+    if (k.channel) h = k.channel->state_hash(h);
   }
   return h;
 }
