@@ -19,18 +19,30 @@ namespace pipepool {
 
 // How the parent and a worker are connected.
 enum class Transport {
-  Pipes,       // two pipes per worker: one for tasks, one for results (the default)
-  SocketPair,  // one AF_UNIX SOCK_STREAM socketpair per worker, duplex, as Python's Pipe() gives
+  Pipes,  // two pipes per worker: one for tasks, one for results (the default)
+  // One AF_UNIX SOCK_STREAM socketpair per worker, duplex, as Python's multiprocessing.Pipe()
+  // gives on Linux. What one side can have in flight is bounded by its end's SO_SNDBUF
+  // (socket_sndbuf_bytes; Pool::socket_sndbuf_bytes() reports it), counted in the kernel's
+  // per-skb memory, so the deadlock thresholds differ from a pipe's. A worker's death is noticed
+  // as with pipes (end of file, ECONNRESET or EPIPE on its socket, its exit status); no SIGPIPE
+  // is raised (MSG_NOSIGNAL).
+  SocketPair,
 };
 
-// How each frame is put on the channel.
+// How each frame is put on the channel. Either framing works over either transport.
 enum class Framing {
   Pipepool,  // pipepool's 32-byte header, then the payload (protocol/frame.hpp)
   // Each message as Python's multiprocessing.connection writes it on Linux: a 4-byte big-endian
   // length, then the message; one write of both when the message is at most 16,384 bytes, two
   // writes otherwise. A task message holds its payload plus python_task_overhead_bytes, a result
   // message its payload plus python_result_overhead_bytes (the pickled size of the library's own
-  // objects around the payload), so that the channel fills as the Python library's does.
+  // objects around the payload), so that the channel fills as the Python library's does. The
+  // overheads hold pipepool's 32-byte header (and zero padding): each must be at least 32 and at
+  // most 65,536, or the pool's constructor throws std::invalid_argument. RunBatch, Shutdown and
+  // Started are messages of 32 bytes (36 on the wire). Every write the pool makes is one of
+  // Python's write calls, whatever the strategy: no two messages share a writev (so Epoll and
+  // Batched send each message with its own write or two, as the Python library does), and each
+  // side reads exactly the 4-byte length, then exactly the message (protocol/frame.hpp).
   Python,
 };
 
@@ -64,8 +76,9 @@ struct Options {
   uint32_t maxtasksperchild = 0;
 
   // Enlarge every pipe to /proc/sys/fs/pipe-max-size (F_SETPIPE_SZ). false keeps the kernel's
-  // default (64 KiB, 16 pages). The deadlock threshold of Unbatched and Batched and the throughput
-  // of all strategies depend on it; Pool::pipe_capacity_bytes() reports the size in use.
+  // default (64 KiB, 16 pages). Transport::Pipes only (socketpairs: socket_sndbuf_bytes). The
+  // deadlock threshold of Unbatched and Batched and the throughput of all strategies depend on it;
+  // Pool::pipe_capacity_bytes() reports the size in use.
   bool enlarge_pipes = true;
   // Explicit pipe capacity in bytes (rounded up by the kernel to a power-of-two number of pages);
   // overrides enlarge_pipes when non-zero.
@@ -106,12 +119,16 @@ struct Options {
   uint64_t seed = 0x5eed;
 
   // The channel between the parent and each worker, and what goes on it (see Transport, Framing).
+  // Settings that do not go together throw std::invalid_argument from the constructor: non-zero
+  // overheads with Framing::Pipepool, socket_sndbuf_bytes with Transport::Pipes,
+  // pipe_capacity_bytes with Transport::SocketPair (enlarge_pipes is ignored there).
   Transport transport = Transport::Pipes;
   Framing framing = Framing::Pipepool;
-  uint32_t python_task_overhead_bytes = 0;    // Framing::Python only
-  uint32_t python_result_overhead_bytes = 0;  // Framing::Python only
+  uint32_t python_task_overhead_bytes = 0;    // Framing::Python only: 32 ..= 65,536
+  uint32_t python_result_overhead_bytes = 0;  // Framing::Python only: 32 ..= 65,536
   // Transport::SocketPair: SO_SNDBUF of both ends of every socketpair (the kernel doubles it and
-  // bounds it by /proc/sys/net/core/wmem_max); 0 keeps the kernel's default (wmem_default).
+  // bounds it by /proc/sys/net/core/wmem_max); 0 keeps the kernel's default (wmem_default). At
+  // most 2^30.
   uint64_t socket_sndbuf_bytes = 0;
 
   // A user-written scheduler or strategy replaces the built-in one selected above.

@@ -493,8 +493,15 @@ class Pool {
   // ---- facts ---------------------------------------------------------------------------------
 
   int processes() const { return detail::processes(core()); }
-  // Capacity of each task and result pipe in use, in bytes (0 for Pool(0)).
+  // Capacity of each task and result pipe in use, in bytes (0 for Pool(0), and 0 with
+  // Transport::SocketPair: there are no pipes).
   uint64_t pipe_capacity_bytes() const { return detail::pipe_capacity_bytes(core()); }
+  // Transport::SocketPair: SO_SNDBUF of the parent's end of each worker's socketpair, as
+  // getsockopt reports it (the kernel's doubled value; Options::socket_sndbuf_bytes sets it on
+  // both ends). It bounds what one side can have in flight towards the other, counted in the
+  // kernel's per-skb memory (payload plus overhead), so a socket holds less than this in bytes.
+  // 0 with pipes and for Pool(0).
+  uint64_t socket_sndbuf_bytes() const { return detail::socket_sndbuf_bytes(core()); }
   std::string_view strategy_name() const { return detail::strategy_name(core()); }
   std::string_view scheduler_name() const { return detail::scheduler_name(core()); }
   PoolStats stats() const { return detail::stats(core()); }

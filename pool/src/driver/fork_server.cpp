@@ -40,6 +40,8 @@ enum FailedStep : uint32_t {
   kFork,
   kPidfdOpen,
   kBadRequest,
+  kSocketpair,
+  kSndbuf,
 };
 
 const char* step_name(uint32_t step) {
@@ -56,18 +58,25 @@ const char* step_name(uint32_t step) {
       return "fork server: pidfd_open";
     case kBadRequest:
       return "fork server: bad request";
+    case kSocketpair:
+      return "fork server: socketpair";
+    case kSndbuf:
+      return "fork server: setsockopt(SO_SNDBUF)";
     default:
       return "fork server";
   }
 }
 
-// Sent with SCM_RIGHTS {task_write, result_read, pidfd} when error == 0.
+// Sent with SCM_RIGHTS {task_write, result_read, pidfd} when error == 0. With socketpairs the
+// first two are the parent's end of the worker's socket, sent twice: SCM_RIGHTS installs two
+// descriptors of the one socket in the parent (a dup), one for each direction's epoll interest.
 struct SpawnReply {
   uint32_t magic = kMagic;
   int32_t error = 0;  // errno of the failed step
   uint32_t failed_step = kNoFailure;
   int32_t pid = -1;
-  uint64_t pipe_capacity_bytes = 0;
+  uint64_t pipe_capacity_bytes = 0;  // pipes
+  uint64_t socket_sndbuf_bytes = 0;  // socketpairs: SO_SNDBUF of the parent's end
 };
 
 // One per reaped worker, on the events socket.
@@ -102,6 +111,8 @@ struct ServerState {
   WorkerMain worker_main = nullptr;
   void* context = nullptr;
   size_t pipe_capacity_bytes = 0;
+  bool socketpairs = false;
+  int socket_sndbuf_bytes = 0;
   int control_fd = -1;
   int events_fd = -1;
   size_t max_workers = 0;
@@ -179,8 +190,44 @@ void reply_error(const ServerState& s, int error, FailedStep step) {
   (void)os::send_with_fds(s.control_fd, bytes_of(reply), {});  // a gone parent: EOF comes next
 }
 
+// One AF_UNIX stream socketpair for both directions (Transport::SocketPair); the worker gets one
+// end as both its task and its result descriptor.
+void spawn_socket_worker(ServerState& s) {
+  os::Result<std::pair<os::Fd, os::Fd>> pair = os::make_stream_socketpair();
+  if (!pair.ok()) return reply_error(s, pair.error(), kSocketpair);
+  auto& [parent_end, worker_end] = pair.value();
+  if (s.socket_sndbuf_bytes > 0) {
+    for (const os::Fd* end : {&parent_end, &worker_end}) {
+      if (auto r = os::set_send_buffer_bytes(end->get(), s.socket_sndbuf_bytes); !r.ok()) {
+        return reply_error(s, r.error(), kSndbuf);
+      }
+    }
+  }
+  os::Result<int> sndbuf = os::send_buffer_bytes(parent_end.get());
+  if (!sndbuf.ok()) return reply_error(s, sndbuf.error(), kSndbuf);
+
+  WorkerStart start{s.worker_main, s.context, worker_end.get(), worker_end.get()};
+  os::Result<pid_t> pid = os::fork_child(os::ChildSetup{&worker_entry, &start});
+  if (!pid.ok()) return reply_error(s, pid.error(), kFork);
+  os::Result<os::Fd> pidfd = os::pidfd_open(pid.value());
+  if (!pidfd.ok()) {
+    (void)os::send_signal(pid.value(), SIGKILL);
+    (void)os::wait_pid(pid.value());
+    return reply_error(s, pidfd.error(), kPidfdOpen);
+  }
+  worker_end.reset();  // lives in the worker only: its death must be the parent's end of file
+  s.workers[s.live++] = WorkerSlot{pid.value(), pidfd.value().release()};
+
+  SpawnReply reply;
+  reply.pid = pid.value();
+  reply.socket_sndbuf_bytes = static_cast<uint64_t>(sndbuf.value());
+  const int fds[] = {parent_end.get(), parent_end.get(), s.workers[s.live - 1].pidfd};
+  (void)os::send_with_fds(s.control_fd, bytes_of(reply), fds);
+}  // parent_end: the server's copy closes here
+
 void spawn_worker(ServerState& s) {
   if (s.live + s.backlog_count >= s.max_workers) return reply_error(s, EAGAIN, kTooManyWorkers);
+  if (s.socketpairs) return spawn_socket_worker(s);
   os::Result<std::pair<os::Fd, os::Fd>> task = os::make_pipe();
   if (!task.ok()) return reply_error(s, task.error(), kPipe);
   os::Result<std::pair<os::Fd, os::Fd>> result = os::make_pipe();
@@ -280,6 +327,8 @@ os::Result<ForkServer> ForkServer::start(WorkerMain main, void* context,
   state->pipe_capacity_bytes = options.pipe_capacity_bytes == 0
                                    ? 0
                                    : std::min(options.pipe_capacity_bytes, os::pipe_max_size());
+  state->socketpairs = options.socketpairs;
+  state->socket_sndbuf_bytes = options.socket_sndbuf_bytes;
   state->control_fd = control.value().second.get();
   state->events_fd = events.value().second.get();
   state->max_workers = options.max_workers;
@@ -355,6 +404,8 @@ os::Result<WorkerHandle> ForkServer::spawn() {
   handle.result_read = std::move(fds[1]);
   handle.pidfd = std::move(fds[2]);
   handle.pipe_capacity_bytes = static_cast<size_t>(reply.pipe_capacity_bytes);
+  handle.socket = reply.socket_sndbuf_bytes != 0;
+  handle.socket_sndbuf_bytes = static_cast<size_t>(reply.socket_sndbuf_bytes);
   return handle;
 }
 

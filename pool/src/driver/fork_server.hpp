@@ -20,7 +20,8 @@
 // actual pipe capacity and, by SCM_RIGHTS, {task_write, result_read, pidfd}) and an events socket
 // (one fixed-size record {pid, exit status} per worker the server reaped). Each worker has two
 // pipes made with pipe2(O_CLOEXEC): task (parent -> worker) and result (worker -> parent), with
-// the requested capacity applied with F_SETPIPE_SZ. A worker keeps only stdin/stdout/stderr and
+// the requested capacity applied with F_SETPIPE_SZ; or, with ForkServerOptions::socketpairs, one
+// AF_UNIX SOCK_STREAM socketpair for both directions. A worker keeps only stdin/stdout/stderr and
 // its two pipe ends: every other descriptor of the server is closed before WorkerMain runs.
 //
 // Lifetime: when the control socket reaches end of file (shutdown(), the destructor, or the
@@ -62,6 +63,13 @@ struct ForkServerOptions {
   // Capacity of both pipes of each worker; 0 keeps the kernel default (64 KiB). Clamped to
   // os::pipe_max_size(); the kernel rounds it up to a power-of-two number of pages.
   size_t pipe_capacity_bytes = 0;
+  // One AF_UNIX SOCK_STREAM socketpair per worker instead of two pipes (Transport::SocketPair):
+  // the worker's WorkerMain gets its end as both descriptors, the parent two descriptors of its
+  // end (task_write and result_read: separate epoll registrations for the two directions).
+  // pipe_capacity_bytes is then unused.
+  bool socketpairs = false;
+  // Socketpairs: SO_SNDBUF of both ends (the kernel doubles it); 0 keeps net.core.wmem_default.
+  int socket_sndbuf_bytes = 0;
   // Limit on live workers plus exit records the parent has not read yet; spawn() fails with
   // EAGAIN beyond it. Sizes the server's preallocated tables.
   size_t max_workers = 1024;
@@ -75,7 +83,11 @@ struct WorkerHandle {
   // For pidfd_send_signal and for polling (readable once the worker exits). The worker is the
   // server's child, so the parent cannot waitid on it: exits arrive through read_event().
   os::Fd pidfd;
-  size_t pipe_capacity_bytes = 0;  // actual capacity of both pipes
+  size_t pipe_capacity_bytes = 0;  // actual capacity of both pipes (0 with a socketpair)
+  // A socketpair: task_write and result_read are two descriptors of the parent's end (one open
+  // file description: never toggle O_NONBLOCK on one of them, use MSG_DONTWAIT per call).
+  bool socket = false;
+  size_t socket_sndbuf_bytes = 0;  // SO_SNDBUF of the parent's end, as getsockopt reports it
 };
 
 // A worker the server has reaped.

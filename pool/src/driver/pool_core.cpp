@@ -1,7 +1,7 @@
 // The real driver: an executor of the parent loop (protocol/parent_loop.hpp) on the pool's I/O
-// thread, over real pipes, with workers forked by a fork server. Also the inline mode of Pool(0).
-// It makes no decision of its own: the loop says what to do next, this file does it with system
-// calls and reports what happened.
+// thread, over real pipes or socketpairs (Options::transport), with workers forked by a fork
+// server. Also the inline mode of Pool(0). It makes no decision of its own: the loop says what to
+// do next, this file does it with system calls and reports what happened.
 //
 // Threads: user threads only touch the submission queue and flags (mutex_) and, in terminate(),
 // the workers' pidfds (spawn_mutex_). The loop, the slots and the epoll set belong to the I/O
@@ -141,6 +141,7 @@ class Core {
 
   int processes() const { return processes_; }
   uint64_t pipe_capacity_bytes() const { return pipe_capacity_bytes_.load(); }
+  uint64_t socket_sndbuf_bytes() const { return socket_sndbuf_bytes_.load(); }
   std::string_view strategy_name() const { return strategy_->name(); }
   std::string_view scheduler_name() const { return scheduler_->name(); }
   PoolStats stats() const {
@@ -181,6 +182,7 @@ class Core {
   std::shared_ptr<Scheduler> scheduler_;
   driver::WorkerContext worker_context_;
   std::atomic<uint64_t> pipe_capacity_bytes_{0};
+  std::atomic<uint64_t> socket_sndbuf_bytes_{0};
 
   // Shared with user threads.
   mutable std::mutex mutex_;
@@ -221,12 +223,7 @@ Core::Core(Options options) : options_(std::move(options)) {
   if (options_.max_frame_bytes < 1024) {
     throw std::invalid_argument("pipepool: max_frame_bytes must be at least 1024");
   }
-  if (options_.transport != Transport::Pipes) {
-    throw std::invalid_argument("pipepool: Transport::SocketPair is not implemented yet");
-  }
-  if (options_.framing != Framing::Pipepool) {
-    throw std::invalid_argument("pipepool: Framing::Python is not implemented yet");
-  }
+  protocol::validate_channel(options_);  // transport, framing, overheads, buffer sizes
   if (options_.task_timeout.count() < 0) {
     throw std::invalid_argument("pipepool: task_timeout must not be negative");
   }
@@ -264,13 +261,18 @@ Core::Core(Options options) : options_(std::move(options)) {
   worker_context_.config = setup.child;
   worker_context_.memory_limit_bytes = options_.memory_limit_bytes;
   worker_context_.initializer = options_.initializer;
+  const bool sockets = options_.transport == Transport::SocketPair;
+  worker_context_.socket = sockets;
 
   size_t capacity = options_.pipe_capacity_bytes;
-  if (capacity == 0 && options_.enlarge_pipes) capacity = os::pipe_max_size();
+  if (capacity == 0 && options_.enlarge_pipes && !sockets) capacity = os::pipe_max_size();
 
   // The fork server first: this thread is the only one the pool has so far.
-  auto server = driver::ForkServer::start(&driver::worker_main, &worker_context_,
-                                          {.pipe_capacity_bytes = capacity});
+  auto server = driver::ForkServer::start(
+      &driver::worker_main, &worker_context_,
+      {.pipe_capacity_bytes = capacity,
+       .socketpairs = sockets,
+       .socket_sndbuf_bytes = static_cast<int>(options_.socket_sndbuf_bytes)});
   if (!server.ok()) throw_os("cannot start the fork server: " + server.message(), server.error());
   fork_server_.emplace(std::move(server).value());
 
@@ -507,9 +509,15 @@ void Core::start_worker(WorkerId w) {
     }
     slots_->install(w, std::move(handle).value());
   }
-  pipe_capacity_bytes_ = slot.pipe_capacity_bytes;
-  (void)os::set_nonblocking(slot.result_read.get(), true);
-  (void)os::set_nonblocking(slot.task_write.get(), !strategy_->parent_blocking_writes());
+  if (slot.socket) {
+    // One open file description for both directions: O_NONBLOCK stays off, and each call says
+    // whether it may block (MSG_DONTWAIT), see write() and read().
+    socket_sndbuf_bytes_ = slot.socket_sndbuf_bytes;
+  } else {
+    pipe_capacity_bytes_ = slot.pipe_capacity_bytes;
+    (void)os::set_nonblocking(slot.result_read.get(), true);
+    (void)os::set_nonblocking(slot.task_write.get(), !strategy_->parent_blocking_writes());
+  }
   pid_slot_[slot.pid] = w;
   PIPEPOOL_PROBE2(worker_spawned, w, slot.pid);
   loop_->started(w, "worker " + std::to_string(w) + " (pid " + std::to_string(slot.pid) + ")");
@@ -523,9 +531,12 @@ void Core::kill_worker(WorkerId w) {
 void Core::write(const ParentLoop::Action& action) {
   iovecs_.clear();
   for (auto s : action.write) iovecs_.push_back({const_cast<std::byte*>(s.data()), s.size()});
-  const int fd = slots_->handle(action.worker).task_write.get();
+  const driver::WorkerHandle& handle = slots_->handle(action.worker);
+  const int fd = handle.task_write.get();
   if (action.blocking) {
-    const os::Result<void> r = os::writev_all(fd, iovecs_);
+    // A socket's EPIPE / ECONNRESET (MSG_NOSIGNAL) is a pipe's EPIPE: write_failed.
+    const os::Result<void> r =
+        handle.socket ? os::sendv_all(fd, iovecs_) : os::writev_all(fd, iovecs_);
     if (r.ok()) {
       loop_->wrote(action.write_bytes);
     } else {
@@ -533,7 +544,8 @@ void Core::write(const ParentLoop::Action& action) {
     }
     return;
   }
-  const os::IoResult r = os::writev_some(fd, iovecs_);
+  const os::IoResult r =
+      handle.socket ? os::sendv_some(fd, iovecs_, true) : os::writev_some(fd, iovecs_);
   if (r.status == os::IoResult::Ok) {
     loop_->wrote(r.bytes);
   } else if (r.status == os::IoResult::WouldBlock) {
@@ -544,20 +556,22 @@ void Core::write(const ParentLoop::Action& action) {
 }
 
 void Core::read(const ParentLoop::Action& action) {
-  const int fd = slots_->handle(action.worker).result_read.get();
+  const driver::WorkerHandle& handle = slots_->handle(action.worker);
+  const int fd = handle.result_read.get();
   if (fd < 0) {
     loop_->read_eof();
     return;
   }
   // Ignored where it fails: the memory is usable without huge pages.
   if (!action.huge_page_advice.empty()) (void)os::advise_huge_pages(action.huge_page_advice);
-  const os::IoResult r = os::read_some(fd, action.read_into);
+  const os::IoResult r = handle.socket ? os::recv_some(fd, action.read_into, true)
+                                       : os::read_some(fd, action.read_into);
   if (r.status == os::IoResult::Ok) {
     loop_->read_done(r.bytes);
   } else if (r.status == os::IoResult::WouldBlock) {
     loop_->read_would_block();
   } else {
-    loop_->read_eof();  // end of file, or an error that means the same
+    loop_->read_eof();  // end of file, or an error that means the same (ECONNRESET)
   }
 }
 
@@ -753,6 +767,9 @@ int processes(const Core& core) {
 }
 uint64_t pipe_capacity_bytes(const Core& core) {
   return core.pipe_capacity_bytes();
+}
+uint64_t socket_sndbuf_bytes(const Core& core) {
+  return core.socket_sndbuf_bytes();
 }
 std::string_view strategy_name(const Core& core) {
   return core.strategy_name();

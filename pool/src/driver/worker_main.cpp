@@ -100,7 +100,9 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
       case protocol::ChildEngine::Op::Read: {
         // Ignored where it fails: the memory is usable without huge pages.
         if (!action.huge_page_advice.empty()) (void)os::advise_huge_pages(action.huge_page_advice);
-        os::IoResult r = os::read_some(task_fd, action.read_into);
+        // A socket's ECONNRESET (the parent closed with results of ours unread) is an end too.
+        os::IoResult r = config.socket ? os::recv_some(task_fd, action.read_into, false)
+                                       : os::read_some(task_fd, action.read_into);
         engine.bytes_read(r.status == os::IoResult::Ok ? r.bytes : 0);
         break;
       }
@@ -124,7 +126,10 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
           pieces.push_back({const_cast<std::byte*>(segment.data()), segment.size()});
           total += segment.size();
         }
-        os::Result<void> r = os::writev_all(result_fd, pieces);
+        // One write unit (a frame; with Python framing, a message or its length or its body),
+        // written whole: Python's _send loop.
+        os::Result<void> r =
+            config.socket ? os::sendv_all(result_fd, pieces) : os::writev_all(result_fd, pieces);
         if (r.ok()) {
           engine.bytes_written(total);
         } else {

@@ -1,4 +1,5 @@
-// The worker process's loop: the child engine driven over two blocking pipe descriptors.
+// The worker process's loop: the child engine driven over two blocking pipe descriptors, or one
+// blocking socket (WorkerContext::socket).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,9 @@ struct WorkerContext {
   protocol::ChildConfig config;  // from protocol::engine_setup(), as the simulator's workers
   uint64_t memory_limit_bytes = 0;
   std::function<void()> initializer;
+  // Transport::SocketPair: the two descriptors are one socket, read with recv and written with
+  // sendmsg(MSG_NOSIGNAL); pipes are read and written with read/writev.
+  bool socket = false;
 };
 
 // Matches driver::WorkerMain. Returns the worker's exit code.

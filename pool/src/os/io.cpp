@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -69,7 +70,9 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes) {
   return {};
 }
 
-Result<void> writev_all(int fd, std::span<const iovec> pieces) {
+// The write-all loop of writev_all and sendv_all: `some` makes one call of at most kBatch pieces.
+template <class Some>
+Result<void> gather_all(int fd, std::span<const iovec> pieces, Some some, const char* what) {
   // A window of at most kBatch pieces is copied to the stack, the first one advanced past what
   // was already written; nothing is allocated and the caller's pieces stay untouched.
   constexpr size_t kBatch = 64;
@@ -92,7 +95,7 @@ Result<void> writev_all(int fd, std::span<const iovec> pieces) {
       }
       ++count;
     }
-    IoResult r = writev_some(fd, std::span<const iovec>(window.data(), count));
+    IoResult r = some(std::span<const iovec>(window.data(), count));
     switch (r.status) {
       case IoResult::Ok: {
         size_t written = r.bytes;
@@ -114,9 +117,38 @@ Result<void> writev_all(int fd, std::span<const iovec> pieces) {
         break;
       case IoResult::Eof:
       case IoResult::Error:
-        return Error{r.error, "writev"};
+        return Error{r.error, what};
     }
   }
+}
+
+Result<void> writev_all(int fd, std::span<const iovec> pieces) {
+  return gather_all(
+      fd, pieces, [fd](std::span<const iovec> window) { return writev_some(fd, window); },
+      "writev");
+}
+
+IoResult sendv_some(int sock, std::span<const iovec> pieces, bool dont_wait) {
+  if (pieces.empty()) return IoResult{};
+  msghdr header{};
+  header.msg_iov = const_cast<iovec*>(pieces.data());
+  header.msg_iovlen = std::min<size_t>(pieces.size(), IOV_MAX);
+  const int flags = MSG_NOSIGNAL | (dont_wait ? MSG_DONTWAIT : 0);
+  ssize_t n = retry_on_eintr([&] { return ::sendmsg(sock, &header, flags); });
+  return from_return(n, /*is_read=*/false);
+}
+
+Result<void> sendv_all(int sock, std::span<const iovec> pieces) {
+  return gather_all(
+      sock, pieces,
+      [sock](std::span<const iovec> window) { return sendv_some(sock, window, false); }, "sendmsg");
+}
+
+IoResult recv_some(int sock, std::span<std::byte> buffer, bool dont_wait) {
+  if (buffer.empty()) return IoResult{};
+  const int flags = dont_wait ? MSG_DONTWAIT : 0;
+  ssize_t n = retry_on_eintr([&] { return ::recv(sock, buffer.data(), buffer.size(), flags); });
+  return from_return(n, /*is_read=*/true);
 }
 
 Result<size_t> read_exact(int fd, std::span<std::byte> buffer) {

@@ -66,6 +66,19 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes);
 // fine); empty pieces are skipped. `pieces` is not modified.
 Result<void> writev_all(int fd, std::span<const iovec> pieces);
 
+// ---- Stream sockets (Transport::SocketPair). O_NONBLOCK belongs to the open file description,
+// which every descriptor of a socket shares, so these choose per call instead: dont_wait adds
+// MSG_DONTWAIT (EAGAIN is WouldBlock). Sends add MSG_NOSIGNAL: a gone peer is EPIPE, never
+// SIGPIPE.
+
+// One sendmsg(2) of `pieces` (cut to IOV_MAX entries).
+IoResult sendv_some(int sock, std::span<const iovec> pieces, bool dont_wait);
+// Sends every byte of every piece, blocking, as writev_all does (without MSG_DONTWAIT).
+Result<void> sendv_all(int sock, std::span<const iovec> pieces);
+// One recv(2) into `buffer`: Eof when the peer closed and nothing is queued. ECONNRESET (the peer
+// closed with bytes of ours unread) is an Error; it comes only after every queued byte was read.
+IoResult recv_some(int sock, std::span<std::byte> buffer, bool dont_wait);
+
 // Reads until `buffer` is full or end of file. Returns the bytes read: less than buffer.size()
 // only at end of file.
 Result<size_t> read_exact(int fd, std::span<std::byte> buffer);

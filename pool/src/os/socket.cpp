@@ -27,6 +27,30 @@ Result<std::pair<Fd, Fd>> make_socketpair() {
   return std::pair<Fd, Fd>(Fd(ends[0]), Fd(ends[1]));
 }
 
+Result<std::pair<Fd, Fd>> make_stream_socketpair() {
+  int ends[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0) {
+    return last_error("socketpair");
+  }
+  return std::pair<Fd, Fd>(Fd(ends[0]), Fd(ends[1]));
+}
+
+Result<void> set_send_buffer_bytes(int sock, int bytes) {
+  if (::setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) != 0) {
+    return last_error("setsockopt(SO_SNDBUF)");
+  }
+  return {};
+}
+
+Result<int> send_buffer_bytes(int sock) {
+  int bytes = 0;
+  socklen_t size = sizeof bytes;
+  if (::getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &bytes, &size) != 0) {
+    return last_error("getsockopt(SO_SNDBUF)");
+  }
+  return bytes;
+}
+
 Result<size_t> send_with_fds(int sock, std::span<const std::byte> message, std::span<const int> fds,
                              bool dont_wait) {
   if (message.empty() || fds.size() > kMaxFdsPerMessage) return Error{EINVAL, "sendmsg"};

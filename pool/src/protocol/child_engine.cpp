@@ -36,8 +36,8 @@ ChildEngine::Action ChildEngine::next() {
     Frame& task = run_queue_.front();
     if (config_.send_started && !started_sent_) {
       started_sent_ = true;
-      notices_.push(
-          {encode_header(FrameKind::Started, task.header.task_id, 0), nullptr, sequence_++});
+      notices_.push(make_out_frame(config_.wire, Direction::ToParent, FrameKind::Started,
+                                   task.header.task_id, nullptr, sequence_++));
       action.op = Op::Write;
       notices_.gather(action.write, 1);
       return action;
@@ -106,17 +106,14 @@ void ChildEngine::task_finished(bool ok, std::string payload) {
   run_queue_.pop_front();
   started_sent_ = false;
   ++tasks_done_;
-  OutFrame frame;
-  frame.header = encode_header(ok ? FrameKind::Result : FrameKind::Error, id, payload.size());
   std::shared_ptr<std::string> kept;
   if (!payload.empty()) {
     kept = std::make_shared<std::string>(std::move(payload));
-    frame.payload = kept;
   } else if (payload.capacity() > spare_result_.capacity()) {
     spare_result_ = std::move(payload);
   }
-  frame.sequence = sequence_++;
-  results_.push(std::move(frame));
+  results_.push(make_out_frame(config_.wire, Direction::ToParent,
+                               ok ? FrameKind::Result : FrameKind::Error, id, kept, sequence_++));
   result_payloads_.push_back(std::move(kept));
 }
 

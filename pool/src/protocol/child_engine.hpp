@@ -8,6 +8,7 @@
 //       case Read:  n = read(fd, action.read_into) (blocking); engine.bytes_read(n);   // 0 = EOF
 //       case Run:   run the task; engine.task_finished(ok, encoded result or error);
 //       case Write: writev(fd, action.write) (blocking, all of it); engine.bytes_written(n);
+//                   (one frame; with Python framing one write unit of a message, outbox.hpp)
 //       case Exit:  _exit(action.exit_code);
 //     }
 //   }
@@ -39,6 +40,10 @@ struct ChildConfig {
   // Task payloads of at least this many bytes that need a new buffer are advised for transparent
   // huge pages before they are read (Read's huge_page_advice; read-ahead only); 0: never.
   uint64_t huge_page_advice_bytes = 0;
+  // How frames go on the channel (frame.hpp): with Python framing each Write is one Python write
+  // call (a message, or its length or body alone; outbox.hpp), and tasks are read as
+  // Connection.recv_bytes reads them (read_ahead_bytes still applies if the strategy asks).
+  WireFormat wire{};
 };
 
 class ChildEngine {
@@ -50,15 +55,15 @@ class ChildEngine {
     std::span<std::byte> huge_page_advice;          // Read: madvise(MADV_HUGEPAGE) first
     TaskId task = 0;                                // Run
     const std::string* task_payload = nullptr;      // Run: valid until task_finished
-    std::vector<std::span<const std::byte>> write;  // Write: one frame, written whole
+    std::vector<std::span<const std::byte>> write;  // Write: one write unit, written whole
     int exit_code = 0;                              // Exit
     std::string exit_reason;                        // Exit: for logs and the simulator
   };
 
   explicit ChildEngine(ChildConfig config)
-      : config_(config),
+      : config_((validate_wire_format(config.wire), config)),
         reader_(Direction::ToWorker, config.max_task_payload_bytes, config.read_ahead_bytes,
-                config.huge_page_advice_bytes) {}
+                config.huge_page_advice_bytes, config.wire) {}
 
   Action next();
   void bytes_read(size_t n);  // 0 means end of file

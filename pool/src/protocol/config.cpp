@@ -1,8 +1,50 @@
 #include "protocol/config.hpp"
 
+#include <stdexcept>
+#include <string>
+
 namespace pipepool::protocol {
 
+void validate_channel(const Options& options) {
+  const bool python = options.framing == Framing::Python;
+  if (!python &&
+      (options.python_task_overhead_bytes != 0 || options.python_result_overhead_bytes != 0)) {
+    throw std::invalid_argument(
+        "pipepool: python_task_overhead_bytes and python_result_overhead_bytes need "
+        "Framing::Python (they are 0 with Framing::Pipepool)");
+  }
+  validate_wire_format(
+      {python, options.python_task_overhead_bytes, options.python_result_overhead_bytes});
+  if (options.transport == Transport::Pipes && options.socket_sndbuf_bytes != 0) {
+    throw std::invalid_argument(
+        "pipepool: socket_sndbuf_bytes needs Transport::SocketPair (with pipes, set "
+        "pipe_capacity_bytes)");
+  }
+  if (options.transport == Transport::SocketPair && options.pipe_capacity_bytes != 0) {
+    throw std::invalid_argument(
+        "pipepool: pipe_capacity_bytes applies to Transport::Pipes; with Transport::SocketPair, "
+        "set socket_sndbuf_bytes");
+  }
+  if (options.socket_sndbuf_bytes > kMaxSocketSndbufBytes) {
+    throw std::invalid_argument("pipepool: socket_sndbuf_bytes must be at most " +
+                                std::to_string(kMaxSocketSndbufBytes) + "; got " +
+                                std::to_string(options.socket_sndbuf_bytes));
+  }
+  if (options.transport != Transport::Pipes && options.transport != Transport::SocketPair) {
+    throw std::invalid_argument("pipepool: unknown Options::transport");
+  }
+  if (!python && options.framing != Framing::Pipepool) {
+    throw std::invalid_argument("pipepool: unknown Options::framing");
+  }
+}
+
+WireFormat wire_format(const Options& options) {
+  if (options.framing != Framing::Python) return {};
+  return {true, options.python_task_overhead_bytes, options.python_result_overhead_bytes};
+}
+
 EngineSetup engine_setup(const Options& options, uint32_t workers) {
+  validate_channel(options);
   const IoStrategy& strategy = strategy_of(options);
   const bool timeouts = options.task_timeout.count() > 0;
   EngineSetup setup;
@@ -17,6 +59,8 @@ EngineSetup engine_setup(const Options& options, uint32_t workers) {
   setup.child.max_tasks = options.maxtasksperchild;
   setup.child.send_started = timeouts;
   setup.child.read_ahead_bytes = strategy.child_read_ahead_bytes();
+  setup.parent.wire = wire_format(options);
+  setup.child.wire = setup.parent.wire;
   setup.parent.huge_page_advice_bytes = kHugePageAdviceBytes;
   setup.child.huge_page_advice_bytes = kHugePageAdviceBytes;
   setup.loop.task_timeout_ns =

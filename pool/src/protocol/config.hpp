@@ -16,6 +16,19 @@ namespace pipepool::protocol {
 // Options field can expose it once the public headers are free to change).
 inline constexpr uint64_t kHugePageAdviceBytes = uint64_t{2} << 20;
 
+// Options::socket_sndbuf_bytes above this is rejected (setsockopt takes an int, which the kernel
+// doubles).
+inline constexpr uint64_t kMaxSocketSndbufBytes = uint64_t{1} << 30;
+
+// Throws std::invalid_argument, with a sentence naming the field, for channel settings that do
+// not go together: overheads with Framing::Pipepool, overheads outside the bounds Python framing
+// needs (frame.hpp), socket_sndbuf_bytes with Transport::Pipes, pipe_capacity_bytes with
+// Transport::SocketPair, socket_sndbuf_bytes above kMaxSocketSndbufBytes. engine_setup() calls it.
+void validate_channel(const Options& options);
+
+// Options::framing and its overheads, as the engines take them.
+WireFormat wire_format(const Options& options);
+
 // The parent engine's, worker engine's and loop's settings for a pool of `workers` processes.
 EngineSetup engine_setup(const Options& options, uint32_t workers);
 

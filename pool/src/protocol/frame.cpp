@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 
 namespace pipepool::protocol {
 namespace {
@@ -31,11 +32,46 @@ bool kind_allowed(uint8_t kind, Direction direction) {
   return false;
 }
 
+uint64_t load_big_endian(const std::byte* bytes, size_t n) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < n; ++i) value = value << 8 | static_cast<uint8_t>(bytes[i]);
+  return value;
+}
+
+void store_big_endian(uint64_t value, std::byte* bytes, size_t n) {
+  for (size_t i = n; i-- > 0; value >>= 8) bytes[i] = static_cast<std::byte>(value & 0xff);
+}
+
+}  // namespace
+
 bool kind_has_payload(FrameKind kind) {
   return kind == FrameKind::Task || kind == FrameKind::Result || kind == FrameKind::Error;
 }
 
-}  // namespace
+void validate_wire_format(const WireFormat& wire) {
+  if (!wire.python) return;
+  const auto check = [](uint32_t bytes, const char* name) {
+    if (bytes >= kPythonMinOverheadBytes && bytes <= kPythonMaxOverheadBytes) return;
+    throw std::invalid_argument(
+        std::string("pipepool: Framing::Python needs ") + name + " of at least " +
+        std::to_string(kPythonMinOverheadBytes) +
+        " bytes (pipepool's frame header travels inside each message's overhead) and at most " +
+        std::to_string(kPythonMaxOverheadBytes) + "; got " + std::to_string(bytes));
+  };
+  check(wire.task_overhead_bytes, "python_task_overhead_bytes");
+  check(wire.result_overhead_bytes, "python_result_overhead_bytes");
+}
+
+size_t encode_python_length(uint64_t message_bytes,
+                            std::array<std::byte, kPythonMaxLengthBytes>& out) {
+  if (message_bytes <= kPythonShortLengthMaxBytes) {
+    store_big_endian(message_bytes, out.data(), 4);
+    return 4;
+  }
+  store_big_endian(0xffffffff, out.data(), 4);  // struct.pack("!i", -1)
+  store_big_endian(message_bytes, out.data() + 4, 8);
+  return 12;
+}
 
 HeaderBytes encode_header(FrameKind kind, TaskId task_id, uint64_t payload_bytes) {
   HeaderBytes out{};
@@ -109,12 +145,19 @@ const char* to_string(FrameKind kind) {
 }
 
 std::span<std::byte> FrameReader::exact_buffer() {
+  if (!in_payload_ && wire_.python) {
+    return {length_bytes_.data() + length_filled_, length_wanted_ - length_filled_};
+  }
   if (!in_payload_) return {header_bytes_.data() + header_filled_, kHeaderBytes - header_filled_};
   auto* base = reinterpret_cast<std::byte*>(frame_.payload.data());
   return {base + payload_filled_, frame_.payload.size() - payload_filled_};
 }
 
 bool FrameReader::commit_exact(size_t n) {
+  if (!in_payload_ && wire_.python) {
+    length_filled_ += n;
+    return length_filled_ < length_wanted_ || python_length_done();
+  }
   if (!in_payload_) {
     header_filled_ += n;
     if (header_filled_ < kHeaderBytes) return true;
@@ -128,6 +171,7 @@ bool FrameReader::commit_exact(size_t n) {
       frame_ = Frame{};
       return true;
     }
+    body_bytes_ = frame_.header.payload_bytes;
     start_payload();
     payload_filled_ = 0;
     in_payload_ = true;
@@ -136,13 +180,78 @@ bool FrameReader::commit_exact(size_t n) {
   payload_filled_ += n;
   if (payload_filled_ < frame_.payload.size()) return true;
   in_payload_ = false;
+  if (wire_.python) return python_body_done();
+  ready_.push_back(std::move(frame_));
+  frame_ = Frame{};
+  return true;
+}
+
+bool FrameReader::python_length_done() {
+  uint64_t length = load_big_endian(length_bytes_.data(), 4);
+  if (length_wanted_ == 4 && length == 0xffffffff) {
+    length_wanted_ = 12;  // Python's long form: 8 more bytes, read by themselves (_recv(8))
+    return true;
+  }
+  if (length_wanted_ == 12) {
+    length = load_big_endian(length_bytes_.data() + 4, 8);
+  } else if (length > kPythonShortLengthMaxBytes) {
+    error_ = "negative Python message length " + std::to_string(static_cast<int32_t>(length));
+    return false;
+  }
+  length_filled_ = 0;
+  length_wanted_ = 4;
+  const uint64_t overhead = wire_.overhead_bytes(direction_);
+  if (length < kHeaderBytes) {
+    error_ = "Python message of " + std::to_string(length) +
+             " bytes is shorter than a frame header (32 bytes)";
+    return false;
+  }
+  const uint64_t room = std::max<uint64_t>(overhead, kHeaderBytes);
+  if (length > room && length - room > max_payload_bytes_) {
+    error_ = "Python message of " + std::to_string(length) + " bytes exceeds the maximum of " +
+             std::to_string(max_payload_bytes_) + " bytes of payload + " +
+             std::to_string(overhead) + " bytes of overhead";
+    return false;
+  }
+  frame_ = Frame{};
+  body_bytes_ = length;
+  start_payload();
+  payload_filled_ = 0;
+  in_payload_ = true;
+  return true;
+}
+
+bool FrameReader::python_body_done() {
+  std::string& body = frame_.payload;
+  const uint64_t length = body.size();
+  if (!decode_header(std::span<const std::byte, kHeaderBytes>(
+                         reinterpret_cast<const std::byte*>(body.data()), kHeaderBytes),
+                     direction_, max_payload_bytes_, frame_.header, error_)) {
+    return false;
+  }
+  const uint64_t payload = frame_.header.payload_bytes;
+  const uint64_t expected =
+      wire_.message_bytes(direction_, kind_has_payload(frame_.header.kind), payload);
+  if (length != expected) {
+    error_ = "Python message of " + std::to_string(length) + " bytes holds a " +
+             to_string(frame_.header.kind) + " frame of " + std::to_string(payload) +
+             " payload bytes, which makes a message of " + std::to_string(expected) + " bytes";
+    return false;
+  }
+  if (std::any_of(body.begin() + static_cast<std::ptrdiff_t>(kHeaderBytes + payload), body.end(),
+                  [](char c) { return c != 0; })) {
+    error_ = "non-zero padding in a Python message";
+    return false;
+  }
+  body.erase(0, kHeaderBytes);  // the payload to the front: one memmove
+  body.resize(payload);
   ready_.push_back(std::move(frame_));
   frame_ = Frame{};
   return true;
 }
 
 void FrameReader::start_payload() {
-  const size_t size = frame_.header.payload_bytes;
+  const size_t size = body_bytes_;
   if (spare_.capacity() >= size) {
     // Reuse: no allocation, no fault; resize() fills only what the spare's size lacks.
     frame_.payload = std::move(spare_);
@@ -201,7 +310,7 @@ FrameReader::Status FrameReader::commit(size_t n) {
     if (!advice_.empty()) {
       // The executor has advised the reserved payload (or chose not to): size it now.
       advice_ = {};
-      frame_.payload.resize(frame_.header.payload_bytes);
+      frame_.payload.resize(body_bytes_);
     }
     // Feed the staged bytes through the exact state machine, frame after frame.
     if (!feed_stage(leftover_ + n)) broken_ = true;

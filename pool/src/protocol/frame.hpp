@@ -14,6 +14,29 @@
 // Parent -> worker: Task, RunBatch, Shutdown. Worker -> parent: Started, Result, Error.
 // A reader validates the header (magic, kind allowed in its direction, check, reserved bytes,
 // payload_bytes <= its configured maximum) before it allocates anything.
+//
+// Framing::Python (WireFormat::python). Every frame travels as one message of Python's
+// multiprocessing.connection (CPython 3.8+, Connection._send_bytes / _recv_bytes on Linux): a
+// big-endian length N, then N bytes of body. The length is 4 bytes ("!i"), or, for N > 2^31 - 1,
+// 4 bytes of -1 followed by 8 bytes ("!Q"). The body is
+//
+//   offset      size             field
+//   0           32               the frame header above (payload_bytes = P)
+//   32          P                the payload
+//   32 + P      overhead - 32    zero padding
+//
+// so N = P + the direction's overhead for Task (python_task_overhead_bytes) and Result / Error
+// (python_result_overhead_bytes): the wire carries exactly N + 4 bytes, what the Python library
+// sends for a pickled payload of P bytes wrapped in objects that pickle to `overhead` bytes. An
+// overhead must therefore hold the header: at least kPythonMinOverheadBytes (32), at most
+// kPythonMaxOverheadBytes. Control frames (RunBatch, Shutdown, Started) are messages of the header
+// alone: N = 32, 36 bytes on the wire (Python's own would be a pickled tuple of about that size).
+// Writes follow Python's _send_bytes: a message of N <= 16,384 goes out in one write call (length
+// and body together); a larger one in two (the 4-byte length alone, then the body), three for the
+// 12-byte length. Reads follow _recv_bytes: exactly 4 bytes (8 more for the long form), then
+// exactly N bytes into one buffer. A reader bounds N by its maximum payload + overhead before
+// allocating, and checks, once the body is in, that N is what its header's kind and payload_bytes
+// imply and that the padding is zero.
 #pragma once
 
 #include <array>
@@ -46,6 +69,41 @@ enum class Direction { ToWorker, ToParent };
 
 using HeaderBytes = std::array<std::byte, kHeaderBytes>;
 
+// Framing::Python (see the top of this file).
+inline constexpr uint64_t kPythonOneWriteMaxBytes = 16384;  // larger bodies: a write of their own
+inline constexpr uint64_t kPythonShortLengthMaxBytes = 0x7fffffff;  // larger: the 12-byte length
+inline constexpr uint32_t kPythonMinOverheadBytes = kHeaderBytes;
+inline constexpr uint32_t kPythonMaxOverheadBytes = 65536;
+inline constexpr size_t kPythonMaxLengthBytes = 12;
+
+// How frames are put on the channel: pipepool's own (python = false), or as Python messages with
+// these overheads (each within [kPythonMinOverheadBytes, kPythonMaxOverheadBytes]).
+struct WireFormat {
+  bool python = false;
+  uint32_t task_overhead_bytes = 0;    // Task frames (parent -> worker)
+  uint32_t result_overhead_bytes = 0;  // Result and Error frames (worker -> parent)
+
+  uint32_t overhead_bytes(Direction direction) const {
+    return direction == Direction::ToWorker ? task_overhead_bytes : result_overhead_bytes;
+  }
+  // Python: the message length N of a frame of `kind` with `payload_bytes` of payload.
+  uint64_t message_bytes(Direction direction, bool has_payload, uint64_t payload_bytes) const {
+    return has_payload ? payload_bytes + overhead_bytes(direction) : kHeaderBytes;
+  }
+};
+
+// Throws std::invalid_argument, naming the field and the bounds, if `wire` is Python framing with
+// an overhead outside [kPythonMinOverheadBytes, kPythonMaxOverheadBytes].
+void validate_wire_format(const WireFormat& wire);
+
+// Python's length in front of a message of `message_bytes`: 4 bytes big-endian, or 4 bytes of -1
+// and 8 bytes big-endian above kPythonShortLengthMaxBytes. Returns its size (4 or 12).
+size_t encode_python_length(uint64_t message_bytes,
+                            std::array<std::byte, kPythonMaxLengthBytes>& out);
+
+// Whether frames of `kind` carry a payload (Task, Result, Error).
+bool kind_has_payload(FrameKind kind);
+
 struct FrameHeader {
   FrameKind kind{};
   TaskId task_id = 0;
@@ -66,12 +124,16 @@ struct Frame {
   std::string payload;
 };
 
-// Incremental frame reader. By default it asks for exactly the bytes of the frame it is in (header,
-// then payload), as Python's Connection.recv does, so a worker never takes bytes of the next task
-// out of the pipe before it is ready for it: that exactness is what makes a strategy's pipe
-// deadlocks the same in the simulator and on real pipes. With `read_ahead_bytes` > 0 it reads up to
-// that many bytes at a time into a staging buffer and parses every frame they hold (fewer system
-// calls for small frames); a payload larger than the buffer is still read straight into place.
+// Incremental frame reader. With WireFormat::python it reads Python messages (see the top of this
+// file): exactly the length (4 bytes, then 8 more for the long form), then exactly the whole body
+// into one buffer; the payload is moved to the front of it once the body is complete (a memmove
+// of the payload per frame: the price of a header in front of it). By default it asks for exactly
+// the bytes of the frame it is in (header, then payload), as Python's Connection.recv does, so a
+// worker never takes bytes of the next task out of the pipe before it is ready for it: that
+// exactness is what makes a strategy's pipe deadlocks the same in the simulator and on real pipes.
+// With `read_ahead_bytes` > 0 it reads up to that many bytes at a time into a staging buffer and
+// parses every frame they hold (fewer system calls for small frames); a payload larger than the
+// buffer is still read straight into place.
 //
 // Fewer page faults. A payload buffer the owner is done with can be handed back (recycle()): the
 // next payload that fits goes into it instead of a freshly allocated (and freshly faulted) one.
@@ -86,9 +148,10 @@ class FrameReader {
   enum class Status { NeedMore, FrameReady, Malformed };
 
   FrameReader(Direction direction, uint64_t max_payload_bytes, size_t read_ahead_bytes = 0,
-              uint64_t huge_page_advice_bytes = 0)
+              uint64_t huge_page_advice_bytes = 0, WireFormat wire = {})
       : direction_(direction),
         max_payload_bytes_(max_payload_bytes),
+        wire_(wire),
         stage_bytes_(read_ahead_bytes),
         advice_bytes_(read_ahead_bytes > 0 ? huge_page_advice_bytes : 0) {}
 
@@ -113,22 +176,31 @@ class FrameReader {
   Frame take();
 
   // True when part of a frame has been read: end of file now means a truncated frame.
-  bool mid_frame() const { return header_filled_ > 0 || in_payload_; }
+  bool mid_frame() const { return header_filled_ > 0 || length_filled_ > 0 || in_payload_; }
   const std::string& error() const { return error_; }
 
  private:
   std::span<std::byte> exact_buffer();
   // Consumes n bytes stored at exact_buffer(); false when the header is malformed.
   bool commit_exact(size_t n);
-  // Sizes frame_.payload for the header just decoded (or only reserves it, for advice).
+  // Sizes frame_.payload to body_bytes_ (or only reserves it, for advice).
   void start_payload();
+  // Python: the length (4 or 12 bytes) is in; false if it is malformed or too large.
+  bool python_length_done();
+  // Python: the whole body is in frame_.payload; false if it is malformed.
+  bool python_body_done();
   // Feeds bytes [0, n) of the staging buffer through the exact state machine; false if broken.
   bool feed_stage(size_t n);
 
   Direction direction_;
   uint64_t max_payload_bytes_;
+  WireFormat wire_;
   HeaderBytes header_bytes_{};
   size_t header_filled_ = 0;
+  std::array<std::byte, kPythonMaxLengthBytes> length_bytes_{};  // Python: the message length
+  size_t length_filled_ = 0;
+  size_t length_wanted_ = 4;  // 4, then 12 for the long form
+  uint64_t body_bytes_ = 0;   // what frame_.payload is being filled to
   bool in_payload_ = false;
   size_t payload_filled_ = 0;
   Frame frame_;

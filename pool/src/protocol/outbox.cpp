@@ -1,26 +1,75 @@
 #include "protocol/outbox.hpp"
 
+#include <algorithm>
 #include <cassert>
 
 namespace pipepool::protocol {
+namespace {
 
-size_t Outbox::gather(std::vector<std::span<const std::byte>>& out, size_t max_frames) const {
+// The source of every frame's padding: zeros, as long as the longest padding allowed.
+const std::array<std::byte, kPythonMaxOverheadBytes>& zeros() {
+  static const std::array<std::byte, kPythonMaxOverheadBytes> bytes{};
+  return bytes;
+}
+
+// Appends the bytes [from, to) of `frame` to `out`; returns how many.
+size_t append_range(const OutFrame& frame, size_t from, size_t to,
+                    std::vector<std::span<const std::byte>>& out) {
+  const std::span<const std::byte> pieces[] = {
+      {frame.length.data(), frame.length_bytes},
+      {frame.header.data(), kHeaderBytes},
+      frame.payload
+          ? std::span<const std::byte>(reinterpret_cast<const std::byte*>(frame.payload->data()),
+                                       frame.payload->size())
+          : std::span<const std::byte>(),
+      {zeros().data(), frame.padding_bytes},
+  };
+  size_t at = 0;
+  for (std::span<const std::byte> piece : pieces) {
+    const size_t begin = std::max(from, at);
+    const size_t end = std::min(to, at + piece.size());
+    if (begin < end) out.push_back(piece.subspan(begin - at, end - begin));
+    at += piece.size();
+  }
+  return to - from;
+}
+
+}  // namespace
+
+size_t OutFrame::unit_end(size_t offset) const {
+  const size_t body = size() - length_bytes;
+  if (length_bytes == 0 || body <= kPythonOneWriteMaxBytes) return size();
+  if (offset < 4) return 4;  // the length (or the -1 of the long form) by itself
+  if (offset < length_bytes) return length_bytes;  // the long form's 8-byte length
+  return size();
+}
+
+OutFrame make_out_frame(const WireFormat& wire, Direction direction, FrameKind kind, TaskId task,
+                        std::shared_ptr<const std::string> payload, uint64_t sequence) {
+  OutFrame frame;
+  const uint64_t payload_bytes = payload ? payload->size() : 0;
+  frame.header = encode_header(kind, task, payload_bytes);
+  frame.payload = std::move(payload);
+  frame.sequence = sequence;
+  if (wire.python) {
+    const bool has_payload = kind_has_payload(kind);
+    const uint64_t message = wire.message_bytes(direction, has_payload, payload_bytes);
+    frame.length_bytes = static_cast<uint8_t>(encode_python_length(message, frame.length));
+    frame.padding_bytes = has_payload ? wire.overhead_bytes(direction) - kHeaderBytes : 0;
+  }
+  return frame;
+}
+
+size_t Outbox::gather(std::vector<std::span<const std::byte>>& out, size_t max_units) const {
   size_t total = 0;
   size_t skip = offset_;
-  size_t taken = 0;
+  size_t units = 0;
   for (const OutFrame& frame : frames_) {
-    if (taken++ == max_frames) break;
-    if (skip < kHeaderBytes) {
-      out.emplace_back(frame.header.data() + skip, kHeaderBytes - skip);
-      total += kHeaderBytes - skip;
-      skip = 0;
-    } else {
-      skip -= kHeaderBytes;
-    }
-    if (skip < frame.payload_size()) {
-      const auto* payload = reinterpret_cast<const std::byte*>(frame.payload->data());
-      out.emplace_back(payload + skip, frame.payload_size() - skip);
-      total += frame.payload_size() - skip;
+    while (skip < frame.size()) {
+      if (units++ == max_units) return total;
+      const size_t end = frame.unit_end(skip);
+      total += append_range(frame, skip, end, out);
+      skip = end;
     }
     skip = 0;
   }

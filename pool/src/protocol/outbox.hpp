@@ -1,6 +1,16 @@
-// Outbox: frames queued for one pipe, written in order, possibly in pieces. No system calls.
+// Outbox: frames queued for one channel, written in order, possibly in pieces. No system calls.
+//
+// Each frame is one or more *write units*: the bytes one write call of the sender carries. With
+// pipepool's framing a frame is one unit (header and payload in one writev). With Python's
+// (WireFormat::python, see frame.hpp) a frame is a message: one unit when its body is at most
+// kPythonOneWriteMaxBytes, else two (the 4-byte length, then the body) or three (the 12-byte
+// length in its two parts, then the body), as Connection._send_bytes writes them. gather() never
+// puts more than the units it is allowed into one writev, and never ends a writev's bytes past a
+// unit boundary it was not allowed to cross, so an executor that writes each gather() with one
+// write call (or one blocking loop, Python's _send) makes the calls Python makes.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -16,9 +26,20 @@ struct OutFrame {
   HeaderBytes header;
   std::shared_ptr<const std::string> payload;  // null: no payload; shared with the task's record
   uint64_t sequence = 0;                       // global order in which the engine produced frames
+  // Python framing: the message length in front (4 or 12 bytes; 0: pipepool framing) and the zero
+  // padding after the payload.
+  std::array<std::byte, kPythonMaxLengthBytes> length{};
+  uint8_t length_bytes = 0;
+  uint32_t padding_bytes = 0;
   size_t payload_size() const { return payload ? payload->size() : 0; }
-  size_t size() const { return kHeaderBytes + payload_size(); }
+  size_t size() const { return length_bytes + kHeaderBytes + payload_size() + padding_bytes; }
+  // The end (offset in the frame) of the write unit that holds byte `offset`.
+  size_t unit_end(size_t offset) const;
 };
+
+// A frame of `kind` for the channel in `direction`, framed as `wire` says.
+OutFrame make_out_frame(const WireFormat& wire, Direction direction, FrameKind kind, TaskId task,
+                        std::shared_ptr<const std::string> payload, uint64_t sequence);
 
 class Outbox {
  public:
@@ -27,9 +48,10 @@ class Outbox {
   size_t frames() const { return frames_.size(); }
   const OutFrame& front() const { return frames_.front(); }
 
-  // Appends the unwritten bytes of up to `max_frames` frames, as segments, to `out` (the shape of
-  // one writev). Returns the number of bytes they hold.
-  size_t gather(std::vector<std::span<const std::byte>>& out, size_t max_frames) const;
+  // Appends the unwritten bytes of up to `max_units` write units (see above; a unit begun by an
+  // earlier short write counts as one), as segments, to `out` (the shape of one writev). Returns
+  // the number of bytes they hold.
+  size_t gather(std::vector<std::span<const std::byte>>& out, size_t max_units) const;
 
   // n bytes of what gather() returned were written. Returns how many frames completed.
   size_t consume(size_t n);

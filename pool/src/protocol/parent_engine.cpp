@@ -9,14 +9,21 @@ namespace pipepool::protocol {
 ParentEngine::ParentEngine(ParentConfig config, const IoStrategy& strategy, Scheduler& scheduler)
     : config_(config), strategy_(strategy), scheduler_(scheduler), random_(config.seed) {
   assert(config_.workers > 0);
+  validate_wire_format(config_.wire);
   slots_.resize(config_.workers);
   labels_.resize(config_.workers);
   for (WorkerId w = 0; w < config_.workers; ++w) {
-    slots_[w].reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes,
-                                   kParentReadAheadBytes, config_.huge_page_advice_bytes);
+    slots_[w].reader = make_reader();
     slots_[w].state = SlotState::Starting;
     commands_.push_back({Command::Kind::StartWorker, w, 0});
   }
+}
+
+FrameReader ParentEngine::make_reader() const {
+  // Python's result handler reads each message exactly (Connection.recv_bytes): no read-ahead.
+  const size_t read_ahead = config_.wire.python ? 0 : kParentReadAheadBytes;
+  return FrameReader(Direction::ToParent, config_.max_result_payload_bytes, read_ahead,
+                     config_.huge_page_advice_bytes, config_.wire);
 }
 
 std::string ParentEngine::worker_name(WorkerId w) const {
@@ -255,11 +262,8 @@ void ParentEngine::schedule() {
 
 void ParentEngine::queue_frame(WorkerId w, FrameKind kind, TaskId task,
                                std::shared_ptr<const std::string> payload) {
-  OutFrame frame;
-  frame.header = encode_header(kind, task, payload ? payload->size() : 0);
-  frame.payload = std::move(payload);
-  frame.sequence = next_sequence_++;
-  slots_[w].outbox.push(std::move(frame));
+  slots_[w].outbox.push(make_out_frame(config_.wire, Direction::ToWorker, kind, task,
+                                       std::move(payload), next_sequence_++));
 }
 
 void ParentEngine::maybe_send_shutdown() {
@@ -402,8 +406,7 @@ void ParentEngine::maybe_finalize(WorkerId w) {
 
   const uint64_t assigned_total = slot.assigned_total;
   slot = Slot{};
-  slot.reader = FrameReader(Direction::ToParent, config_.max_result_payload_bytes,
-                            kParentReadAheadBytes, config_.huge_page_advice_bytes);
+  slot.reader = make_reader();
   slot.assigned_total = assigned_total;
   slot.state = SlotState::Absent;
   // Replace it, unless the pool is shutting down and nothing is waiting to be assigned: a task
@@ -433,8 +436,9 @@ std::optional<WorkerId> ParentEngine::blocking_write_due() const {
 
 size_t ParentEngine::pending_write(WorkerId w,
                                    std::vector<std::span<const std::byte>>& segments) const {
-  size_t frames = strategy_.parent_blocking_writes() ? 1 : strategy_.max_frames_per_write();
-  return slots_[w].outbox.gather(segments, frames);
+  size_t units = strategy_.parent_blocking_writes() ? 1 : strategy_.max_frames_per_write();
+  if (config_.wire.python) units = 1;  // each Python write call by itself
+  return slots_[w].outbox.gather(segments, units);
 }
 
 bool ParentEngine::wants_write(WorkerId w) const {

@@ -46,6 +46,11 @@ struct ParentConfig {
   // Result payloads of at least this many bytes are advised for transparent huge pages before
   // they are read (read_advice); 0: never. Such a buffer goes to the caller, so it is always new.
   uint64_t huge_page_advice_bytes = 0;
+  // How frames go on the channels (frame.hpp). With Python framing every write the engine asks
+  // for is one Python write call (pending_write gathers one write unit, whatever the strategy:
+  // no two messages share a writev, as no two share a Python _send), and results are read as
+  // Python's recv_bytes reads them (exactly the length, then exactly the body: no read-ahead).
+  WireFormat wire{};
 };
 
 struct TaskSubmission {
@@ -66,7 +71,15 @@ struct ExitInfo {
 struct Completion {
   // Cancelled: withdrawn before any worker got it (ParentLoop's Inbox::cancel); never delivered
   // to a caller.
-  enum class Kind { Result, RemoteError, WorkerLost, ProtocolError, Timeout, Terminated, Cancelled };
+  enum class Kind {
+    Result,
+    RemoteError,
+    WorkerLost,
+    ProtocolError,
+    Timeout,
+    Terminated,
+    Cancelled
+  };
   TaskId task = 0;
   Kind kind = Kind::Result;
   std::string payload;  // Result / RemoteError: the worker's encoded bytes
@@ -151,7 +164,8 @@ class ParentEngine {
   // nothing else done meanwhile (nullopt: nothing to write).
   std::optional<WorkerId> blocking_write_due() const;
   // Unwritten bytes for w, as writev segments (at most max_frames_per_write frames; one frame for
-  // blocking strategies). Empty when nothing is queued.
+  // blocking strategies; one write unit, see outbox.hpp, with Python framing). Empty when nothing
+  // is queued.
   size_t pending_write(WorkerId w, std::vector<std::span<const std::byte>>& segments) const;
   bool wants_write(WorkerId w) const;
   // Whether the driver should read w's result pipe now, and where the bytes go.
@@ -205,6 +219,7 @@ class ParentEngine {
     TaskId timed_out_task = 0;
   };
 
+  FrameReader make_reader() const;
   void schedule();
   bool accepting(const Slot& slot) const;
   void queue_frame(WorkerId w, FrameKind kind, TaskId task,

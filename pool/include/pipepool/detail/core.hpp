@@ -44,6 +44,7 @@ void join(Core& core);
 void terminate(Core& core);
 int processes(const Core& core);
 uint64_t pipe_capacity_bytes(const Core& core);
+uint64_t socket_sndbuf_bytes(const Core& core);
 std::string_view strategy_name(const Core& core);
 std::string_view scheduler_name(const Core& core);
 PoolStats stats(const Core& core);
