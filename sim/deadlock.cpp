@@ -72,7 +72,7 @@ void World::build_deadlock_report() {
       const WorkerId w = p.action.worker;
       pw.call = "write";
       pw.pipe = pipe_state(w, true);
-      pw.frame = describe_frame(p.segments);
+      pw.frame = describe_frame(p.segments, python_framing_);
       pw.call_bytes = p.action.write_bytes;
       pw.done_bytes = p.write_done;
       pw.wanted_bytes = p.action.write_bytes - p.write_done;
@@ -149,7 +149,7 @@ void World::build_deadlock_report() {
     } else if (k.action.op == ChildEngine::Op::Write) {
       ww.call = "write";
       ww.pipe = pipe_state(w, false);
-      ww.frame = describe_frame(k.action.write);
+      ww.frame = describe_frame(k.action.write, python_framing_);
       ww.call_bytes = k.write_total;
       ww.done_bytes = k.write_done;
       ww.wanted_bytes = k.write_total - k.write_done;

@@ -1,5 +1,6 @@
 #include "scenario.hpp"
 
+#include "protocol/config.hpp"
 #include "socket_model.hpp"
 
 #include <algorithm>
@@ -106,7 +107,10 @@ Options to_options(const Scenario& s) {
   options.maxtasksperchild = s.max_tasks_per_child;
   options.max_retries = s.max_retries;
   options.task_timeout = std::chrono::milliseconds((s.task_timeout_us + 999) / 1000);
-  options.pipe_capacity_bytes = uint64_t{s.pipe_pages} * s.page_size;
+  // Each channel setting only with its transport (protocol::validate_channel rejects the others).
+  if (s.transport == Transport::Pipes) {
+    options.pipe_capacity_bytes = uint64_t{s.pipe_pages} * s.page_size;
+  }
   options.enlarge_pipes = false;
   options.seed = s.engine_seed;
   options.custom_scheduler = s.custom_scheduler;
@@ -116,7 +120,7 @@ Options to_options(const Scenario& s) {
   options.python_task_overhead_bytes = s.python_task_overhead_bytes;
   options.python_result_overhead_bytes = s.python_result_overhead_bytes;
   // SO_SNDBUF's argument is half the value getsockopt reads back (the kernel doubles it).
-  options.socket_sndbuf_bytes = s.sndbuf_bytes / 2;
+  if (s.transport == Transport::SocketPair) options.socket_sndbuf_bytes = s.sndbuf_bytes / 2;
   return options;
 }
 
@@ -167,9 +171,9 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
         "sndbuf must be in " + std::to_string(SocketConfig{}.min_sndbuf_bytes) + ".." +
         std::to_string(INT32_MAX) + " bytes, got " + std::to_string(scenario.sndbuf_bytes));
   }
-  if (scenario.framing != Framing::Pipepool) {
-    throw std::invalid_argument("Python's framing is not simulated yet");
-  }
+  // The pool's own check of the channel settings (overheads only with Python's framing, and
+  // within its bounds), with the pool's message.
+  protocol::validate_channel(to_options(scenario));
   if (!std::has_single_bit(scenario.pipe_pages)) {
     throw std::invalid_argument("pipe-pages must be a power of two, got " +
                                 std::to_string(scenario.pipe_pages));
@@ -187,8 +191,13 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
     }
     script->tasks.push_back(spec);
     script->payloads.push_back(encode_task_payload(spec));
+    // Python's framing: each message is a 4-byte length, then payload + the direction's overhead
+    // (which holds the 32-byte header).
     script->total_bytes +=
-        2 * protocol::kHeaderBytes + script->payloads.back().size() + spec.output_bytes;
+        scenario.framing == Framing::Python
+            ? 8 + scenario.python_task_overhead_bytes + scenario.python_result_overhead_bytes +
+                  script->payloads.back().size() + spec.output_bytes
+            : 2 * protocol::kHeaderBytes + script->payloads.back().size() + spec.output_bytes;
     return next++;
   };
   bool joined = false;

@@ -200,7 +200,8 @@ void World::parent_write() {
     note(kParentProcess, kParentNbWrite, (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
     if (options_.trace) {
       trace_line(kParentProcess,
-                 "write(2) " + where + " (non-blocking): " + describe_frame(p.segments) + " -> " +
+                 "write(2) " + where +
+                     " (non-blocking): " + describe_frame(p.segments, python_framing_) + " -> " +
                      std::to_string(r.result) + " [" + channel.describe(Direction::Task) + "]");
     }
     if (r.result > 0) {
@@ -226,8 +227,8 @@ void World::parent_write() {
                          std::to_string(p.write_done + r.written) + " of " +
                          std::to_string(p.action.write_bytes) + ")" +
                          (r.blocked ? ", sleeps" : ", returns " + std::to_string(r.result)) + state
-                   : "write(2) " + where + ": " + describe_frame(p.segments) + " -> " +
-                         std::to_string(r.result) + (r.blocked ? ", sleeps" : "") + state);
+                   : "write(2) " + where + ": " + describe_frame(p.segments, python_framing_) +
+                         " -> " + std::to_string(r.result) + (r.blocked ? ", sleeps" : "") + state);
   }
   if (r.blocked) {
     p.in_write = true;

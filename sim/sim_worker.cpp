@@ -145,8 +145,8 @@ void World::step_worker(uint32_t w) {
                                 (k.in_write ? std::to_string(r.written) + " (" +
                                                   std::to_string(k.write_done + r.written) +
                                                   " of " + std::to_string(k.write_total) + ")"
-                                            : describe_frame(k.action.write) + " -> " +
-                                                  std::to_string(r.result)) +
+                                            : describe_frame(k.action.write, python_framing_) +
+                                                  " -> " + std::to_string(r.result)) +
                                 (r.blocked ? ", sleeps" : "") + " [" +
                                 k.channel->describe(Direction::Result) + "]");
       }

@@ -24,19 +24,53 @@ bool write_can_start(const PipeModel& pipe, size_t total) {
   return size_t{last.offset} + last.len + chars <= pipe.page_size();
 }
 
-// "Task frame of task 2 (32 + 65537 = 65569 bytes)" when the segments start at a frame's header.
-std::string describe_frame(std::span<const std::span<const std::byte>> segments) {
-  if (segments.empty()) return "";
-  if (segments[0].size() != protocol::kHeaderBytes) return "the rest of a frame";
-  const std::byte* h = segments[0].data();
-  auto kind = static_cast<protocol::FrameKind>(h[4]);
-  uint64_t task = 0, payload = 0;
+namespace {
+
+// "Task frame of task 2" from a frame's 32-byte header; the payload length into `payload`.
+std::string header_text(const std::byte* h, uint64_t& payload) {
+  const auto kind = static_cast<protocol::FrameKind>(h[4]);
+  uint64_t task = 0;
   std::memcpy(&task, h + 8, 8);
   std::memcpy(&payload, h + 16, 8);
   std::string out = std::string(protocol::to_string(kind)) + " frame";
   if (kind != protocol::FrameKind::RunBatch && kind != protocol::FrameKind::Shutdown) {
     out += " of task " + std::to_string(task);
   }
+  return out;
+}
+
+// Python's framing: one write unit of a message (see protocol/frame.hpp), its length in front
+// (4 bytes, or 12), then the body (the header, the payload, zero padding) or the body alone.
+std::string describe_python_unit(std::span<const std::span<const std::byte>> segments) {
+  const size_t total = total_size(segments);
+  const size_t first = segments[0].size();
+  const bool starts_with_length =
+      (first == 4 || first == 12) &&
+      (segments.size() == 1 || segments[1].size() == protocol::kHeaderBytes);
+  uint64_t payload = 0;
+  if (starts_with_length && segments.size() == 1) {
+    return "the " + std::to_string(first) + "-byte length of a Python message";
+  }
+  if (starts_with_length) {
+    const std::string what = header_text(segments[1].data(), payload);
+    return "Python message: " + what + " (" + std::to_string(first) + "-byte length + " +
+           std::to_string(total - first) + "-byte body = " + std::to_string(total) + " bytes)";
+  }
+  if (first == protocol::kHeaderBytes) {
+    const std::string what = header_text(segments[0].data(), payload);
+    return "the body of a Python message: " + what + " (" + std::to_string(total) + " bytes)";
+  }
+  return "the rest of a Python message";
+}
+
+}  // namespace
+
+std::string describe_frame(std::span<const std::span<const std::byte>> segments, bool python) {
+  if (segments.empty()) return "";
+  if (python) return describe_python_unit(segments);
+  if (segments[0].size() != protocol::kHeaderBytes) return "the rest of a frame";
+  uint64_t payload = 0;
+  std::string out = header_text(segments[0].data(), payload);
   out += " (" + std::to_string(protocol::kHeaderBytes) + " + " + std::to_string(payload) + " = " +
          std::to_string(protocol::kHeaderBytes + payload) + " bytes)";
   if (segments.size() > 2 || (segments.size() == 2 && payload == 0)) out += " and more frames";
@@ -88,6 +122,7 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
   pipe_config_.slots = s.pipe_pages;
   pipe_config_.page_size = s.page_size;
   socket_config_.sndbuf_bytes = s.sndbuf_bytes;
+  python_framing_ = s.framing == Framing::Python;
   // The pool's own derivation of the engines' settings, from the Options the scenario stands for.
   const Options pool_options = to_options(s);
   setup_ = protocol::engine_setup(pool_options, s.workers);

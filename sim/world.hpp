@@ -219,6 +219,7 @@ class World {
   uint32_t workers_count_;
   PipeConfig pipe_config_;
   SocketConfig socket_config_;
+  bool python_framing_ = false;  // Scenario::framing == Python (for the reports' frame names)
   protocol::EngineSetup setup_;
   std::shared_ptr<Scheduler> scheduler_;
   const IoStrategy* strategy_ = nullptr;

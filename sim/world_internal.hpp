@@ -57,8 +57,11 @@ inline size_t total_size(std::span<const std::span<const std::byte>> segments) {
 // a free slot, no reader, or room behind the last buffer for the merge step (anon_pipe_write).
 bool write_can_start(const PipeModel& pipe, size_t total);
 
-// "Task frame of task 2 (32 + 65537 = 65569 bytes)" when the segments start at a frame's header.
-std::string describe_frame(std::span<const std::span<const std::byte>> segments);
+// "Task frame of task 2 (32 + 65537 = 65569 bytes)" when the segments start at a frame's header;
+// with Python's framing (`python`), "Python message: Task frame of task 2 (4-byte length +
+// 65600-byte body = 65604 bytes)", or the length or the body alone when they are written apart.
+std::string describe_frame(std::span<const std::span<const std::byte>> segments,
+                           bool python = false);
 
 struct World::Worker {
   enum class Phase : uint8_t { None, Alive, Zombie };
