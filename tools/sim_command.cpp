@@ -75,18 +75,21 @@ CLI::Option* add_preemptions(CLI::App& app, int32_t& bound, const std::string& h
 
 // The channel's options, shared by `sim run` and `sim threshold` (sim::Scenario's and
 // sim::ThresholdOptions' fields of the same names).
-void add_channel_options(CLI::App& command, Transport& transport, uint32_t& sndbuf,
-                         Framing& framing, uint32_t& task_overhead, uint32_t& result_overhead,
-                         const char* group) {
+// Returns the --sndbuf option (given with pipes it is a usage error: sndbuf_with_pipes()).
+CLI::Option* add_channel_options(CLI::App& command, Transport& transport, uint32_t& sndbuf,
+                                 Framing& framing, uint32_t& task_overhead,
+                                 uint32_t& result_overhead, const char* group) {
   add_parsed(command, "--transport", transport,
              "the channel to each worker (default pipes; socketpair: one AF_UNIX socketpair)",
              "pipes or socketpair", sim::parse_transport)
       ->group(group);
-  add_number<uint32_t>(command, "--sndbuf", sndbuf,
-                       "socketpair: sk_sndbuf of each end in bytes, as getsockopt(SO_SNDBUF) reads "
-                       "it (default 212992)",
-                       4608, INT32_MAX)
-      ->group(group);
+  CLI::Option* sndbuf_option =
+      add_number<uint32_t>(
+          command, "--sndbuf", sndbuf,
+          "socketpair: sk_sndbuf of each end in bytes, as getsockopt(SO_SNDBUF) reads "
+          "it (default 212992)",
+          4608, INT32_MAX)
+          ->group(group);
   add_parsed(command, "--framing", framing,
              "how frames go on the channel (default pipepool; python: a 4-byte length, then the "
              "message, as multiprocessing.connection)",
@@ -100,6 +103,16 @@ void add_channel_options(CLI::App& command, Transport& transport, uint32_t& sndb
                        "python framing: bytes of the library's pickle around a result payload", 0,
                        1 << 30)
       ->group(group);
+  return sndbuf_option;
+}
+
+// A usage error's text if --sndbuf was given for pipes (the real pool rejects socket_sndbuf_bytes
+// with Transport::Pipes too), else empty.
+std::string sndbuf_with_pipes(const CLI::Option* sndbuf, Transport transport) {
+  if (sndbuf != nullptr && sndbuf->count() > 0 && transport == Transport::Pipes) {
+    return "--sndbuf needs --transport socketpair (pipes: --pipe-pages)";
+  }
+  return "";
 }
 
 // ---- sim run ------------------------------------------------------------------------------------
@@ -116,6 +129,7 @@ struct RunArgs {
   bool quiet = false;
   const CLI::App* command = nullptr;
   CLI::Option* schedules = nullptr;
+  CLI::Option* sndbuf = nullptr;
   CLI::Option* trace_tail_option = nullptr;
   CLI::Option* task_option = nullptr;
   CLI::Option* call_option = nullptr;
@@ -160,8 +174,8 @@ void declare_run_options(CLI::App& command, RunArgs& a) {
   add_number<uint32_t>(command, "--page-size", s.page_size, "bytes per page, a power of two", 16,
                        1 << 20)
       ->group(g);
-  add_channel_options(command, s.transport, s.sndbuf_bytes, s.framing, s.python_task_overhead_bytes,
-                      s.python_result_overhead_bytes, g);
+  a.sndbuf = add_channel_options(command, s.transport, s.sndbuf_bytes, s.framing,
+                                 s.python_task_overhead_bytes, s.python_result_overhead_bytes, g);
   a.task_option =
       command
           .add_option("--task", a.tasks, "IN:OUT:DURATION_MS, one apply_async (repeat for more)")
@@ -275,6 +289,9 @@ int finish_run_options(RunArgs& a) {
   if (a.scenario.calls.empty()) {
     return usage_error(*a.command, "no calls: give --task, --call or --scenario");
   }
+  if (const std::string why = sndbuf_with_pipes(a.sndbuf, a.scenario.transport); !why.empty()) {
+    return usage_error(*a.command, why);
+  }
   try {
     (void)sim::make_script(a.scenario);
   } catch (const std::invalid_argument& e) {
@@ -341,10 +358,14 @@ struct ThresholdArgs {
   bool json = false;
   bool quiet = false;
   const CLI::App* command = nullptr;
+  CLI::Option* sndbuf = nullptr;
 };
 
 int run_threshold(ThresholdArgs& a) {
   sim::ThresholdOptions& options = a.options;
+  if (const std::string why = sndbuf_with_pipes(a.sndbuf, options.transport); !why.empty()) {
+    return usage_error(*a.command, why);
+  }
   try {
     (void)sim::make_script(sim::threshold_scenario(options, 0, 0));
   } catch (const std::invalid_argument& e) {
@@ -393,8 +414,9 @@ Run setup_sim_threshold(CLI::App& command) {
                        "pipe capacity in page slots, a power of two", 1, 1 << 16);
   add_number<uint32_t>(command, "--page-size", o.page_size, "bytes per page, a power of two", 16,
                        1 << 20);
-  add_channel_options(command, o.transport, o.sndbuf_bytes, o.framing, o.python_task_overhead_bytes,
-                      o.python_result_overhead_bytes, "channel");
+  args->sndbuf =
+      add_channel_options(command, o.transport, o.sndbuf_bytes, o.framing,
+                          o.python_task_overhead_bytes, o.python_result_overhead_bytes, "channel");
   add_preemptions(command, o.preemption_bound, "bound of each exploration");
   command.add_option("--grid", o.grid_bytes, "grid step (default page-size / 8)")
       ->transform(size_in(1, uint64_t{1} << 32));

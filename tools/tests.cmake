@@ -87,6 +87,18 @@ pipepool_cli_test(sim_run_bad_framing 2 stderr 1
 pipepool_cli_test(sim_run_negative_overhead 2 stderr 1
                   "^pipepool sim run: --task-overhead: -1 is not in 0\\.\\." sim run
                   --task 1:1:0 --task-overhead -1)
+pipepool_cli_test(sim_run_sndbuf_with_pipes 2 stderr 1
+                  "^pipepool sim run: --sndbuf needs --transport socketpair" sim run --task 1:1:0
+                  --sndbuf 100000)
+pipepool_cli_test(sim_run_python_overhead_too_small 2 stderr 1
+                  "^pipepool sim run: .*python_task_overhead_bytes of at least 32" sim run
+                  --task 1:1:0 --transport socketpair --framing python --task-overhead 10
+                  --result-overhead 60)
+pipepool_cli_test(sim_threshold_python_socketpair 0 stdout any
+                  "smallest that deadlocks: 219165 bytes \\(frame 219269 bytes = fill \\+ 5\\)"
+                  sim threshold --quiet --strategy unbatched --transport socketpair
+                  --framing python --task-overhead 100 --result-overhead 60
+                  --min-bytes 215000 --max-bytes 222000 --grid 64)
 pipepool_cli_test(sim_threshold_bad_transport 2 stderr 1
                   "^pipepool sim threshold: --transport: 'udp' is not pipes or socketpair" sim
                   threshold --strategy unbatched --transport udp)
