@@ -45,7 +45,10 @@ bool World::worker_runnable(uint32_t w) const {
 //    w is the pipe's only reader), and it frees no slot and leaves the pipe non-empty, so the
 //    parent's writes (free slots; the merge step, which looks at offset + len of the last page)
 //    and its epoll_wait (EPOLLOUT: not full; EPOLLERR: no reader) see the same pipe. Typically
-//    the 32-byte header of a frame that lies in a page with the start of its payload.
+//    the 32-byte header of a frame that lies in a page with the start of its payload. On a
+//    socketpair the same holds for a read inside the oldest skb (Channel::read_is_inner): it frees
+//    no skb, so the parent's charge, its EPOLLOUT and its wake-ups are unchanged, and a read
+//    wakes nobody (only freed skbs and arriving data do).
 // The engine also kills a worker that breaks the protocol (ParentEngine::fail_worker), which no
 // scenario flag predicts. That case stays sound: the run fails (a ProtocolError or WorkerLost
 // completion) in either order, and after the kill t's effect can no longer be observed (the dead
