@@ -125,12 +125,14 @@ TEST(RealPoolAgreement, SocketpairThresholdsAreWhereRealProcessesHangToTheByte) 
       const Options real = socket_options(c);
       options.python_task_overhead_bytes = real.python_task_overhead_bytes;
       options.python_result_overhead_bytes = real.python_result_overhead_bytes;
-      // Around what one writer queues, to keep the search short (sim/README.md: the thresholds
-      // lie within 12,000 bytes below it and 40 above).
+      // Around what one writer queues, to keep the search short (sim/README.md: Unbatched's
+      // thresholds lie a few bytes around it, Batched's task threshold up to 11,300 below). A range
+      // that missed the threshold cannot pass: its lowest size would deadlock one byte below too.
       const uint64_t fill = threshold_capacity_bytes(options);
-      options.min_bytes = fill - 15'000;
-      options.max_bytes = fill + 4'000;
-      options.grid_bytes = 256;
+      const bool batched = strategy == Strategy::Batched;
+      options.min_bytes = fill - (batched ? 12'000 : 2'000);
+      options.max_bytes = fill + 64;
+      options.grid_bytes = batched ? 128 : 64;
       const ThresholdResult found = find_threshold(options);
       ASSERT_TRUE(found.error.empty()) << describe(c) << ": " << found.error;
       ASSERT_TRUE(found.task.smallest && found.result.smallest) << describe(c);
