@@ -284,6 +284,40 @@ TEST(SocketWorld, BatchedDeadlocksAndEpollIsCertifiedAboveTheSocketBuffer) {
   }
 }
 
+// The socket's state is in the fingerprint and its inner reads in the partial-order reduction:
+// neither the state cache nor the reductions change a verdict on sockets, only the work. Sizes on
+// both sides of Unbatched's threshold (219,233) and Batched's (208,993), and two workers.
+TEST(SocketWorld, TheStateCacheAndTheReductionsChangeNoVerdictOnSockets) {
+  Scenario two_workers = two_tasks_on_a_socket(Strategy::Epoll, 150'000, 150'000);
+  two_workers.workers = 2;
+  two_workers.scheduler = SchedulerKind::RoundRobin;
+  two_workers.calls.push_back(two_workers.calls[0]);
+  struct Case {
+    Scenario scenario;
+    bool deadlocks;
+  };
+  for (const Case& c : {Case{two_tasks_on_a_socket(Strategy::Unbatched, 219'232, 219'232), false},
+                        Case{two_tasks_on_a_socket(Strategy::Unbatched, 219'233, 219'233), true},
+                        Case{two_tasks_on_a_socket(Strategy::Batched, 208'992, 100), false},
+                        Case{two_tasks_on_a_socket(Strategy::Batched, 208'993, 230'000), true},
+                        Case{two_workers, false}}) {
+    ExploreOptions with = exhaustive(2);
+    with.stop_at_first_failure = false;
+    with.trace_counterexample = false;
+    ExploreOptions bare = with;
+    bare.state_cache_entries = 0;
+    bare.coalesce = false;
+    bare.por = false;
+    const ExploreResult a = explore(c.scenario, with);
+    const ExploreResult b = explore(c.scenario, bare);
+    ASSERT_TRUE(a.error.empty() && b.error.empty()) << a.error << b.error;
+    EXPECT_TRUE(a.complete && b.complete) << to_text(c.scenario);
+    EXPECT_EQ(a.failures > 0, c.deadlocks) << to_text(c.scenario);
+    EXPECT_EQ(b.failures > 0, c.deadlocks) << to_text(c.scenario);
+    EXPECT_LE(a.schedules, b.schedules) << to_text(c.scenario);
+  }
+}
+
 TEST(SocketWorld, EveryTaskCompletesOnASocketWithEveryStrategyAndSeveralWorkers) {
   for (Strategy strategy : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
     Scenario s;
