@@ -52,6 +52,7 @@
 #include "protocol/parent_engine.hpp"
 #include "protocol/parent_loop.hpp"
 #include "scenario.hpp"
+#include "socket_model.hpp"
 
 namespace pipepool::sim {
 
@@ -76,17 +77,24 @@ enum class RunStatus {
 };
 const char* to_string(RunStatus status);
 
-// One pipe, as a report shows it.
+// One direction of a worker's channel (a pipe, or one way of its socketpair), as a report shows
+// it, in the same terms for both transports: the bytes queued for the reader, and the memory
+// charged to the writer against its limit (a pipe: slots used of its ring, counted in pages; a
+// socket: SIOCOUTQ of sk_sndbuf).
 struct PipeState {
-  std::string name;  // "task pipe of worker 0"
+  std::string name;  // "task pipe of worker 0", "socket of worker 0 (tasks)"
   uint32_t worker = 0;
-  bool task_pipe = true;
-  uint32_t slots_used = 0;
-  uint32_t slots = 0;
-  uint64_t bytes = 0;
+  bool task_pipe = true;            // the task direction (parent -> worker)
+  bool socket = false;              // one direction of a socketpair
+  uint32_t slots_used = 0;          // pipe: slots used
+  uint32_t slots = 0;               // pipe: slots of the ring
+  uint32_t skbs = 0;                // socket: skbs queued to the reader
+  uint64_t bytes = 0;               // bytes queued for the reader (FIONREAD / SIOCINQ)
+  uint64_t charged_bytes = 0;       // pipe: slots_used * page size; socket: SIOCOUTQ
+  uint64_t charge_limit_bytes = 0;  // pipe: capacity; socket: the writer's sk_sndbuf
   bool has_reader = true;
   bool has_writer = true;
-  std::string describe;  // PipeModel::describe()
+  std::string describe;  // PipeModel::describe() or SocketPairModel::describe(reader end)
 };
 
 // What one process is doing when the world deadlocks.
@@ -168,7 +176,6 @@ class World {
   void fail(std::string why);
 
  private:
-  struct Pipe;
   struct Worker;
   struct Parent;
   struct User;
@@ -211,6 +218,8 @@ class World {
   WorldOptions options_;
   uint32_t workers_count_;
   PipeConfig pipe_config_;
+  SocketConfig socket_config_;
+  bool python_framing_ = false;  // Scenario::framing == Python (for the reports' frame names)
   protocol::EngineSetup setup_;
   std::shared_ptr<Scheduler> scheduler_;
   const IoStrategy* strategy_ = nullptr;
