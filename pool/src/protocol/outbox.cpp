@@ -2,6 +2,8 @@
 
 #include <cassert>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::protocol {
 
 size_t Outbox::gather(std::vector<std::span<const std::byte>>& out, size_t max_frames) const {
@@ -42,6 +44,16 @@ size_t Outbox::consume(size_t n) {
     ++completed;
   }
   return completed;
+}
+
+uint64_t Outbox::fingerprint(uint64_t h, bool with_sequence) const {
+  h = fingerprint_mix(h, (uint64_t{frames_.size()} << 32) ^ offset_);
+  for (const OutFrame& frame : frames_) {
+    h = fingerprint_bytes(h, frame.header);
+    h = fingerprint_mix(h, frame.payload_size());
+    if (with_sequence) h = fingerprint_mix(h, frame.sequence);
+  }
+  return h;
 }
 
 }  // namespace pipepool::protocol
