@@ -8,6 +8,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::sim {
 
 // The bytes of one write call: an iov_iter over the parts.
@@ -228,6 +230,53 @@ std::string PipeModel::describe() const {
   if (!has_reader_) out += ", no reader";
   if (!has_writer_) out += ", no writer";
   return out;
+}
+
+// ---- copies and fingerprints -------------------------------------------------------------------
+
+PipeModel::PipeModel(const PipeModel& other)
+    : page_size_(other.page_size_),
+      unprivileged_max_bytes_(other.unprivileged_max_bytes_),
+      ring_(other.ring_.size()),
+      head_(other.head_),
+      tail_(other.tail_),
+      max_usage_(other.max_usage_),
+      bytes_(other.bytes_),
+      has_reader_(other.has_reader_),
+      has_writer_(other.has_writer_),
+      ops_(other.ops_),
+      hashed_ops_(other.hashed_ops_),
+      content_hash_(other.content_hash_) {
+  for (uint32_t i = tail_; i != head_; ++i) {
+    const Buffer& from = other.slot(i);
+    Buffer& to = slot(i);
+    to = from;
+    to.page = take_page();
+    // Only the bytes in use: the kernel never reads the rest (a merge appends behind them).
+    std::memcpy(to.page + from.offset, from.page + from.offset, from.len);
+  }
+}
+
+PipeModel& PipeModel::operator=(const PipeModel& other) {
+  if (this != &other) *this = PipeModel(other);
+  return *this;
+}
+
+uint64_t PipeModel::fingerprint(uint64_t h) const {
+  if (hashed_ops_ != ops_) {
+    uint64_t c = protocol::fingerprint_mix(0x50495045, head_ - tail_);
+    for (uint32_t i = tail_; i != head_; ++i) {
+      const Buffer& buf = slot(i);
+      c = protocol::fingerprint_mix(c, (uint64_t{buf.offset} << 32) ^ buf.len);
+      c = protocol::fingerprint_bytes(c,
+                                      std::span<const std::byte>(buf.page + buf.offset, buf.len));
+    }
+    content_hash_ = c;
+    hashed_ops_ = ops_;
+  }
+  h = protocol::fingerprint_mix(h, content_hash_);
+  return protocol::fingerprint_mix(
+      h, (uint64_t{max_usage_} << 2) ^ (uint64_t{has_reader_} << 1) ^ uint64_t{has_writer_});
 }
 
 }  // namespace pipepool::sim

@@ -75,8 +75,10 @@ class PipeModel {
 
   PipeModel(PipeModel&&) noexcept = default;
   PipeModel& operator=(PipeModel&&) noexcept = default;
-  PipeModel(const PipeModel&) = delete;
-  PipeModel& operator=(const PipeModel&) = delete;
+  // A copy holds the same bytes in the same ring layout (its own pages: only the used ones are
+  // copied), and behaves exactly as the original from now on. The explorer branches from copies.
+  PipeModel(const PipeModel& other);
+  PipeModel& operator=(const PipeModel& other);
 
   // The outcome of write(), writev() or continue_write().
   struct WriteResult {
@@ -163,6 +165,12 @@ class PipeModel {
   // Calls that change or consume state (write, continue, read, resize, close) so far.
   uint64_t ops() const { return ops_; }
 
+  // `h` mixed with everything that decides this pipe's future: the ring layout (each used slot's
+  // offset and length: merges and free slots), the bytes themselves, capacity and which ends are
+  // open. The hash of the contents is kept until the next call that changes them, so asking again
+  // is cheap.
+  uint64_t fingerprint(uint64_t h) const;
+
  private:
   struct Buffer {
     std::byte* page = nullptr;
@@ -191,6 +199,8 @@ class PipeModel {
   uint64_t ops_ = 0;
   std::vector<std::unique_ptr<std::byte[]>> pages_;  // every page ever allocated
   std::vector<std::byte*> free_pages_;               // pages not in a used slot
+  mutable uint64_t hashed_ops_ = ~uint64_t{0};       // ops_ when content_hash_ was computed
+  mutable uint64_t content_hash_ = 0;
 };
 
 }  // namespace pipepool::sim
