@@ -172,17 +172,21 @@ class PipeModel {
   uint64_t fingerprint(uint64_t h) const;
 
  private:
+  static constexpr uint32_t kNotHashed = ~uint32_t{0};
   struct Buffer {
-    std::byte* page = nullptr;
+    std::shared_ptr<std::byte[]> page;  // shared with copies of the pipe until one appends to it
     uint32_t offset = 0;
     uint32_t len = 0;
+    mutable uint32_t hashed_end = kNotHashed;  // page_hash is of bytes [0, hashed_end)
+    mutable uint64_t page_hash = 0;
   };
   // Where the bytes of one call come from: the parts, and the position reached in them.
   struct Source;
 
   Buffer& slot(uint32_t index) { return ring_[index & (ring_.size() - 1)]; }
   const Buffer& slot(uint32_t index) const { return ring_[index & (ring_.size() - 1)]; }
-  std::byte* take_page();
+  std::shared_ptr<std::byte[]> take_page();
+  void own_page(Buffer& buf);
   WriteResult start_write(Source& source, bool nonblocking);
   WriteResult fill_pages(Source& source, size_t written_so_far, size_t written_in_step,
                          bool nonblocking);
@@ -197,9 +201,8 @@ class PipeModel {
   bool has_reader_ = true;
   bool has_writer_ = true;
   uint64_t ops_ = 0;
-  std::vector<std::unique_ptr<std::byte[]>> pages_;  // every page ever allocated
-  std::vector<std::byte*> free_pages_;               // pages not in a used slot
-  mutable uint64_t hashed_ops_ = ~uint64_t{0};       // ops_ when content_hash_ was computed
+  std::vector<std::shared_ptr<std::byte[]>> free_pages_;  // pages no slot of any copy holds
+  mutable uint64_t hashed_ops_ = ~uint64_t{0};            // ops_ when content_hash_ was computed
   mutable uint64_t content_hash_ = 0;
 };
 
