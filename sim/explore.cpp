@@ -397,7 +397,9 @@ class Explorer {
     uint64_t index = 0;
     for (;;) {
       if (!rebuild(world, stack, snapshots)) return;
-      if (snapshot_every != 0 && !world->copyable()) snapshot_every = 0;
+      if (index == 0 && result_.pruned == 0 && snapshot_every != 0 && !world->copyable()) {
+        snapshot_every = 0;  // a user's scheduler that cannot copy its state: replay instead
+      }
       // Steps counted by world->steps() include those the snapshot's copy had already taken.
       const uint64_t steps_before = base_steps_;
       const uint64_t ops_before = base_pipe_ops_;

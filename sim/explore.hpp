@@ -11,6 +11,9 @@
 //               a state cache so that interleavings that reach a state already explored (steps
 //               that commute, in the other order) are not explored again. sim/README.md explains
 //               why this reduction, rather than sleep sets, keeps the preemption bound exact.
+//               States are keyed by World::fingerprint() (the state itself), and each branch
+//               begins from a saved copy of the world (ExploreOptions::snapshot_every) rather
+//               than replaying its prefix from the start.
 //   Replay      one given schedule, step for step.
 //
 // Every exploration checks its own determinism: it replays one schedule (the first failure, or the
