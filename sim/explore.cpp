@@ -14,6 +14,7 @@ namespace pipepool::sim {
 namespace {
 
 constexpr uint8_t kNone = 0xff;
+constexpr size_t kMaxSnapshots = 512;  // saved worlds along one schedule, each up to ~1 MiB
 
 uint64_t bit(uint32_t p) {
   return uint64_t{1} << p;
@@ -425,7 +426,10 @@ class Explorer {
           }
           break;
         }
+        // At most kMaxSnapshots along one schedule (a livelock runs to the step bound): deeper
+        // branches replay from the last one.
         if (snapshot_every != 0 && stack.size() % snapshot_every == 0 &&
+            snapshots.size() < kMaxSnapshots &&
             (snapshots.empty() || snapshots.back().depth < stack.size())) {
           snapshots.push_back({stack.size(), std::make_unique<World>(*world)});
           ++result_.snapshots;

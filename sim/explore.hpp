@@ -73,7 +73,9 @@ struct ExploreOptions {
   // Exhaustive: keep a copy of the world every this many steps along the current schedule, and
   // branch from the nearest one at or before a backtracking point instead of replaying the
   // schedule's prefix from the start (which is what 0 does, and what a scenario whose scheduler
-  // cannot copy its state gets: World::copyable()).
+  // cannot copy its state gets: World::copyable()). At most 512 copies are kept along one
+  // schedule; a longer one (a livelock running to the step bound) replays deeper branches from
+  // the last.
   uint32_t snapshot_every = 4;
   // Exhaustive: key the state cache by World::history_fingerprint() (each process's history)
   // instead of World::fingerprint() (the state itself): sound but coarser, for comparison.
