@@ -264,7 +264,12 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
   if (options.mode == ExploreMode::Exhaustive) {
     out += "  cut by the cache   " + std::to_string(result.pruned) +
            " (reached a state explored before with as much preemption budget; " +
-           std::to_string(result.cache_entries) + " states cached)\n";
+           std::to_string(result.cache_entries) + " states cached, keyed by " +
+           (options.history_fingerprint ? "history" : "state") + ")\n";
+    out += "  snapshots          " + std::to_string(result.snapshots) + " saved (every " +
+           std::to_string(options.snapshot_every) + " steps" +
+           (options.snapshot_every == 0 ? ": off" : "") + "), " + std::to_string(result.restores) +
+           " schedules begun from one\n";
     out += "  taken at once      " + std::to_string(result.coalesced) + " by coalescing" +
            (options.coalesce ? "" : " (off)") + ", " + std::to_string(result.por_forced) +
            " by the partial-order reduction" + (options.por ? "" : " (off)") +
@@ -349,7 +354,9 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
     explorer["preemption_bound"] = options.preemption_bound;
     explorer["reductions"] = Json{{"state_cache", options.state_cache_entries != 0},
                                   {"coalesce", options.coalesce},
-                                  {"por", options.por}};
+                                  {"por", options.por},
+                                  {"snapshot_every", options.snapshot_every},
+                                  {"history_fingerprint", options.history_fingerprint}};
   }
   explorer["max_steps"] = result.max_steps;
   Json json{{"scenario", scenario_json(scenario)},
@@ -365,6 +372,8 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
                   {"cache_entries", result.cache_entries},
                   {"steps", result.steps},
                   {"replayed_steps", result.replayed_steps},
+                  {"snapshots", result.snapshots},
+                  {"restores", result.restores},
                   {"longest_schedule", result.longest_schedule},
                   {"pipe_ops", result.pipe_ops},
                   {"processes", result.processes}};

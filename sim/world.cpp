@@ -353,7 +353,7 @@ void World::finish_run() {
   }
 }
 
-uint64_t World::fingerprint() const {
+uint64_t World::history_fingerprint() const {
   uint64_t h = mix(0x5157, now_us_);
   h = mix(h, user_->history);
   h = mix(h, (uint64_t{user_->joined} << 62) ^ (uint64_t{user_->op} << 32) ^ user_->wait_cursor);

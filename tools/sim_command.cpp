@@ -240,6 +240,22 @@ void declare_run_options(CLI::App& command, RunArgs& a) {
           "--no-por", [&o] { o.por = false; },
           "exhaustive without the partial-order reduction (invisible reads taken at once)")
       ->group(g);
+  add_number<size_t>(command, "--state-cache-entries", o.state_cache_entries,
+                     "exhaustive: the most states the cache remembers (48 bytes each); once full "
+                     "it stops remembering, which only costs time",
+                     1, size_t{1} << 32)
+      ->group(g);
+  add_number<uint32_t>(command, "--snapshot-every", o.snapshot_every,
+                       "exhaustive: save a copy of the world every N steps and branch from it "
+                       "(0: replay each schedule's prefix from the start)",
+                       0, 1'000'000)
+      ->group(g);
+  command
+      .add_flag_callback(
+          "--history-fingerprint", [&o] { o.history_fingerprint = true; },
+          "exhaustive: key the state cache by each process's history, not the state (the old, "
+          "coarser key, to compare)")
+      ->group(g);
   command.add_option("--replay", a.replay, "run one schedule ('U P*2 W0 ...' or numbers), traced")
       ->group(g);
   a.trace_tail_option = add_number<uint64_t>(command, "--trace-tail", a.trace_tail,
