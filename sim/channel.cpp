@@ -154,4 +154,9 @@ uint64_t Channel::state_hash(uint64_t h) const {
   return h;
 }
 
+uint64_t Channel::fingerprint(uint64_t h) const {
+  if (socket_) return socket_->fingerprint(mix(h, 0x50C));
+  return result_pipe_->fingerprint(task_pipe_->fingerprint(h));
+}
+
 }  // namespace pipepool::sim

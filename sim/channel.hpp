@@ -114,6 +114,10 @@ class Channel {
   // A hash of the whole channel's state (every buffer, charge, flag and sleeping writer), for
   // World::fingerprint(): equal states, equal hashes.
   uint64_t state_hash(uint64_t seed) const;
+  // The canonical fingerprint (World::fingerprint()): what decides the channel's future, bytes
+  // included (every unread byte of both pipes, or of both socket queues), but not how many bytes
+  // went through it before.
+  uint64_t fingerprint(uint64_t h) const;
 
   uint64_t written(Direction d) const {
     return d == Direction::Task ? task_written_ : result_written_;

@@ -4,6 +4,8 @@
 // sim/README.md ("The socket model") ties each rule to the kernel.
 #include "socket_model.hpp"
 
+#include "protocol/fingerprint.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -328,6 +330,16 @@ uint64_t SocketPairModel::state_hash(uint64_t seed) const {
     for (const Skb& k : s.queue) {
       h = mix_state(h, (uint64_t{k.len} << 40) ^ (uint64_t{k.consumed} << 20) ^ k.truesize);
     }
+  }
+  return h;
+}
+
+uint64_t SocketPairModel::fingerprint(uint64_t h) const {
+  h = state_hash(h);
+  for (const Side& s : sides_) {
+    const std::span<const std::byte> unread(s.bytes.data() + s.bytes_head,
+                                            s.bytes.size() - s.bytes_head);
+    h = protocol::fingerprint_mix(h, protocol::fingerprint_bytes(0, unread));
   }
   return h;
 }

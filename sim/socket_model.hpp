@@ -175,6 +175,9 @@ class SocketPairModel {
   // each end's sleeping writer (woken or not, and the skb it was allocating). Equal states, equal
   // hashes; for the simulator's fingerprints (World::fingerprint).
   uint64_t state_hash(uint64_t seed) const;
+  // state_hash() and the unread bytes of both queues: equal fingerprints, equal futures (the
+  // simulator's canonical World::fingerprint()).
+  uint64_t fingerprint(uint64_t h) const;
 
  private:
   struct Skb {

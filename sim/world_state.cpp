@@ -38,6 +38,8 @@ World::World(const World& other)
       options_(other.options_),
       workers_count_(other.workers_count_),
       pipe_config_(other.pipe_config_),
+      socket_config_(other.socket_config_),
+      python_framing_(other.python_framing_),
       setup_(other.setup_),
       strategy_(other.strategy_),
       queue_(other.queue_),
@@ -142,13 +144,9 @@ uint64_t World::fingerprint_worker(uint64_t h, const Worker& k) const {
     h = fingerprint_mix(fingerprint_mix(h, k.write_done), k.write_total);
   }
   if (k.phase == Worker::Phase::Zombie) h = fingerprint_exit(h, k.exit);
-  h = fingerprint_pipe(h, k.task);
-  return fingerprint_pipe(h, k.result);
-}
-
-uint64_t World::fingerprint_pipe(uint64_t h, const std::optional<Pipe>& pipe) const {
-  if (!pipe) return fingerprint_mix(h, 0x4e4f4e45);
-  return pipe->model.fingerprint(h);
+  // The channel: both pipes' unread bytes, or the socketpair's queues with their bytes.
+  if (!k.channel) return fingerprint_mix(h, 0x4e4f4e45);
+  return k.channel->fingerprint(h);
 }
 
 }  // namespace pipepool::sim
