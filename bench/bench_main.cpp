@@ -4,6 +4,8 @@
 //   pipepool_bench --pipepool_mode=quick --pipepool_describe_mode   # the mode as JSON, then exit
 //   pipepool_bench --pipepool_iterations=100 --benchmark_filter=...  # exactly 100 iterations
 //                                                                     (for perf stat, strace -c)
+//   pipepool_bench --pipepool_repetitions=1 --benchmark_filter=...   # one repetition (how
+//                                     python_peers.py --interleave runs one case beside a peer's)
 //
 // bench/run.sh runs it with JSON output and turns the results into plots and summary.md; it hands
 // the described mode to bench/python_peers.py, so that the peers run exactly the same workloads.
@@ -99,6 +101,7 @@ int main(int argc, char** argv) {
   std::string mode_name = "quick";
   bool describe_only = false;
   int64_t fixed_iterations = 0;
+  int repetitions = 0;
   CLI::App app(
       "pipepool_bench: the pool's benchmarks (Google Benchmark); every other flag, "
       "--benchmark_filter=... and the like, goes to Google Benchmark",
@@ -110,6 +113,9 @@ int main(int argc, char** argv) {
   app.add_option("--pipepool_iterations", fixed_iterations,
                  "exactly this many iterations per benchmark (for perf stat, strace -c)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  app.add_option("--pipepool_repetitions", repetitions,
+                 "repetitions of every benchmark instead of the mode's")
+      ->check(CLI::Range(1, 100));
   app.add_flag("--pipepool_describe_mode", describe_only, "print the mode as JSON and exit");
   try {
     app.parse(argc, argv);
@@ -126,6 +132,7 @@ int main(int argc, char** argv) {
   try {
     mode = mode_named(mode_name);
     mode.fixed_iterations = fixed_iterations;
+    if (repetitions > 0) mode.repetitions = repetitions;
   } catch (const std::exception& error) {
     std::fprintf(stderr, "pipepool_bench: %s\n", error.what());
     return 2;

@@ -21,7 +21,17 @@ bytes_per_second or items_per_second. Names use the C++ benchmark's key:value sc
 
 Usage:
   python_peers.py --mode-file mode.json --out peers.json [--compare pipepool.json]
+                  [--interleave build/bench/pipepool_bench [--rounds N]]
   python_peers.py --mode quick --out peers.json     (without the binary: built-in copy of quick)
+
+--interleave BIN  pairs every peer measurement with pipepool's own case of the same workload, run
+                  (one repetition, BIN --pipepool_repetitions=1) right before it: A B A B, N
+                  rounds (default: the mode's repetitions, at least 2). Each peer iteration entry
+                  then also holds `paired_pool_rate` (pipepool's rate in that pair) and
+                  `pool_over_peer` (their ratio), which report.py uses for every pool-versus-
+                  Python figure: both terms of a ratio are measured seconds apart, not minutes.
+                  The pipepool counterpart of a peer's echo is Epoll with default Options
+                  (enlarged pipes, Demand) on the same load; of a task rate, the default pool.
 
 --compare prints this pool's figures as multiples of the peers' (report.py does the same in
 summary.md).
@@ -34,6 +44,7 @@ import json
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -108,6 +119,55 @@ def entries(name, runs, bytes_per_iteration=None, items_per_iteration=None):
     return out
 
 
+class Interleave:
+    """Runs pipepool's own case of a workload, one repetition, in the benchmark binary."""
+
+    def __init__(self, binary, mode_name):
+        self.binary = binary
+        self.mode_name = mode_name
+
+    def rate(self, name_prefix, field):
+        """pipepool's `field` for the case whose name starts with name_prefix + '/min_time'.
+        Raises RuntimeError (one line) if the case is missing, failed, or deadlocked."""
+        command = [self.binary, f"--pipepool_mode={self.mode_name}", "--pipepool_repetitions=1",
+                   f"--benchmark_filter=^{name_prefix}/min_time", "--benchmark_format=json"]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                                  check=False)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{name_prefix}: pipepool_bench took over 600 s") from None
+        try:
+            data = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            raise RuntimeError(f"{name_prefix}: pipepool_bench exited with {done.returncode} "
+                               f"and no JSON: {done.stderr.strip()[-200:]}") from None
+        runs = [b for b in data.get("benchmarks", []) if b.get("run_type") != "aggregate"]
+        if not runs:
+            raise RuntimeError(f"{name_prefix}: no such pipepool case in mode {self.mode_name}")
+        if runs[0].get("error_occurred"):
+            raise RuntimeError(f"{name_prefix}: {runs[0].get('error_message', 'error')}")
+        if not runs[0].get(field):
+            raise RuntimeError(f"{name_prefix}: no {field}")
+        return runs[0][field]
+
+
+def measure_paired(run_once, mode, interleave, pool_name, field, rounds):
+    """A B A B: pipepool's case, then the peer's measurement, `rounds` times. Returns the peer's
+    runs (one per round) and pipepool's rate before each."""
+    runs, pool_rates = [], []
+    for _ in range(rounds):
+        pool_rates.append(interleave.rate(pool_name, field))
+        runs += measure(run_once, mode["min_time_seconds"], 1)
+    return runs, pool_rates
+
+
+def pair_fields(entry_list, pool_rates, field):
+    for entry, pool_rate in zip(entry_list, pool_rates):
+        entry["paired_pool_rate"] = pool_rate
+        entry["pool_over_peer"] = pool_rate / entry[field]
+    return entry_list
+
+
 class Peer:
     """One kind of pool: how to start it and how to run each call on it."""
 
@@ -155,7 +215,7 @@ def default_chunksize(items, workers):
     return chunksize + 1 if extra else max(chunksize, 1)
 
 
-def echo_benchmarks(peer, mode, log):
+def echo_benchmarks(peer, mode, log, interleave=None, rounds=1):
     out = []
     per_worker = mode.get("messages_per_worker", 2)
     loads = [("symmetric", size) for size in mode["echo_sizes_bytes"]]
@@ -181,15 +241,25 @@ def echo_benchmarks(peer, mode, log):
                     results = peer.run(pool, "map", function, items, 1)
                     assert all(len(r) == out_bytes for r in results)
 
-                runs = measure(once, mode["min_time_seconds"], mode.get("repetitions", 1))
-                out += entries(name, runs, bytes_per_iteration=messages * (in_bytes + out_bytes),
-                               items_per_iteration=messages)
+                per_iteration = messages * (in_bytes + out_bytes)
+                if interleave is None:
+                    runs = measure(once, mode["min_time_seconds"], mode.get("repetitions", 1))
+                    out += entries(name, runs, bytes_per_iteration=per_iteration,
+                                   items_per_iteration=messages)
+                    continue
+                pool_name = (f"echo/impl:pool/strategy:epoll/options:default/calls:1"
+                             f"/pipe:enlarged/workers:{workers}/shape:{shape}/size:{size}")
+                runs, pool_rates = measure_paired(once, mode, interleave, pool_name,
+                                                  "bytes_per_second", rounds)
+                out += pair_fields(entries(name, runs, bytes_per_iteration=per_iteration,
+                                           items_per_iteration=messages),
+                                   pool_rates, "bytes_per_second")
         finally:
             Peer.stop(pool)
     return out
 
 
-def task_rate_benchmarks(peer, mode, log):
+def task_rate_benchmarks(peer, mode, log, interleave=None, rounds=1):
     out = []
     workers = mode["task_workers"]
     items = list(range(mode["task_items"]))
@@ -208,8 +278,16 @@ def task_rate_benchmarks(peer, mode, log):
                 def once(call=call, chunksize=chunksize):
                     assert sum(peer.run(pool, call, square, items, chunksize)) == expected
 
-                runs = measure(once, mode["min_time_seconds"], mode.get("repetitions", 1))
-                out += entries(name, runs, items_per_iteration=len(items))
+                if interleave is None:
+                    runs = measure(once, mode["min_time_seconds"], mode.get("repetitions", 1))
+                    out += entries(name, runs, items_per_iteration=len(items))
+                    continue
+                pool_name = (f"task_rate/impl:pool/call:{call}/chunksize:{chunking}"
+                             f"/in_flight:default/workers:{workers}")
+                runs, pool_rates = measure_paired(once, mode, interleave, pool_name,
+                                                  "items_per_second", rounds)
+                out += pair_fields(entries(name, runs, items_per_iteration=len(items)),
+                                   pool_rates, "items_per_second")
     finally:
         Peer.stop(pool)
     return out
@@ -222,8 +300,15 @@ def main():
     source.add_argument("--mode", choices=sorted(BUILTIN_MODES))
     parser.add_argument("--out", required=True, help="where to write the JSON results")
     parser.add_argument("--compare", help="pipepool_bench JSON: print the pool's multiples")
+    parser.add_argument("--interleave", metavar="BIN",
+                        help="pipepool_bench: run pipepool's case right before each peer's")
+    parser.add_argument("--rounds", type=int, help="with --interleave: A-B pairs per workload")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    if args.rounds is not None and (args.rounds < 1 or not args.interleave):
+        parser.error("--rounds takes a count >= 1, and needs --interleave")
+    if args.interleave and not os.access(args.interleave, os.X_OK):
+        parser.error(f"--interleave: {args.interleave} is not an executable")
 
     if args.mode_file:
         with open(args.mode_file) as f:
@@ -235,10 +320,16 @@ def main():
         if not args.quiet:
             print(f"python_peers: {name}", file=sys.stderr, flush=True)
 
+    interleave = Interleave(args.interleave, mode.get("mode", "quick")) if args.interleave else None
+    rounds = args.rounds or max(2, mode.get("repetitions", 1))
     benchmarks = []
-    for peer in (Peer("mp_pool"), Peer("mp_executor")):
-        benchmarks += echo_benchmarks(peer, mode, log)
-        benchmarks += task_rate_benchmarks(peer, mode, log)
+    try:
+        for peer in (Peer("mp_pool"), Peer("mp_executor")):
+            benchmarks += echo_benchmarks(peer, mode, log, interleave, rounds)
+            benchmarks += task_rate_benchmarks(peer, mode, log, interleave, rounds)
+    except RuntimeError as error:
+        print(f"python_peers: error: {error}", file=sys.stderr)
+        sys.exit(1)
 
     result = {
         "context": {
@@ -248,6 +339,7 @@ def main():
             "num_cpus": os.cpu_count(),
             "pipepool_mode": mode.get("mode", "?"),
             "start_method": "fork",
+            "interleaved_rounds": rounds if interleave else 0,
         },
         "benchmarks": benchmarks,
     }

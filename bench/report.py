@@ -126,6 +126,18 @@ def load_results(paths):
                 result["paired_run"] = {k: middle[k] for k in
                                         ("bytes_per_second", "raw_bytes_per_second",
                                          "fraction_of_raw") if k in middle}
+            peer_pairs = [r for r in runs if r.get("pool_over_peer") and r.get("paired_pool_rate")]
+            if peer_pairs:
+                # python_peers.py --interleave: the pair of median ratio, shown whole (peer rate,
+                # pipepool's rate beside it, their ratio), so that the three agree.
+                peer_pairs.sort(key=lambda r: r["pool_over_peer"])
+                middle = peer_pairs[(len(peer_pairs) - 1) // 2]
+                rate_field = ("bytes_per_second" if middle.get("bytes_per_second")
+                              and family == "echo" else "items_per_second")
+                result["peer_pair"] = {"peer_rate": middle[rate_field],
+                                       "pool_rate": middle["paired_pool_rate"],
+                                       "pool_over_peer": middle["pool_over_peer"],
+                                       "pairs": len(peer_pairs)}
         results.append(result)
     return results
 
@@ -203,6 +215,14 @@ def ratio(result, reference, field):
     return result[field] / reference[field]
 
 
+def pool_over_peer(pool, peer, field):
+    """pipepool / a Python peer: the median A-B pair when the peers ran interleaved, else the
+    ratio of the two separate runs' figures."""
+    if peer and peer["status"] == "ok" and peer.get("peer_pair"):
+        return peer["peer_pair"]["pool_over_peer"]
+    return ratio(pool, peer, field)
+
+
 def verdict(value, target, unit=""):
     if value is None:
         return "no data"
@@ -250,7 +270,7 @@ def targets_section(results):
         peer = one(results, "echo", impl="mp_pool", shape="symmetric", workers=workers, size=MiB)
         if pool is None and peer is None:
             continue
-        value = ratio(pool, peer, "bytes_per_second")
+        value = pool_over_peer(pool, peer, "bytes_per_second")
         rows.append([f"echo 1 MiB, default options / multiprocessing.Pool, {workers} worker(s)",
                      fmt_ratio(value, "x"), f">= {ECHO_PEER_TARGET:g}x",
                      verdict(value, ECHO_PEER_TARGET)])
@@ -258,7 +278,7 @@ def targets_section(results):
         call, chunk = r["params"]["call"], r["params"]["chunksize"]
         peer = one(results, "task_rate", impl="mp_pool", call=call, chunksize=chunk)
         target = TASK_RATE_CHUNK1_TARGET if chunk == "1" else TASK_RATE_DEFAULT_TARGET
-        value = ratio(r, peer, "items_per_second")
+        value = pool_over_peer(r, peer, "items_per_second")
         rows.append([f"task rate, {call}, chunksize {chunk} / multiprocessing.Pool",
                      fmt_ratio(value, "x"), f">= {target:g}x", verdict(value, target)])
     for r in select(results, "pipe_model"):
@@ -330,6 +350,18 @@ def echo_section(results, shape):
     return "\n".join(text)
 
 
+def peer_cells(pool, other, field, unit):
+    """[peer rate, pipepool rate, pipepool / peer] for one peer: one A-B pair (the median one)
+    when the peers ran interleaved, else the two separate runs."""
+    pair = other.get("peer_pair") if other and other["status"] == "ok" else None
+    if pair:
+        return [rate_text(pair["peer_rate"], unit), rate_text(pair["pool_rate"], unit),
+                fmt_ratio(pair["pool_over_peer"], "x")]
+    return [rate_text(other.get(field) if other else None, unit),
+            rate_text(pool.get(field) if pool else None, unit),
+            fmt_ratio(ratio(pool, other, field), "x")]
+
+
 def peer_comparison_rows(results):
     rows = []
     for shape, workers, pipe, size in echo_loads(results):
@@ -337,38 +369,49 @@ def peer_comparison_rows(results):
             continue
         pool = pool_echo(results, "epoll", "default", 1, shape=shape, workers=workers, pipe=pipe,
                          size=size)
-        row = [f"echo {shape} {size_text(size)}, {workers} worker(s)",
-               rate_text(pool.get("bytes_per_second") if pool else None)]
+        row = [f"echo {shape} {size_text(size)}, {workers} worker(s)"]
         for peer in PEER_NAMES:
             other = one(results, "echo", impl=peer, shape=shape, workers=workers, size=size)
-            row += [rate_text(other.get("bytes_per_second") if other else None),
-                    fmt_ratio(ratio(pool, other, "bytes_per_second"), "x")]
+            row += peer_cells(pool, other, "bytes_per_second", "B/s")
         rows.append(row)
     for r in select(results, "task_rate", impl="pool", in_flight="default"):
         call, chunk = r["params"]["call"], r["params"]["chunksize"]
-        row = [f"task rate {call}, chunksize {chunk}", rate_text(r.get("items_per_second"), "")]
+        row = [f"task rate {call}, chunksize {chunk}"]
         for peer in PEER_NAMES:
             other = one(results, "task_rate", impl=peer, call=call, chunksize=chunk)
-            row += [rate_text(other.get("items_per_second") if other else None, ""),
-                    fmt_ratio(ratio(r, other, "items_per_second"), "x")]
+            row += peer_cells(r, other, "items_per_second", "")
         rows.append(row)
     return rows
 
 
 def peer_comparison_text(results):
-    header = ["workload", "pipepool (defaults)"]
+    header = ["workload"]
     for peer in PEER_NAMES.values():
-        header += [peer, "pipepool / it"]
+        header += [peer, "pipepool beside it", "pipepool / it"]
     return table(header, peer_comparison_rows(results))
+
+
+def interleaved_pairs(results):
+    """How many A-B pairs each peer figure is the median of (0: not interleaved)."""
+    counts = {r["peer_pair"]["pairs"] for r in results if r.get("peer_pair")}
+    return max(counts) if counts else 0
 
 
 def peers_section(results):
     if not any(r["params"].get("impl") in PEER_NAMES for r in results):
         return ("## Python peers\n\nNot run (run.sh --no-python, or python_peers.py failed).\n")
+    pairs = interleaved_pairs(results)
+    how = (f"Measured interleaved, A B A B: for each workload and peer, pipepool's case (one "
+           f"repetition) ran right before the peer's ({pairs} pair{'s' if pairs != 1 else ''} "
+           "per figure); each row shows the pair whose ratio is the median, whole (the peer's rate, pipepool's rate beside it, their "
+           "ratio), so the three agree."
+           if pairs else
+           "Measured apart (not interleaved: python_peers.py ran without --interleave): "
+           "pipepool's figure is from the C++ run above, the peer's from its own run.")
     return ("## Against Python's pools\n\n"
             "pipepool with default options (Epoll, enlarged pipes, Demand scheduler) against "
             "Python's standard pools on the same workload, as multiples of each (higher is "
-            "better for pipepool).\n\n" + peer_comparison_text(results) + "\n")
+            "better for pipepool). " + how + "\n\n" + peer_comparison_text(results) + "\n")
 
 
 def task_rate_section(results):

@@ -143,8 +143,13 @@ fi
 results=("$out_dir/pipepool.json")
 if [ "$do_python" = 1 ]; then
   say "running the Python peers -> $out_dir/peers.json"
+  # A B A B: each peer measurement right after pipepool's own case of the same workload.
+  rounds=2
+  [ "$mode" = smoke ] && rounds=1
+  [ "$mode" = full ] && rounds=3
   timeout --kill-after=10 "$time_limit" "$PYTHON" "$here/python_peers.py" \
     --mode-file "$out_dir/mode.json" --out "$out_dir/peers.json" \
+    --interleave "$bin" --rounds "$rounds" \
     --compare "$out_dir/pipepool.json" 2>&1 | tee "$out_dir/peers.txt"
   if [ "${PIPESTATUS[0]}" = 0 ]; then
     results+=("$out_dir/peers.json")

@@ -270,6 +270,11 @@ TEST(PoolApi, SubmissionAfterCloseOrTerminateFails) {
   EXPECT_THROW(closed.apply(square, 1), pipepool::PoolClosed);
   EXPECT_THROW(closed.map_async(square, std::vector<int>{1}), pipepool::PoolClosed);
   EXPECT_THROW(closed.imap(square, std::vector<int>{1}), pipepool::PoolClosed);
+  // Empty input is no exception to the rule (Python: map([]) on a closed Pool raises).
+  EXPECT_THROW(closed.map(square, std::vector<int>{}), pipepool::PoolClosed);
+  EXPECT_THROW(closed.map_async(square, std::vector<int>{}), pipepool::PoolClosed);
+  EXPECT_THROW(closed.imap(square, std::vector<int>{}), pipepool::PoolClosed);
+  EXPECT_THROW(closed.imap_unordered(square, std::vector<int>{}), pipepool::PoolClosed);
   EXPECT_THROW(closed.apply_async(square, 1), std::logic_error);
   pipepool::Pool terminated(1);
   terminated.terminate();
@@ -277,6 +282,7 @@ TEST(PoolApi, SubmissionAfterCloseOrTerminateFails) {
   pipepool::Pool inline_pool(0);
   inline_pool.close();
   EXPECT_THROW(inline_pool.apply(square, 1), pipepool::PoolClosed);
+  EXPECT_THROW(inline_pool.map(square, std::vector<int>{}), pipepool::PoolClosed);
 }
 
 TEST(PoolApi, TerminateIsImmediateAndLeavesNoChild) {

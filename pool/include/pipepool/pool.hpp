@@ -232,7 +232,9 @@ class ImapRange {
         bytes_in_flight += payload.size();
         ++submitted;
       }
-      if (!payloads.empty()) {
+      // An empty first submission still goes through submit(): it throws PoolClosed on a closed
+      // pool, as Python's imap over an empty iterable raises on a closed Pool.
+      if (!payloads.empty() || !continuation) {
         submit(*core, std::move(payloads), calls, first, continuation, std::move(items));
       }
     }
@@ -542,11 +544,10 @@ class Pool {
           return detail::gather_results<R>(outcomes, chunksize, items);
         },
         std::move(callbacks));
-    if (payloads.empty()) {
-      state->finish_empty();
-    } else {
-      detail::submit(core(), std::move(payloads), state, 0, false, std::move(held));
-    }
+    // Empty or not, the submission is checked (PoolClosed after close(), as Python's map([])).
+    const bool empty = payloads.empty();
+    detail::submit(core(), std::move(payloads), state, 0, false, std::move(held));
+    if (empty) state->finish_empty();
     return AsyncResult<Value>(std::move(state));
   }
 

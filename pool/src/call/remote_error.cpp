@@ -38,8 +38,8 @@ std::string describe(InputItems items) {
 // The engine's messages name its own task number ("while task 17 was running"): a user knows the
 // input's index, so name that instead.
 std::string name_input_items(const Outcome& outcome, InputItems items) {
-  if (items.count == 0 || outcome.task_id == 0) return outcome.message;
-  const std::string internal = "task " + std::to_string(outcome.task_id);
+  if (items.count == 0 || outcome.task == 0) return outcome.message;
+  const std::string internal = "task " + std::to_string(outcome.task);
   const std::string instead = "the task of " + describe(items);
   std::string text = outcome.message;
   for (size_t at = text.find(internal); at != std::string::npos;
@@ -175,6 +175,7 @@ std::exception_ptr to_exception(const Outcome& outcome, InputItems items) {
     }
     case Outcome::Kind::WorkerLost:
     case Outcome::Kind::Terminated:
+    case Outcome::Kind::Cancelled:  // never delivered (Core::deliver drops it); as Terminated
       return std::make_exception_ptr(
           WorkerLost(name_input_items(outcome, items), outcome.signal, outcome.exit_code));
     case Outcome::Kind::ProtocolError:

@@ -67,25 +67,6 @@ constexpr int kServerReapTimeoutMs = 2000;
 
 using Which = driver::WorkerSlots::Which;
 
-Outcome::Kind to_outcome_kind(Completion::Kind kind) {
-  switch (kind) {
-    case Completion::Kind::Result:
-      return Outcome::Kind::Result;
-    case Completion::Kind::RemoteError:
-      return Outcome::Kind::RemoteError;
-    case Completion::Kind::WorkerLost:
-      return Outcome::Kind::WorkerLost;
-    case Completion::Kind::ProtocolError:
-      return Outcome::Kind::ProtocolError;
-    case Completion::Kind::Timeout:
-      return Outcome::Kind::Timeout;
-    case Completion::Kind::Terminated:
-    case Completion::Kind::Cancelled:
-      return Outcome::Kind::Terminated;
-  }
-  return Outcome::Kind::WorkerLost;
-}
-
 uint64_t now_ns() {
   return static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
@@ -320,6 +301,7 @@ void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> 
       throw PoolClosed(terminate_requested_ ? "pipepool: the pool was terminated"
                                             : "pipepool: the pool is closed");
     }
+    if (payloads.empty()) return;
     stats_.tasks_submitted += payloads.size();
     if (processes_ > 0) {
       queue_.push_back({std::move(payloads), std::move(call), first, std::move(items)});
@@ -725,18 +707,11 @@ void Core::deliver(std::span<Completion> completions) {
     auto [call, index] = std::move(it->second);
     calls_.erase(it);
     if (completion.kind == Completion::Kind::Cancelled) continue;  // nobody waits for it
-    Outcome outcome;
-    outcome.kind = to_outcome_kind(completion.kind);
-    outcome.payload = std::move(completion.payload);
-    outcome.message = std::move(completion.message);
-    outcome.signal = completion.signal;
-    outcome.exit_code = completion.exit_code;
-    outcome.task_id = completion.task;  // the engine's messages name it
     {
       std::lock_guard lock(mutex_);
       ++stats_.tasks_completed;
     }
-    call->complete(index, std::move(outcome));  // may run user callbacks
+    call->complete(index, std::move(completion));  // may run user callbacks
   }
 }
 

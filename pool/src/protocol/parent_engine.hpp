@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "pipepool/detail/outcome.hpp"
 #include "pipepool/random.hpp"
 #include "pipepool/scheduler.hpp"
 #include "pipepool/strategy.hpp"
@@ -68,26 +69,9 @@ struct ExitInfo {
   std::string description;  // "killed by signal 9 (SIGKILL)", "exited with code 3"
 };
 
-struct Completion {
-  // Cancelled: withdrawn before any worker got it (ParentLoop's Inbox::cancel); never delivered
-  // to a caller.
-  enum class Kind {
-    Result,
-    RemoteError,
-    WorkerLost,
-    ProtocolError,
-    Timeout,
-    Terminated,
-    Cancelled
-  };
-  TaskId task = 0;
-  Kind kind = Kind::Result;
-  std::string payload;  // Result / RemoteError: the worker's encoded bytes
-  std::string message;  // the others: a sentence for the user
-  WorkerId worker = 0;
-  int signal = 0;
-  int exit_code = -1;
-};
+// What became of a task: the call layer's own type, handed to it unchanged (one type, no
+// conversion; Kind::Cancelled never reaches a caller).
+using Completion = pipepool::detail::Outcome;
 
 struct Command {
   enum class Kind {

@@ -12,19 +12,9 @@
 #include <unordered_map>
 #include <vector>
 
-namespace pipepool::detail {
+#include "pipepool/detail/outcome.hpp"
 
-// What became of one task (one chunk of a map).
-struct Outcome {
-  enum class Kind : uint8_t { Result, RemoteError, WorkerLost, ProtocolError, Timeout, Terminated };
-  Kind kind = Kind::Result;
-  std::string payload;  // Result: the encoded results; RemoteError: the encoded exception
-  std::string message;  // the other kinds: a sentence for the user
-  int signal = 0;
-  int exit_code = -1;
-  uint64_t task_id = 0;  // the engine's number of the task, which `message` may name
-  bool ok() const { return kind == Kind::Result; }
-};
+namespace pipepool::detail {
 
 // Which items of the call's input a task held: [first, first + count). count 0: not a map (apply).
 struct InputItems {

@@ -30,7 +30,8 @@ std::shared_ptr<Core> make_core(Options options);
 // Submits tasks [first_index, first_index + payloads.size()) of `call`. Throws PoolClosed after
 // close() or terminate() unless `continuation` (a lazy imap feeding itself after close(), which
 // Python would have submitted eagerly). `items`: how many input items each task holds (empty: one
-// each); a task's timeout is Options::task_timeout times that.
+// each); a task's timeout is Options::task_timeout times that. No tasks: only the checks (a
+// closed pool's map of an empty range is still PoolClosed).
 void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
             size_t first_index, bool continuation = false, std::vector<uint64_t> items = {});
 
