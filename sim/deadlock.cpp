@@ -6,6 +6,27 @@
 #include "world_internal.hpp"
 
 namespace pipepool::sim {
+namespace {
+
+// 212992 -> "212,992"
+std::string grouped(uint64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i != 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// "212,992 of 212,992 bytes of send buffer charged, 4 skbs of 143,392 bytes queued unread": one
+// direction of a socket, from the writer's side (what its blocked write waits on).
+std::string socket_charge(const PipeState& s) {
+  return grouped(s.charged_bytes) + " of " + grouped(s.charge_limit_bytes) +
+         " bytes of send buffer charged, " + std::to_string(s.skbs) + " skbs of " +
+         grouped(s.bytes) + " bytes queued unread";
+}
+
+}  // namespace
 
 using protocol::ChildEngine;
 using protocol::TaskId;
@@ -16,7 +37,7 @@ void World::build_deadlock_report() {
   report->step = schedule_.size();
   report->virtual_time_us = now_us_;
   for (WorkerId w = 0; w < workers_count_; ++w) {
-    if (!workers_[w]->task) continue;
+    if (!workers_[w]->channel) continue;
     report->pipes.push_back(pipe_state(w, true));
     report->pipes.push_back(pipe_state(w, false));
   }
@@ -51,15 +72,23 @@ void World::build_deadlock_report() {
       const WorkerId w = p.action.worker;
       pw.call = "write";
       pw.pipe = pipe_state(w, true);
-      pw.frame = describe_frame(p.segments);
+      pw.frame = describe_frame(p.segments, python_framing_);
       pw.call_bytes = p.action.write_bytes;
       pw.done_bytes = p.write_done;
       pw.wanted_bytes = p.action.write_bytes - p.write_done;
-      pw.text = "blocked in write(2) to the task pipe of worker " + std::to_string(w) + ": " +
-                pw.frame + ", " + std::to_string(pw.done_bytes) + " of " +
-                std::to_string(pw.call_bytes) + " bytes written, " +
-                std::to_string(pw.wanted_bytes) + " still wanted; only worker " +
-                std::to_string(w) + " reads that pipe";
+      if (pw.pipe->socket) {
+        pw.text = "blocked in write(2) of a " + grouped(pw.call_bytes) +
+                  "-byte frame to the socket of worker " + std::to_string(w) + ": " +
+                  socket_charge(*pw.pipe) + "; " + pw.frame + ", " + grouped(pw.done_bytes) +
+                  " of " + grouped(pw.call_bytes) + " bytes written, " + grouped(pw.wanted_bytes) +
+                  " still wanted; only worker " + std::to_string(w) + " reads that socket";
+      } else {
+        pw.text = "blocked in write(2) to the task pipe of worker " + std::to_string(w) + ": " +
+                  pw.frame + ", " + std::to_string(pw.done_bytes) + " of " +
+                  std::to_string(pw.call_bytes) + " bytes written, " +
+                  std::to_string(pw.wanted_bytes) + " still wanted; only worker " +
+                  std::to_string(w) + " reads that pipe";
+      }
       pw.waits_for = {kFirstWorkerProcess + w};
     } else if (p.action.op == Op::Done) {
       pw.call = "done";
@@ -71,13 +100,18 @@ void World::build_deadlock_report() {
         const uint32_t proc = kFirstWorkerProcess + w;
         const bool watch = p.action.op == Op::Wait && w < p.action.interest.size();
         if (watch && p.action.interest[w].read) {
-          what += std::string(what.empty() ? "" : ", ") + "the result pipe of worker " +
-                  std::to_string(w) + " (" + workers_[w]->result->model.describe() + ")";
+          const Channel& c = *workers_[w]->channel;
+          what += std::string(what.empty() ? "" : ", ") + "the result " +
+                  (c.socket() ? "direction of the socket" : "pipe") + " of worker " +
+                  std::to_string(w) + " (" + c.describe(Direction::Result) + ")";
           pw.waits_for.push_back(proc);
         }
         if (watch && p.action.interest[w].write) {
-          what += std::string(what.empty() ? "" : ", ") + "room in the task pipe of worker " +
-                  std::to_string(w) + " (" + workers_[w]->task->model.describe() + ")";
+          const Channel& c = *workers_[w]->channel;
+          what += std::string(what.empty() ? "" : ", ") +
+                  (c.socket() ? "room (EPOLLOUT: a quarter of the send buffer) in the socket"
+                              : "room in the task pipe") +
+                  " of worker " + std::to_string(w) + " (" + c.describe(Direction::Task) + ")";
           if (pw.waits_for.empty() || pw.waits_for.back() != proc) pw.waits_for.push_back(proc);
         }
       }
@@ -105,20 +139,31 @@ void World::build_deadlock_report() {
       ww.pipe = pipe_state(w, true);
       ww.call_bytes = k.action.read_into.size();
       ww.wanted_bytes = ww.call_bytes;
-      ww.text = "blocked in read(2) of its task pipe, wants " + std::to_string(ww.call_bytes) +
-                " bytes; only the parent writes that pipe";
+      ww.text = ww.pipe->socket
+                    ? "blocked in read(2) of its socket, wants " + std::to_string(ww.call_bytes) +
+                          " bytes; only the parent writes to that socket"
+                    : "blocked in read(2) of its task pipe, wants " +
+                          std::to_string(ww.call_bytes) +
+                          " bytes; only the parent writes that pipe";
       ww.waits_for = {kParentProcess};
     } else if (k.action.op == ChildEngine::Op::Write) {
       ww.call = "write";
       ww.pipe = pipe_state(w, false);
-      ww.frame = describe_frame(k.action.write);
+      ww.frame = describe_frame(k.action.write, python_framing_);
       ww.call_bytes = k.write_total;
       ww.done_bytes = k.write_done;
       ww.wanted_bytes = k.write_total - k.write_done;
-      ww.text = "blocked in writev(2) to its result pipe: " + ww.frame + ", " +
-                std::to_string(ww.done_bytes) + " of " + std::to_string(ww.call_bytes) +
-                " bytes written, " + std::to_string(ww.wanted_bytes) +
-                " still wanted; only the parent reads that pipe";
+      if (ww.pipe->socket) {
+        ww.text = "blocked in writev(2) of a " + grouped(ww.call_bytes) +
+                  "-byte frame to its socket: " + socket_charge(*ww.pipe) + "; " + ww.frame + ", " +
+                  grouped(ww.done_bytes) + " of " + grouped(ww.call_bytes) + " bytes written, " +
+                  grouped(ww.wanted_bytes) + " still wanted; only the parent reads that socket";
+      } else {
+        ww.text = "blocked in writev(2) to its result pipe: " + ww.frame + ", " +
+                  std::to_string(ww.done_bytes) + " of " + std::to_string(ww.call_bytes) +
+                  " bytes written, " + std::to_string(ww.wanted_bytes) +
+                  " still wanted; only the parent reads that pipe";
+      }
       ww.waits_for = {kParentProcess};
     } else {
       ww.call = "running";

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <utility>
 
 #include "pipepool/random.hpp"
@@ -13,6 +14,7 @@ namespace pipepool::sim {
 namespace {
 
 constexpr uint8_t kNone = 0xff;
+constexpr size_t kMaxSnapshots = 512;  // saved worlds along one schedule, each up to ~1 MiB
 
 uint64_t bit(uint32_t p) {
   return uint64_t{1} << p;
@@ -86,19 +88,27 @@ class StateCache {
   // Whether every schedule from this state within `budget` was explored before: the entry's
   // budget covers it, after one preemption of difference when the entry's free first step was
   // another process's.
-  bool covers(uint64_t fp, uint8_t last, int32_t budget, bool unbounded) const {
-    if (table_.empty()) return false;
+  //
+  // The step bound: the fingerprint says nothing of how many steps led to a state, so an entry
+  // keeps the most steps any schedule of its subtree took from it (`height`), and covers a visit
+  // only if all of those fit in what is left of the bound (`steps_left`). A subtree that reached
+  // the step bound is never inserted (its schedules were cut, not explored to their end).
+  // Returns the entry's height when it covers, else -1.
+  int64_t covers(uint64_t fp, uint8_t last, int32_t budget, bool unbounded,
+                 uint64_t steps_left) const {
+    if (table_.empty()) return -1;
     for (size_t i = fp & mask_;; i = (i + 1) & mask_) {
       const Entry& e = table_[i];
-      if (!e.used) return false;
+      if (!e.used) return -1;
       if (e.fp != fp) continue;
-      if (unbounded) return true;
+      if (e.height >= steps_left) return -1;
+      if (unbounded) return static_cast<int64_t>(e.height);
       const int32_t penalty = (e.last == kNone || e.last == last) ? 0 : 1;
-      return e.budget >= budget + penalty;
+      return e.budget >= budget + penalty ? static_cast<int64_t>(e.height) : -1;
     }
   }
 
-  void insert(uint64_t fp, uint8_t last, int32_t budget) {
+  void insert(uint64_t fp, uint8_t last, int32_t budget, uint64_t height) {
     if (table_.empty()) return;
     if (2 * (size_ + 1) > table_.size()) {
       if (size_ >= max_entries_) return;  // full: stop remembering (less pruning, still sound)
@@ -109,10 +119,13 @@ class StateCache {
       if (e.used && e.fp != fp) continue;
       if (!e.used) {
         ++size_;
-        e = {fp, budget, last, true};
+        e = {fp, height, budget, last, true};
       } else if (budget > e.budget || (budget == e.budget && last == kNone)) {
         e.budget = budget;
         e.last = last;
+        e.height = height;
+      } else if (budget == e.budget && last == e.last) {
+        e.height = std::max(e.height, height);
       }
       return;
     }
@@ -123,6 +136,7 @@ class StateCache {
  private:
   struct Entry {
     uint64_t fp = 0;
+    uint64_t height = 0;  // the most steps a schedule of its subtree took from it
     int32_t budget = -1;
     uint8_t last = kNone;
     bool used = false;
@@ -177,9 +191,12 @@ class Explorer {
 
  private:
   // Books one run; returns true when the exploration should stop (a failure, and stop asked).
-  bool account(const World& world, uint64_t index, uint64_t seed, bool counted = true) {
-    result_.steps += world.steps();
-    result_.pipe_ops += world.pipe_ops();
+  // `taken`: the steps this run took itself (a run begun from a saved world took fewer than
+  // world.steps()); UINT64_MAX: all of them.
+  bool account(const World& world, uint64_t index, uint64_t seed, bool counted = true,
+               uint64_t taken = UINT64_MAX, uint64_t ops_before = 0) {
+    result_.steps += std::min(taken, world.steps());
+    result_.pipe_ops += world.pipe_ops() - ops_before;
     if (!counted) return false;
     ++result_.schedules;
     result_.longest_schedule = std::max(result_.longest_schedule, world.steps());
@@ -289,6 +306,13 @@ class Explorer {
     int32_t budget;  // preemptions left before this step
     uint8_t last;    // the previous step's process if it can go on here, else kNone
     uint8_t chosen;
+    bool step_bound = false;  // a schedule of its subtree reached the step bound
+    uint64_t deepest = 0;     // the most steps of a schedule of its subtree (from the start)
+  };
+  // A saved world: the state after `depth` steps of the current schedule (after its poll()).
+  struct Snapshot {
+    size_t depth;
+    std::unique_ptr<World> world;
   };
 
   // Coalescing and the partial-order reduction: whether `last`, which took the previous step and
@@ -325,30 +349,64 @@ class Explorer {
     return node.last != kNone && p != node.last ? 1 : 0;
   }
 
+  // The world after stack.size() steps of the current schedule (every node's `chosen`): from the
+  // deepest snapshot at or before the last node, or from the start, replaying the rest. False
+  // (with result_.error) if the world did not behave as the first time.
+  bool rebuild(std::unique_ptr<World>& world, const std::vector<Node>& stack,
+               std::vector<Snapshot>& snapshots) {
+    while (!snapshots.empty() && snapshots.back().depth >= stack.size()) snapshots.pop_back();
+    size_t from = 0;
+    if (!snapshots.empty()) {
+      world = std::make_unique<World>(*snapshots.back().world);
+      from = snapshots.back().depth;
+      ++result_.restores;
+    } else {
+      world = std::make_unique<World>(script_, world_options_);
+    }
+    base_steps_ = from;
+    base_pipe_ops_ = world->pipe_ops();
+    for (size_t i = from; i < stack.size(); ++i) {
+      const uint64_t mask = world->poll();
+      if (mask != stack[i].enabled) {
+        result_.error = "the world is not deterministic: replaying a prefix, step " +
+                        std::to_string(i) + " found runnable " + runnable_names(mask) +
+                        " instead of " + runnable_names(stack[i].enabled);
+        result_.cut_reason = "nondeterminism";
+        return false;
+      }
+      world->step(stack[i].chosen);
+    }
+    result_.replayed_steps += stack.size() - from;
+    return true;
+  }
+
+  // The state key of the cache (0 without a cache).
+  uint64_t state_key(const World& world) const {
+    if (options_.state_cache_entries == 0) return 0;
+    return options_.history_fingerprint ? world.history_fingerprint() : world.fingerprint();
+  }
+
   void run_exhaustive() {
     const bool unbounded = options_.preemption_bound < 0;
     const int32_t bound = unbounded ? 0 : options_.preemption_bound;
     StateCache cache(options_.state_cache_entries);
     std::vector<Node> stack;
     stack.reserve(1024);
+    std::vector<Snapshot> snapshots;
+    std::unique_ptr<World> world;
+    uint32_t snapshot_every = options_.snapshot_every;
     uint64_t index = 0;
     for (;;) {
-      World world(script_, world_options_);
-      for (size_t i = 0; i < stack.size(); ++i) {
-        const uint64_t mask = world.poll();
-        if (mask != stack[i].enabled) {
-          result_.error = "the world is not deterministic: replaying a prefix, step " +
-                          std::to_string(i) + " found runnable " + runnable_names(mask) +
-                          " instead of " + runnable_names(stack[i].enabled);
-          result_.cut_reason = "nondeterminism";
-          return;
-        }
-        world.step(stack[i].chosen);
+      if (!rebuild(world, stack, snapshots)) return;
+      if (index == 0 && result_.pruned == 0 && snapshot_every != 0 && !world->copyable()) {
+        snapshot_every = 0;  // a user's scheduler that cannot copy its state: replay instead
       }
-      result_.replayed_steps += stack.size();
+      // Steps counted by world->steps() include those the snapshot's copy had already taken.
+      const uint64_t steps_before = base_steps_;
+      const uint64_t ops_before = base_pipe_ops_;
       bool pruned = false;
       for (;;) {
-        const uint64_t mask = world.poll();
+        const uint64_t mask = world->poll();
         if (mask == 0) break;
         uint8_t last = kNone;
         int32_t budget = bound;
@@ -357,24 +415,46 @@ class Explorer {
           if (mask & bit(parent.chosen)) last = parent.chosen;
           budget = unbounded ? 0 : parent.budget - cost(parent, parent.chosen);
         }
-        const uint64_t fp = options_.state_cache_entries != 0 ? world.fingerprint() : 0;
-        if (cache.covers(fp, last, budget, unbounded)) {
+        const uint64_t fp = state_key(*world);
+        const uint64_t steps_left = world_options_.max_steps - world->steps();
+        if (const int64_t height = cache.covers(fp, last, budget, unbounded, steps_left);
+            height >= 0) {
           pruned = true;
+          if (!stack.empty()) {
+            stack.back().deepest =
+                std::max(stack.back().deepest, world->steps() + static_cast<uint64_t>(height));
+          }
           break;
+        }
+        // At most kMaxSnapshots along one schedule (a livelock runs to the step bound): deeper
+        // branches replay from the last one.
+        if (snapshot_every != 0 && stack.size() % snapshot_every == 0 &&
+            snapshots.size() < kMaxSnapshots &&
+            (snapshots.empty() || snapshots.back().depth < stack.size())) {
+          snapshots.push_back({stack.size(), std::make_unique<World>(*world)});
+          ++result_.snapshots;
         }
         const auto choice = static_cast<uint8_t>(last != kNone ? last : lowest(mask));
         // An invisible step of the process that ran last is the only branch tried here: every
         // other branch is a schedule that takes that step later, which reaches the states a
         // schedule taking it now reaches, with no more preemptions (see forced_step()).
-        const bool forced = last != kNone && forced_step(world, last);
+        const bool forced = last != kNone && forced_step(*world, last);
         stack.push_back({mask, forced ? mask : bit(choice), fp, budget, last, choice});
-        world.step(choice);
+        world->step(choice);
       }
+      if (!stack.empty()) {
+        Node& leaf = stack.back();
+        leaf.deepest = std::max(leaf.deepest, world->steps());
+        if (world->status() == RunStatus::StepLimit) leaf.step_bound = true;
+      }
+      // The steps of this schedule taken here, replayed ones included (not those of the world it
+      // was copied from).
+      const uint64_t taken = world->steps() - steps_before;
       if (pruned) {
         ++result_.pruned;
-        account(world, index, 0, /*counted=*/false);
+        account(*world, index, 0, /*counted=*/false, taken, ops_before);
         report_progress(false);
-      } else if (account(world, index++, 0)) {
+      } else if (account(*world, index++, 0, /*counted=*/true, taken, ops_before)) {
         result_.cut_reason = "stopped at the first failing schedule";
         break;
       }
@@ -394,8 +474,17 @@ class Explorer {
           }
         }
         if (found) break;
-        cache.insert(node.fingerprint, node.last, unbounded ? 0 : node.budget);
+        const uint64_t depth = stack.size() - 1;  // steps before this node's state
+        if (!node.step_bound) {
+          cache.insert(node.fingerprint, node.last, unbounded ? 0 : node.budget,
+                       node.deepest - depth);
+        }
+        const Node done = node;
         stack.pop_back();
+        if (!stack.empty()) {
+          stack.back().deepest = std::max(stack.back().deepest, done.deepest);
+          stack.back().step_bound = stack.back().step_bound || done.step_bound;
+        }
       }
       if (stack.empty()) {
         result_.complete = true;
@@ -482,6 +571,8 @@ class Explorer {
   WorldOptions world_options_;
   ExploreResult result_;
   std::vector<uint8_t> last_schedule_;
+  uint64_t base_steps_ = 0;     // Exhaustive: steps of the saved world the current run began from
+  uint64_t base_pipe_ops_ = 0;  // and its pipe operations
   uint64_t last_index_ = 0;
   uint64_t last_seed_ = 0;
 };

@@ -11,6 +11,9 @@
 //               a state cache so that interleavings that reach a state already explored (steps
 //               that commute, in the other order) are not explored again. sim/README.md explains
 //               why this reduction, rather than sleep sets, keeps the preemption bound exact.
+//               States are keyed by World::fingerprint() (the state itself), and each branch
+//               begins from a saved copy of the world (ExploreOptions::snapshot_every) rather
+//               than replaying its prefix from the start.
 //   Replay      one given schedule, step for step.
 //
 // Every exploration checks its own determinism: it replays one schedule (the first failure, or the
@@ -67,6 +70,16 @@ struct ExploreOptions {
   //             (World::Invisible::InnerRead)
   bool coalesce = true;
   bool por = true;
+  // Exhaustive: keep a copy of the world every this many steps along the current schedule, and
+  // branch from the nearest one at or before a backtracking point instead of replaying the
+  // schedule's prefix from the start (which is what 0 does, and what a scenario whose scheduler
+  // cannot copy its state gets: World::copyable()). At most 512 copies are kept along one
+  // schedule; a longer one (a livelock running to the step bound) replays deeper branches from
+  // the last.
+  uint32_t snapshot_every = 4;
+  // Exhaustive: key the state cache by World::history_fingerprint() (each process's history)
+  // instead of World::fingerprint() (the state itself): sound but coarser, for comparison.
+  bool history_fingerprint = false;
   std::vector<uint8_t> replay;       // Replay: the schedule (the lowest runnable process after it)
   bool trace_counterexample = true;  // re-run the first failure with a step-by-step trace
   std::function<void(const ExploreProgress&)> progress;  // called every progress_every runs
@@ -108,6 +121,8 @@ struct ExploreResult {
   uint64_t pruned = 0;     // Exhaustive: cut short, their state explored before with as much budget
   uint64_t steps = 0;      // over every run, replayed prefixes included
   uint64_t replayed_steps = 0;  // Exhaustive: of those, steps replaying a prefix explored before
+  uint64_t snapshots = 0;       // Exhaustive: world copies saved along the schedules
+  uint64_t restores = 0;        // Exhaustive: schedules begun from a saved copy, not the start
   uint64_t pipe_ops = 0;
   uint64_t longest_schedule = 0;
   uint64_t outcomes[5] = {};   // schedules by RunStatus

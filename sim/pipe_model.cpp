@@ -8,6 +8,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::sim {
 
 // The bytes of one write call: an iov_iter over the parts.
@@ -73,16 +75,22 @@ PipeModel::PipeModel(PipeConfig config)
   ring_.resize(config.slots);
 }
 
-std::byte* PipeModel::take_page() {
+std::shared_ptr<std::byte[]> PipeModel::take_page() {
   if (!free_pages_.empty()) {
-    std::byte* page = free_pages_.back();
+    std::shared_ptr<std::byte[]> page = std::move(free_pages_.back());
     free_pages_.pop_back();
     return page;
   }
-  pages_.push_back(std::make_unique_for_overwrite<std::byte[]>(page_size_));
-  // Room for every page in the free list, so that freeing a page never allocates.
-  if (free_pages_.capacity() < pages_.size()) free_pages_.reserve(2 * pages_.size());
-  return pages_.back().get();
+  return std::make_shared_for_overwrite<std::byte[]>(page_size_);
+}
+
+// A copy shares its pages with the original; before bytes are appended to a shared page (the
+// merge step), the appender takes a copy of its own.
+void PipeModel::own_page(Buffer& buf) {
+  if (buf.page.use_count() == 1) return;
+  std::shared_ptr<std::byte[]> page = take_page();
+  std::memcpy(page.get(), buf.page.get(), size_t{buf.offset} + buf.len);
+  buf.page = std::move(page);
 }
 
 PipeModel::WriteResult PipeModel::write(std::span<const std::byte> data, bool nonblocking) {
@@ -119,7 +127,8 @@ PipeModel::WriteResult PipeModel::start_write(Source& source, bool nonblocking) 
     Buffer& last = slot(head_ - 1);
     const size_t end = size_t{last.offset} + last.len;
     if (end + chars <= page_size_) {
-      source.copy_to(last.page + end, chars);
+      own_page(last);
+      source.copy_to(last.page.get() + end, chars);
       last.len += static_cast<uint32_t>(chars);
       bytes_ += chars;
       written = chars;
@@ -153,7 +162,8 @@ PipeModel::WriteResult PipeModel::fill_pages(Source& source, size_t written_so_f
     Buffer& buf = slot(head_);
     buf.page = take_page();
     buf.offset = 0;
-    const size_t copied = source.copy_to(buf.page, page_size_);
+    buf.hashed_end = kNotHashed;
+    const size_t copied = source.copy_to(buf.page.get(), page_size_);
     buf.len = static_cast<uint32_t>(copied);
     ++head_;
     bytes_ += copied;
@@ -177,13 +187,16 @@ PipeModel::ReadResult PipeModel::read(std::span<std::byte> out, bool nonblocking
   while (head_ != tail_) {
     Buffer& buf = slot(tail_);
     const size_t chars = std::min<size_t>(buf.len, total_len - done);
-    std::memcpy(out.data() + done, buf.page + buf.offset, chars);
+    std::memcpy(out.data() + done, buf.page.get() + buf.offset, chars);
     buf.offset += static_cast<uint32_t>(chars);
     buf.len -= static_cast<uint32_t>(chars);
     bytes_ -= chars;
     done += chars;
     if (buf.len == 0) {
-      free_pages_.push_back(buf.page);
+      // Recycled only if no copy of the pipe still holds it.
+      if (buf.page.use_count() == 1 && free_pages_.size() < ring_.size()) {
+        free_pages_.push_back(std::move(buf.page));
+      }
       buf.page = nullptr;
       ++tail_;
     }
@@ -228,6 +241,53 @@ std::string PipeModel::describe() const {
   if (!has_reader_) out += ", no reader";
   if (!has_writer_) out += ", no writer";
   return out;
+}
+
+// ---- copies and fingerprints -------------------------------------------------------------------
+
+PipeModel::PipeModel(const PipeModel& other)
+    : page_size_(other.page_size_),
+      unprivileged_max_bytes_(other.unprivileged_max_bytes_),
+      ring_(other.ring_),  // the used slots share their pages with the original
+      head_(other.head_),
+      tail_(other.tail_),
+      max_usage_(other.max_usage_),
+      bytes_(other.bytes_),
+      has_reader_(other.has_reader_),
+      has_writer_(other.has_writer_),
+      ops_(other.ops_),
+      hashed_ops_(other.hashed_ops_),
+      content_hash_(other.content_hash_) {}
+
+PipeModel& PipeModel::operator=(const PipeModel& other) {
+  if (this != &other) *this = PipeModel(other);
+  return *this;
+}
+
+uint64_t PipeModel::fingerprint(uint64_t h) const {
+  if (hashed_ops_ != ops_) {
+    uint64_t c = protocol::fingerprint_mix(0x50495045, head_ - tail_);
+    for (uint32_t i = tail_; i != head_; ++i) {
+      const Buffer& buf = slot(i);
+      // A page's bytes below its end never change while it is in a slot (reads move the offset,
+      // merges append), so the hash of [0, end) is kept with the slot and, with the offset,
+      // identifies the bytes unread. (The bytes before the offset were read already; hashing them
+      // too only keeps apart states that differ in what they were, which is sound.)
+      const uint32_t end = buf.offset + buf.len;
+      if (buf.hashed_end != end) {
+        buf.page_hash =
+            protocol::fingerprint_bytes(0, std::span<const std::byte>(buf.page.get(), end));
+        buf.hashed_end = end;
+      }
+      c = protocol::fingerprint_mix(c, (uint64_t{buf.offset} << 32) ^ buf.len);
+      c = protocol::fingerprint_mix(c, buf.page_hash);
+    }
+    content_hash_ = c;
+    hashed_ops_ = ops_;
+  }
+  h = protocol::fingerprint_mix(h, content_hash_);
+  return protocol::fingerprint_mix(
+      h, (uint64_t{max_usage_} << 2) ^ (uint64_t{has_reader_} << 1) ^ uint64_t{has_writer_});
 }
 
 }  // namespace pipepool::sim

@@ -75,8 +75,10 @@ class PipeModel {
 
   PipeModel(PipeModel&&) noexcept = default;
   PipeModel& operator=(PipeModel&&) noexcept = default;
-  PipeModel(const PipeModel&) = delete;
-  PipeModel& operator=(const PipeModel&) = delete;
+  // A copy holds the same bytes in the same ring layout (its own pages: only the used ones are
+  // copied), and behaves exactly as the original from now on. The explorer branches from copies.
+  PipeModel(const PipeModel& other);
+  PipeModel& operator=(const PipeModel& other);
 
   // The outcome of write(), writev() or continue_write().
   struct WriteResult {
@@ -163,18 +165,28 @@ class PipeModel {
   // Calls that change or consume state (write, continue, read, resize, close) so far.
   uint64_t ops() const { return ops_; }
 
+  // `h` mixed with everything that decides this pipe's future: the ring layout (each used slot's
+  // offset and length: merges and free slots), the bytes themselves, capacity and which ends are
+  // open. The hash of the contents is kept until the next call that changes them, so asking again
+  // is cheap.
+  uint64_t fingerprint(uint64_t h) const;
+
  private:
+  static constexpr uint32_t kNotHashed = ~uint32_t{0};
   struct Buffer {
-    std::byte* page = nullptr;
+    std::shared_ptr<std::byte[]> page;  // shared with copies of the pipe until one appends to it
     uint32_t offset = 0;
     uint32_t len = 0;
+    mutable uint32_t hashed_end = kNotHashed;  // page_hash is of bytes [0, hashed_end)
+    mutable uint64_t page_hash = 0;
   };
   // Where the bytes of one call come from: the parts, and the position reached in them.
   struct Source;
 
   Buffer& slot(uint32_t index) { return ring_[index & (ring_.size() - 1)]; }
   const Buffer& slot(uint32_t index) const { return ring_[index & (ring_.size() - 1)]; }
-  std::byte* take_page();
+  std::shared_ptr<std::byte[]> take_page();
+  void own_page(Buffer& buf);
   WriteResult start_write(Source& source, bool nonblocking);
   WriteResult fill_pages(Source& source, size_t written_so_far, size_t written_in_step,
                          bool nonblocking);
@@ -189,8 +201,9 @@ class PipeModel {
   bool has_reader_ = true;
   bool has_writer_ = true;
   uint64_t ops_ = 0;
-  std::vector<std::unique_ptr<std::byte[]>> pages_;  // every page ever allocated
-  std::vector<std::byte*> free_pages_;               // pages not in a used slot
+  std::vector<std::shared_ptr<std::byte[]>> free_pages_;  // pages no slot of any copy holds
+  mutable uint64_t hashed_ops_ = ~uint64_t{0};            // ops_ when content_hash_ was computed
+  mutable uint64_t content_hash_ = 0;
 };
 
 }  // namespace pipepool::sim

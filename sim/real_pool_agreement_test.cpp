@@ -66,6 +66,92 @@ TEST(RealPoolAgreement, UnbatchedThresholdIsWhereRealProcessesHang) {
   EXPECT_FALSE(real_pool_deadlocks(task, result - 1)) << "the real pool hung one byte below";
 }
 
+// ---- the same to the byte over a socketpair, with both framings --------------------------------
+
+struct SocketCase {
+  Strategy strategy;
+  Framing framing;
+};
+
+std::string describe(const SocketCase& c) {
+  return std::string(to_string(c.strategy)) + ", " + to_string(c.framing) + " framing";
+}
+
+Options socket_options(const SocketCase& c) {
+  Options o{.processes = 1,
+            .strategy = c.strategy,
+            .scheduler = SchedulerKind::ShortestBacklog,
+            .transport = Transport::SocketPair,
+            .framing = c.framing};
+  if (c.framing == Framing::Python) {
+    o.python_task_overhead_bytes = 100;  // what lambda_multiprocessing-sized pickles add
+    o.python_result_overhead_bytes = 60;
+  }
+  return o;
+}
+
+// Two back-to-back apply_async on Pool(1) over a default socketpair: true if they deadlock (no
+// results within a 2 s budget; the pool is then terminated).
+bool real_socket_pool_deadlocks(const SocketCase& c, uint64_t task_payload,
+                                uint64_t result_payload) {
+  Pool pool(socket_options(c));
+  const std::string in(task_payload - kTaskOverhead, 'x');
+  const size_t out = result_payload - kResultOverhead;
+  auto a = pool.apply_async(echo_resized, in, out);
+  auto b = pool.apply_async(echo_resized, in, out);
+  const bool done = a.wait(2s) && b.wait(2s);
+  if (!done) pool.terminate();
+  EXPECT_TRUE(pipepool::testing::wait_for_no_descendants(2000).empty() || done);
+  return !done;
+}
+
+// For Unbatched and Batched, one worker, the kernel's default socketpair, pipepool's and Python's
+// framing: the simulator's smallest deadlocking task and result payloads hang real processes, and
+// one byte less in either dimension completes.
+TEST(RealPoolAgreement, SocketpairThresholdsAreWhereRealProcessesHangToTheByte) {
+  pipepool::testing::extend_watchdog(240);
+  // The send buffer the real pool's sockets get here (wmem_default), for the simulator.
+  const uint64_t sndbuf =
+      Pool(socket_options({Strategy::Epoll, Framing::Pipepool})).socket_sndbuf_bytes();
+  ASSERT_GE(sndbuf, 4608u);
+  for (Strategy strategy : {Strategy::Unbatched, Strategy::Batched}) {
+    for (Framing framing : {Framing::Pipepool, Framing::Python}) {
+      const SocketCase c{strategy, framing};
+      ThresholdOptions options;
+      options.strategy = strategy;
+      options.transport = Transport::SocketPair;
+      options.sndbuf_bytes = static_cast<uint32_t>(sndbuf);
+      options.framing = framing;
+      const Options real = socket_options(c);
+      options.python_task_overhead_bytes = real.python_task_overhead_bytes;
+      options.python_result_overhead_bytes = real.python_result_overhead_bytes;
+      // Around what one writer queues, to keep the search short (sim/README.md: Unbatched's
+      // thresholds lie a few bytes around it, Batched's task threshold up to 11,300 below). A range
+      // that missed the threshold cannot pass: its lowest size would deadlock one byte below too.
+      const uint64_t fill = threshold_capacity_bytes(options);
+      const bool batched = strategy == Strategy::Batched;
+      options.min_bytes = fill - (batched ? 12'000 : 2'000);
+      options.max_bytes = fill + 64;
+      options.grid_bytes = batched ? 128 : 64;
+      const ThresholdResult found = find_threshold(options);
+      ASSERT_TRUE(found.error.empty()) << describe(c) << ": " << found.error;
+      ASSERT_TRUE(found.task.smallest && found.result.smallest) << describe(c);
+      const uint64_t task = *found.task.smallest, result = *found.result.smallest;
+      std::printf(
+          "socket agreement: %-32s sndbuf %llu, simulator's smallest deadlocking task "
+          "payload %llu, result payload %llu\n",
+          describe(c).c_str(), static_cast<unsigned long long>(sndbuf),
+          static_cast<unsigned long long>(task), static_cast<unsigned long long>(result));
+      EXPECT_TRUE(real_socket_pool_deadlocks(c, task, result))
+          << describe(c) << ": the real pool did not hang at the threshold";
+      EXPECT_FALSE(real_socket_pool_deadlocks(c, task - 1, found.task.other_bytes))
+          << describe(c) << ": the real pool hung one task byte below";
+      EXPECT_FALSE(real_socket_pool_deadlocks(c, found.result.other_bytes, result - 1))
+          << describe(c) << ": the real pool hung one result byte below";
+    }
+  }
+}
+
 // ---- every strategy and scheduler, with 1, 2 and 4 workers
 // ---------------------------------------
 

@@ -77,9 +77,17 @@ std::string describe_setup(const Scenario& s) {
   if (s.scheduler == SchedulerKind::Demand) {
     out += " (" + std::to_string(s.demand_max_in_flight) + " in flight)";
   }
-  out += ", " + plural(s.workers, "worker", "workers") + ", pipes of " +
-         std::to_string(s.pipe_pages) + " x " + std::to_string(s.page_size) + "-byte pages (" +
-         std::to_string(uint64_t{s.pipe_pages} * s.page_size) + " bytes)";
+  out += ", " + plural(s.workers, "worker", "workers");
+  if (s.transport == Transport::SocketPair) {
+    out += ", socketpairs of sndbuf " + std::to_string(s.sndbuf_bytes) + " bytes";
+  } else {
+    out += ", pipes of " + std::to_string(s.pipe_pages) + " x " + std::to_string(s.page_size) +
+           "-byte pages (" + std::to_string(uint64_t{s.pipe_pages} * s.page_size) + " bytes)";
+  }
+  if (s.framing == Framing::Python) {
+    out += ", Python's framing (task overhead " + std::to_string(s.python_task_overhead_bytes) +
+           ", result overhead " + std::to_string(s.python_result_overhead_bytes) + " bytes)";
+  }
   if (s.task_timeout_us != 0) out += ", task timeout " + format_ms(s.task_timeout_us) + " ms";
   if (s.max_tasks_per_child != 0) {
     out += ", " + std::to_string(s.max_tasks_per_child) + " tasks per child";
@@ -117,9 +125,10 @@ std::string format_deadlock(const DeadlockReport& report, std::string_view inden
     header = true;
     show(pw);
   }
-  out += in + "pipes:\n";
+  const bool sockets = !report.pipes.empty() && report.pipes.front().socket;
+  out += in + (sockets ? "sockets:\n" : "pipes:\n");
   for (const PipeState& pipe : report.pipes) {
-    out += in + "  " + pad(pipe.name, 26) + pipe.describe + "\n";
+    out += in + "  " + pad(pipe.name, sockets ? 30 : 26) + pipe.describe + "\n";
   }
   return out;
 }
@@ -128,9 +137,13 @@ Json pipe_json(const PipeState& pipe) {
   return Json{{"name", pipe.name},
               {"worker", pipe.worker},
               {"kind", pipe.task_pipe ? "task" : "result"},
+              {"transport", pipe.socket ? "socketpair" : "pipes"},
               {"slots_used", pipe.slots_used},
               {"slots", pipe.slots},
+              {"skbs", pipe.skbs},
               {"bytes", pipe.bytes},
+              {"charged_bytes", pipe.charged_bytes},
+              {"charge_limit_bytes", pipe.charge_limit_bytes},
               {"has_reader", pipe.has_reader},
               {"has_writer", pipe.has_writer},
               {"describe", pipe.describe}};
@@ -174,6 +187,13 @@ Json scenario_json(const Scenario& s) {
   json["pipe_pages"] = s.pipe_pages;
   json["page_size"] = s.page_size;
   json["pipe_capacity_bytes"] = uint64_t{s.pipe_pages} * s.page_size;
+  json["transport"] = to_string(s.transport);
+  json["framing"] = to_string(s.framing);
+  if (s.transport == Transport::SocketPair) json["sndbuf_bytes"] = s.sndbuf_bytes;
+  if (s.framing == Framing::Python) {
+    json["python_task_overhead_bytes"] = s.python_task_overhead_bytes;
+    json["python_result_overhead_bytes"] = s.python_result_overhead_bytes;
+  }
   json["task_timeout_us"] = s.task_timeout_us;
   json["max_tasks_per_child"] = s.max_tasks_per_child;
   json["max_retries"] = s.max_retries;
@@ -244,7 +264,12 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
   if (options.mode == ExploreMode::Exhaustive) {
     out += "  cut by the cache   " + std::to_string(result.pruned) +
            " (reached a state explored before with as much preemption budget; " +
-           std::to_string(result.cache_entries) + " states cached)\n";
+           std::to_string(result.cache_entries) + " states cached, keyed by " +
+           (options.history_fingerprint ? "history" : "state") + ")\n";
+    out += "  snapshots          " + std::to_string(result.snapshots) + " saved (every " +
+           std::to_string(options.snapshot_every) + " steps" +
+           (options.snapshot_every == 0 ? ": off" : "") + "), " + std::to_string(result.restores) +
+           " schedules begun from one\n";
     out += "  taken at once      " + std::to_string(result.coalesced) + " by coalescing" +
            (options.coalesce ? "" : " (off)") + ", " + std::to_string(result.por_forced) +
            " by the partial-order reduction" + (options.por ? "" : " (off)") +
@@ -329,7 +354,9 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
     explorer["preemption_bound"] = options.preemption_bound;
     explorer["reductions"] = Json{{"state_cache", options.state_cache_entries != 0},
                                   {"coalesce", options.coalesce},
-                                  {"por", options.por}};
+                                  {"por", options.por},
+                                  {"snapshot_every", options.snapshot_every},
+                                  {"history_fingerprint", options.history_fingerprint}};
   }
   explorer["max_steps"] = result.max_steps;
   Json json{{"scenario", scenario_json(scenario)},
@@ -345,6 +372,8 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
                   {"cache_entries", result.cache_entries},
                   {"steps", result.steps},
                   {"replayed_steps", result.replayed_steps},
+                  {"snapshots", result.snapshots},
+                  {"restores", result.restores},
                   {"longest_schedule", result.longest_schedule},
                   {"pipe_ops", result.pipe_ops},
                   {"processes", result.processes}};
@@ -361,12 +390,12 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
   json["statistics"] = std::move(statistics);
   if (wall_seconds >= 0) {
     const double s = wall_seconds > 1e-9 ? wall_seconds : 1e-9;
-    json["speed"] = Json{
-        {"seconds", wall_seconds},
-        {"schedules_per_second", static_cast<double>(result.schedules) / s},
-        {"distinct_states_per_second", static_cast<double>(result.cache_entries) / s},
-        {"steps_per_second", static_cast<double>(result.steps) / s},
-        {"pipe_ops_per_second", static_cast<double>(result.pipe_ops) / s}};
+    json["speed"] =
+        Json{{"seconds", wall_seconds},
+             {"schedules_per_second", static_cast<double>(result.schedules) / s},
+             {"distinct_states_per_second", static_cast<double>(result.cache_entries) / s},
+             {"steps_per_second", static_cast<double>(result.steps) / s},
+             {"pipe_ops_per_second", static_cast<double>(result.pipe_ops) / s}};
   }
   json["determinism"] = Json{{"checked", result.determinism.checked},
                              {"ok", result.determinism.ok},

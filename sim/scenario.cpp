@@ -1,9 +1,13 @@
 #include "scenario.hpp"
 
+#include "protocol/config.hpp"
+#include "socket_model.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <stdexcept>
 
@@ -103,7 +107,10 @@ Options to_options(const Scenario& s) {
   options.maxtasksperchild = s.max_tasks_per_child;
   options.max_retries = s.max_retries;
   options.task_timeout = std::chrono::milliseconds((s.task_timeout_us + 999) / 1000);
-  options.pipe_capacity_bytes = uint64_t{s.pipe_pages} * s.page_size;
+  // Each channel setting only with its transport (protocol::validate_channel rejects the others).
+  if (s.transport == Transport::Pipes) {
+    options.pipe_capacity_bytes = uint64_t{s.pipe_pages} * s.page_size;
+  }
   options.enlarge_pipes = false;
   options.seed = s.engine_seed;
   options.custom_scheduler = s.custom_scheduler;
@@ -113,7 +120,7 @@ Options to_options(const Scenario& s) {
   options.python_task_overhead_bytes = s.python_task_overhead_bytes;
   options.python_result_overhead_bytes = s.python_result_overhead_bytes;
   // SO_SNDBUF's argument is half the value getsockopt reads back (the kernel doubles it).
-  options.socket_sndbuf_bytes = s.sndbuf_bytes / 2;
+  if (s.transport == Transport::SocketPair) options.socket_sndbuf_bytes = s.sndbuf_bytes / 2;
   return options;
 }
 
@@ -144,8 +151,8 @@ Scenario scenario_from_options(const Options& options, uint32_t default_workers)
   s.python_result_overhead_bytes = options.python_result_overhead_bytes;
   // The kernel's doubling, without wmem_max's bound (the simulator cannot know the machine's).
   if (options.socket_sndbuf_bytes != 0) {
-    s.sndbuf_bytes = static_cast<uint32_t>(
-        std::max<uint64_t>(4608, std::min<uint64_t>(options.socket_sndbuf_bytes, INT32_MAX / 2) * 2));
+    s.sndbuf_bytes = static_cast<uint32_t>(std::max<uint64_t>(
+        4608, std::min<uint64_t>(options.socket_sndbuf_bytes, INT32_MAX / 2) * 2));
   }
   return s;
 }
@@ -157,12 +164,16 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
     throw std::invalid_argument("workers must be in 1.." + std::to_string(kMaxWorkers) + ", got " +
                                 std::to_string(scenario.workers));
   }
-  if (scenario.transport != Transport::Pipes) {
-    throw std::invalid_argument("the socketpair transport is not simulated yet");
+  if (scenario.transport == Transport::SocketPair &&
+      (scenario.sndbuf_bytes < SocketConfig{}.min_sndbuf_bytes ||
+       scenario.sndbuf_bytes > INT32_MAX)) {
+    throw std::invalid_argument(
+        "sndbuf must be in " + std::to_string(SocketConfig{}.min_sndbuf_bytes) + ".." +
+        std::to_string(INT32_MAX) + " bytes, got " + std::to_string(scenario.sndbuf_bytes));
   }
-  if (scenario.framing != Framing::Pipepool) {
-    throw std::invalid_argument("Python's framing is not simulated yet");
-  }
+  // The pool's own check of the channel settings (overheads only with Python's framing, and
+  // within its bounds), with the pool's message.
+  protocol::validate_channel(to_options(scenario));
   if (!std::has_single_bit(scenario.pipe_pages)) {
     throw std::invalid_argument("pipe-pages must be a power of two, got " +
                                 std::to_string(scenario.pipe_pages));
@@ -180,8 +191,13 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
     }
     script->tasks.push_back(spec);
     script->payloads.push_back(encode_task_payload(spec));
+    // Python's framing: each message is a 4-byte length, then payload + the direction's overhead
+    // (which holds the 32-byte header).
     script->total_bytes +=
-        2 * protocol::kHeaderBytes + script->payloads.back().size() + spec.output_bytes;
+        scenario.framing == Framing::Python
+            ? 8 + scenario.python_task_overhead_bytes + scenario.python_result_overhead_bytes +
+                  script->payloads.back().size() + spec.output_bytes
+            : 2 * protocol::kHeaderBytes + script->payloads.back().size() + spec.output_bytes;
     return next++;
   };
   bool joined = false;
@@ -241,6 +257,34 @@ bool parse_strategy(std::string_view text, Strategy& out) {
   for (Strategy s : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
     if (text == to_string(s)) {
       out = s;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* to_string(Transport transport) {
+  return transport == Transport::SocketPair ? "socketpair" : "pipes";
+}
+
+bool parse_transport(std::string_view text, Transport& out) {
+  for (Transport t : {Transport::Pipes, Transport::SocketPair}) {
+    if (text == to_string(t)) {
+      out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* to_string(Framing framing) {
+  return framing == Framing::Python ? "python" : "pipepool";
+}
+
+bool parse_framing(std::string_view text, Framing& out) {
+  for (Framing f : {Framing::Pipepool, Framing::Python}) {
+    if (text == to_string(f)) {
+      out = f;
       return true;
     }
   }
@@ -416,6 +460,26 @@ bool parse_scenario(std::string_view text, Scenario& out, std::string& error) {
         return fail("page-size takes a size");
       }
       scenario.page_size = static_cast<uint32_t>(v);
+    } else if (key == "transport") {
+      if (!one_value || !parse_transport(w[1], scenario.transport)) {
+        return fail("transport takes pipes or socketpair");
+      }
+    } else if (key == "sndbuf") {
+      uint64_t v;
+      if (!one_value || !parse_size(w[1], v) || v > INT32_MAX) {
+        return fail("sndbuf takes a size in bytes (what getsockopt(SO_SNDBUF) reads)");
+      }
+      scenario.sndbuf_bytes = static_cast<uint32_t>(v);
+    } else if (key == "framing") {
+      if (!one_value || !parse_framing(w[1], scenario.framing)) {
+        return fail("framing takes pipepool or python");
+      }
+    } else if (key == "task-overhead" || key == "result-overhead") {
+      uint32_t& field = key == "task-overhead" ? scenario.python_task_overhead_bytes
+                                               : scenario.python_result_overhead_bytes;
+      if (!one_value || !parse_u32(w[1], field)) {
+        return fail(std::string(key) + " takes a number of bytes");
+      }
     } else if (key == "task-timeout-ms") {
       if (!one_value || !parse_duration_ms(w[1], scenario.task_timeout_us)) {
         return fail("task-timeout-ms takes milliseconds");
@@ -482,6 +546,19 @@ std::string to_text(const Scenario& s) {
   out += "workers " + std::to_string(s.workers) + "\n";
   out += "pipe-pages " + std::to_string(s.pipe_pages) + "\n";
   out += "page-size " + std::to_string(s.page_size) + "\n";
+  if (s.transport != Transport::Pipes) {
+    out += "transport " + std::string(to_string(s.transport)) + "\n";
+  }
+  if (s.transport != Transport::Pipes || s.sndbuf_bytes != Scenario{}.sndbuf_bytes) {
+    out += "sndbuf " + std::to_string(s.sndbuf_bytes) + "\n";
+  }
+  if (s.framing != Framing::Pipepool) out += "framing " + std::string(to_string(s.framing)) + "\n";
+  if (s.framing != Framing::Pipepool || s.python_task_overhead_bytes != 0) {
+    out += "task-overhead " + std::to_string(s.python_task_overhead_bytes) + "\n";
+  }
+  if (s.framing != Framing::Pipepool || s.python_result_overhead_bytes != 0) {
+    out += "result-overhead " + std::to_string(s.python_result_overhead_bytes) + "\n";
+  }
   if (s.task_timeout_us != 0) out += "task-timeout-ms " + format_ms(s.task_timeout_us) + "\n";
   if (s.max_tasks_per_child != 0) {
     out += "max-tasks-per-child " + std::to_string(s.max_tasks_per_child) + "\n";

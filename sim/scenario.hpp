@@ -7,6 +7,11 @@
 //   scheduler shortest-backlog  # demand | shortest-backlog | round-robin
 //   workers 1
 //   pipe-pages 16               # capacity of every pipe, in page slots (a power of two)
+//   # transport socketpair      # pipes (default) | socketpair: one AF_UNIX socketpair per worker
+//   # sndbuf 212992             # socketpair: sk_sndbuf of each end (what getsockopt reads)
+//   # framing python            # pipepool (default) | python: 4-byte length, then the message
+//   # task-overhead 100         # python: bytes of the library's own pickle around a task payload
+//   # result-overhead 60        # python: ... around a result payload
 //   apply_async 70000 70000 0   # task payload bytes, result payload bytes, duration in ms
 //   apply_async 70000 70000 0
 //   # map N IN OUT DUR [CHUNKSIZE], map_async ..., apply IN OUT DUR, wait, terminate, join
@@ -146,6 +151,12 @@ std::string to_text(const Scenario& scenario);
 std::string describe_call(const Call& call);
 
 bool parse_strategy(std::string_view text, Strategy& out);
+// "pipes" | "socketpair", and back.
+bool parse_transport(std::string_view text, Transport& out);
+const char* to_string(Transport transport);
+// "pipepool" | "python", and back.
+bool parse_framing(std::string_view text, Framing& out);
+const char* to_string(Framing framing);
 bool parse_scheduler(std::string_view text, SchedulerKind& out);
 // "65536", "64K", "1M".
 bool parse_size(std::string_view text, uint64_t& out);

@@ -28,9 +28,9 @@ bool World::wait_ready() const {
   for (WorkerId w = 0; w < workers_count_; ++w) {
     const Worker& k = *workers_[w];
     if (k.phase == Worker::Phase::Zombie) return true;
-    if (!k.result) continue;
-    if (a.interest[w].read && (k.result->model.readable() || k.result->model.hup())) return true;
-    if (a.interest[w].write && (k.task->model.writable() || k.task->model.err())) return true;
+    if (!k.channel) continue;
+    if (a.interest[w].read && k.channel->parent_read_ready()) return true;
+    if (a.interest[w].write && k.channel->parent_write_ready()) return true;
   }
   return false;
 }
@@ -41,7 +41,7 @@ bool World::parent_runnable() const {
     case Op::Write:
       // Entering write(2) is always possible; a blocking one may sleep at once and go on later.
       if (p.action.blocking && p.in_write) {
-        return workers_[p.action.worker]->task->model.writer_can_proceed();
+        return workers_[p.action.worker]->channel->writer_can_proceed(Direction::Task);
       }
       return true;
     case Op::Read:
@@ -167,9 +167,12 @@ void World::start_worker(WorkerId w) {
     parent_->loop->start_failed(w);
     return;
   }
-  if (k.task) closed_pipe_ops_ += k.task->model.ops() + k.result->model.ops();
-  k.task.emplace(pipe_config_);
-  k.result.emplace(pipe_config_);
+  if (k.channel) closed_pipe_ops_ += k.channel->ops();
+  if (script_->scenario.transport == Transport::SocketPair) {
+    k.channel.emplace(socket_config_);
+  } else {
+    k.channel.emplace(pipe_config_);
+  }
   k.engine.emplace(setup_.child);
   ++k.incarnation;
   k.in_write = false;
@@ -189,15 +192,17 @@ void World::kill_worker(WorkerId w) {
 void World::parent_write() {
   Parent& p = *parent_;
   const WorkerId w = p.action.worker;
-  Pipe& pipe = *workers_[w]->task;
+  Channel& channel = *workers_[w]->channel;
+  const std::string where = std::string(channel.name(Direction::Task)) + " " + std::to_string(w);
   if (!p.action.blocking) {
-    const PipeModel::WriteResult r = pipe.model.writev(p.segments, /*nonblocking=*/true);
-    pipe.written += r.written;
+    const Channel::WriteResult r =
+        channel.writev(Direction::Task, p.segments, /*nonblocking=*/true);
     note(kParentProcess, kParentNbWrite, (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
     if (options_.trace) {
-      trace_line(kParentProcess, "write(2) task pipe " + std::to_string(w) +
-                                     " (non-blocking): " + describe_frame(p.segments) + " -> " +
-                                     std::to_string(r.result) + " [" + pipe.model.describe() + "]");
+      trace_line(kParentProcess,
+                 "write(2) " + where +
+                     " (non-blocking): " + describe_frame(p.segments, python_framing_) + " -> " +
+                     std::to_string(r.result) + " [" + channel.describe(Direction::Task) + "]");
     }
     if (r.result > 0) {
       p.loop->wrote(static_cast<size_t>(r.result));
@@ -209,22 +214,21 @@ void World::parent_write() {
     return;
   }
   const bool continuing = p.in_write;
-  const PipeModel::WriteResult r = continuing ? pipe.model.continue_writev(p.segments, p.write_done)
-                                              : pipe.model.writev(p.segments, false);
-  pipe.written += r.written;
+  const Channel::WriteResult r =
+      continuing ? channel.continue_writev(Direction::Task, p.segments, p.write_done)
+                 : channel.writev(Direction::Task, p.segments, false);
   note(kParentProcess, continuing ? kParentContinue : kParentWrite,
        (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
   if (options_.trace) {
+    const std::string state = " [" + channel.describe(Direction::Task) + "]";
     trace_line(kParentProcess,
-               continuing ? "write(2) task pipe " + std::to_string(w) + " wakes: +" +
-                                std::to_string(r.written) + " (" +
-                                std::to_string(p.write_done + r.written) + " of " +
-                                std::to_string(p.action.write_bytes) + ")" +
-                                (r.blocked ? ", sleeps" : ", returns " + std::to_string(r.result)) +
-                                " [" + pipe.model.describe() + "]"
-                          : "write(2) task pipe " + std::to_string(w) + ": " +
-                                describe_frame(p.segments) + " -> " + std::to_string(r.result) +
-                                (r.blocked ? ", sleeps" : "") + " [" + pipe.model.describe() + "]");
+               continuing
+                   ? "write(2) " + where + " wakes: +" + std::to_string(r.written) + " (" +
+                         std::to_string(p.write_done + r.written) + " of " +
+                         std::to_string(p.action.write_bytes) + ")" +
+                         (r.blocked ? ", sleeps" : ", returns " + std::to_string(r.result)) + state
+                   : "write(2) " + where + ": " + describe_frame(p.segments, python_framing_) +
+                         " -> " + std::to_string(r.result) + (r.blocked ? ", sleeps" : "") + state);
   }
   if (r.blocked) {
     p.in_write = true;
@@ -234,11 +238,12 @@ void World::parent_write() {
   p.in_write = false;
   if (r.result > 0) {
     p.loop->wrote(static_cast<size_t>(r.result));
-  } else if (r.result == -EPIPE) {
-    p.loop->write_failed(EPIPE);
+  } else if (r.result == -EPIPE || r.result == -ECONNRESET) {
+    // The worker is gone: a pipe without reader, or a socket whose peer closed (ECONNRESET when
+    // it left bytes unread, the socket model says which).
+    p.loop->write_failed(static_cast<int>(-r.result));
   } else {
-    fail("the parent's write(2) to task pipe " + std::to_string(w) + " returned " +
-         std::to_string(r.result));
+    fail("the parent's write(2) to " + where + " returned " + std::to_string(r.result));
     p.loop->write_failed(static_cast<int>(-r.result));
   }
 }
@@ -247,24 +252,27 @@ void World::parent_read() {
   Parent& p = *parent_;
   const WorkerId w = p.action.worker;
   Worker& k = *workers_[w];
-  if (!k.result) {
+  if (!k.channel) {
     p.loop->read_eof();
     return;
   }
-  const PipeModel::ReadResult r = k.result->model.read(p.action.read_into, /*nonblocking=*/true);
+  Channel& channel = *k.channel;
+  const Channel::ReadResult r =
+      channel.read(Direction::Result, p.action.read_into, /*nonblocking=*/true);
   note(kParentProcess, kParentRead, (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
   if (options_.trace) {
-    trace_line(kParentProcess, "read(2) result pipe " + std::to_string(w) + ", wants " +
-                                   std::to_string(p.action.read_into.size()) + " -> " +
-                                   std::to_string(r.result) + " [" + k.result->model.describe() +
-                                   "]");
+    trace_line(kParentProcess,
+               "read(2) " + std::string(channel.name(Direction::Result)) + " " + std::to_string(w) +
+                   ", wants " + std::to_string(p.action.read_into.size()) + " -> " +
+                   std::to_string(r.result) + " [" + channel.describe(Direction::Result) + "]");
   }
   if (r.would_block || r.result == -EAGAIN) {
     p.loop->read_would_block();
   } else if (r.result > 0) {
-    k.result->read += static_cast<uint64_t>(r.result);
     p.loop->read_done(static_cast<size_t>(r.result));
   } else {
+    // 0 (end of file), or ECONNRESET from a socket whose worker died with task bytes unread: the
+    // real driver reports both as end of file (pool_core.cpp).
     p.loop->read_eof();
   }
 }
@@ -277,10 +285,10 @@ void World::parent_wait() {
   std::string text;
   for (WorkerId w = 0; w < workers_count_; ++w) {
     Worker& k = *workers_[w];
-    if (k.result && a.interest[w].read && (k.result->model.readable() || k.result->model.hup())) {
+    if (k.channel && a.interest[w].read && k.channel->parent_read_ready()) {
       p.events.push_back({.kind = ReadyEvent::Kind::Readable, .worker = w});
     }
-    if (k.task && a.interest[w].write && (k.task->model.writable() || k.task->model.err())) {
+    if (k.channel && a.interest[w].write && k.channel->parent_write_ready()) {
       p.events.push_back({.kind = ReadyEvent::Kind::Writable, .worker = w});
     }
     if (k.phase == Worker::Phase::Zombie) {

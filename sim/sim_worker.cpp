@@ -17,14 +17,15 @@ bool World::worker_runnable(uint32_t w) const {
   if (k.phase != Worker::Phase::Alive) return false;
   switch (k.action.op) {
     case ChildEngine::Op::Read:
-      return k.task->model.reader_can_proceed();
+      return k.channel->reader_can_proceed(Direction::Task);
     case ChildEngine::Op::Run:
       return now_us_ >= k.wake_us;
     case ChildEngine::Op::Write:
-      // A write that could not move a byte has no effect anyone sees: it only sleeps. So it
-      // counts as blocked before it is entered, and the step is taken once it can do something.
-      return k.in_write ? k.result->model.writer_can_proceed()
-                        : write_can_start(k.result->model, k.write_total);
+      // On a pipe, a write that could not move a byte has no effect anyone sees: it only sleeps.
+      // So it counts as blocked before it is entered, and the step is taken once it can do
+      // something. On a socket entering is always a step (Channel::write_can_start says why).
+      return k.in_write ? k.channel->writer_can_proceed(Direction::Result)
+                        : k.channel->write_can_start(Direction::Result, k.write_total);
     case ChildEngine::Op::Exit:
       return true;
   }
@@ -44,7 +45,10 @@ bool World::worker_runnable(uint32_t w) const {
 //    w is the pipe's only reader), and it frees no slot and leaves the pipe non-empty, so the
 //    parent's writes (free slots; the merge step, which looks at offset + len of the last page)
 //    and its epoll_wait (EPOLLOUT: not full; EPOLLERR: no reader) see the same pipe. Typically
-//    the 32-byte header of a frame that lies in a page with the start of its payload.
+//    the 32-byte header of a frame that lies in a page with the start of its payload. On a
+//    socketpair the same holds for a read inside the oldest skb (Channel::read_is_inner): it frees
+//    no skb, so the parent's charge, its EPOLLOUT and its wake-ups are unchanged, and a read
+//    wakes nobody (only freed skbs and arriving data do).
 // The engine also kills a worker that breaks the protocol (ParentEngine::fail_worker), which no
 // scenario flag predicts. That case stays sound: the run fails (a ProtocolError or WorkerLost
 // completion) in either order, and after the kill t's effect can no longer be observed (the dead
@@ -55,8 +59,8 @@ World::Invisible World::invisible_step(uint32_t process) const {
   const Worker& k = *workers_[process - kFirstWorkerProcess];
   if (k.phase != Worker::Phase::Alive) return Invisible::No;
   if (k.action.op == ChildEngine::Op::Run && now_us_ >= k.wake_us) return Invisible::Run;
-  if (k.action.op == ChildEngine::Op::Read && !k.action.read_into.empty() &&
-      k.task->model.slots_used() != 0 && k.action.read_into.size() < k.task->model.buffer(0).len) {
+  if (k.action.op == ChildEngine::Op::Read &&
+      k.channel->read_is_inner(Direction::Task, k.action.read_into.size())) {
     return Invisible::InnerRead;
   }
   return Invisible::No;
@@ -89,8 +93,7 @@ void World::fetch_action(uint32_t w) {
 
 void World::worker_exit(uint32_t w, int signal, int exit_code, const std::string& reason) {
   Worker& k = *workers_[w];
-  k.task->model.close_reader();
-  k.result->model.close_writer();
+  k.channel->close_worker_ends();
   k.phase = Worker::Phase::Zombie;
   k.in_write = false;
   k.exit = {};
@@ -110,18 +113,19 @@ void World::step_worker(uint32_t w) {
   const uint32_t process = kFirstWorkerProcess + w;
   switch (k.action.op) {
     case ChildEngine::Op::Read: {
-      const PipeModel::ReadResult r = k.task->model.read(k.action.read_into, /*nonblocking=*/false);
+      const Channel::ReadResult r =
+          k.channel->read(Direction::Task, k.action.read_into, /*nonblocking=*/false);
       note(process, kWorkerRead, static_cast<uint64_t>(r.result));
       if (options_.trace) {
-        trace_line(process, "read(2) task pipe, wants " +
-                                std::to_string(k.action.read_into.size()) + " -> " +
-                                std::to_string(r.result) + " [" + k.task->model.describe() + "]");
+        trace_line(process, "read(2) " + std::string(k.channel->name(Direction::Task)) +
+                                ", wants " + std::to_string(k.action.read_into.size()) + " -> " +
+                                std::to_string(r.result) + " [" +
+                                k.channel->describe(Direction::Task) + "]");
       }
       if (r.would_block || r.result < 0) {
         fail("worker " + std::to_string(w) + "'s read(2) returned " + std::to_string(r.result));
         return;
       }
-      k.task->read += static_cast<uint64_t>(r.result);
       k.engine->bytes_read(static_cast<size_t>(r.result));
       break;
     }
@@ -134,20 +138,20 @@ void World::step_worker(uint32_t w) {
       k.engine->task_finished(true, std::string(k.run_output_bytes, 'r'));
       break;
     case ChildEngine::Op::Write: {
-      const PipeModel::WriteResult r =
-          k.in_write ? k.result->model.continue_writev(k.action.write, k.write_done)
-                     : k.result->model.writev(k.action.write, /*nonblocking=*/false);
-      k.result->written += r.written;
+      const Channel::WriteResult r =
+          k.in_write ? k.channel->continue_writev(Direction::Result, k.action.write, k.write_done)
+                     : k.channel->writev(Direction::Result, k.action.write, /*nonblocking=*/false);
+      const std::string where = k.channel->name(Direction::Result);
       note(process, k.in_write ? kWorkerContinue : kWorkerWrite, static_cast<uint64_t>(r.result));
       if (options_.trace) {
-        trace_line(
-            process,
-            std::string(k.in_write ? "writev(2) result pipe wakes: +" : "writev(2) result pipe: ") +
-                (k.in_write
-                     ? std::to_string(r.written) + " (" + std::to_string(k.write_done + r.written) +
-                           " of " + std::to_string(k.write_total) + ")"
-                     : describe_frame(k.action.write) + " -> " + std::to_string(r.result)) +
-                (r.blocked ? ", sleeps" : "") + " [" + k.result->model.describe() + "]");
+        trace_line(process, "writev(2) " + where + (k.in_write ? " wakes: +" : ": ") +
+                                (k.in_write ? std::to_string(r.written) + " (" +
+                                                  std::to_string(k.write_done + r.written) +
+                                                  " of " + std::to_string(k.write_total) + ")"
+                                            : describe_frame(k.action.write, python_framing_) +
+                                                  " -> " + std::to_string(r.result)) +
+                                (r.blocked ? ", sleeps" : "") + " [" +
+                                k.channel->describe(Direction::Result) + "]");
       }
       if (r.blocked) {
         k.in_write = true;

@@ -170,6 +170,12 @@ class SocketPairModel {
 
   uint64_t ops() const { return ops_; }
 
+  // A hash of the pair's whole state mixed into `seed`: both receive queues (each skb's length,
+  // bytes consumed and truesize), the charges, buffer sizes, errors, shutdowns and closes, and
+  // each end's sleeping writer (woken or not, and the skb it was allocating). Equal states, equal
+  // hashes; for the simulator's fingerprints (World::fingerprint).
+  uint64_t state_hash(uint64_t seed) const;
+
  private:
   struct Skb {
     uint32_t len = 0;

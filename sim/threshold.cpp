@@ -3,6 +3,7 @@
 #include <map>
 
 #include "report.hpp"
+#include "socket_model.hpp"
 
 namespace pipepool::sim {
 namespace {
@@ -136,6 +137,11 @@ Scenario threshold_scenario(const ThresholdOptions& options, uint64_t task_bytes
   s.workers = 1;
   s.pipe_pages = options.pipe_pages;
   s.page_size = options.page_size;
+  s.transport = options.transport;
+  s.sndbuf_bytes = options.sndbuf_bytes;
+  s.framing = options.framing;
+  s.python_task_overhead_bytes = options.python_task_overhead_bytes;
+  s.python_result_overhead_bytes = options.python_result_overhead_bytes;
   Call call;
   call.kind = Call::Kind::ApplyAsync;
   call.item = {task_bytes, result_bytes, 0};
@@ -148,9 +154,30 @@ Scenario threshold_scenario(const ThresholdOptions& options, uint64_t task_bytes
   return s;
 }
 
+uint64_t threshold_capacity_bytes(const ThresholdOptions& options) {
+  if (options.transport != Transport::SocketPair) {
+    return uint64_t{options.pipe_pages} * options.page_size;
+  }
+  SocketConfig config;
+  config.sndbuf_bytes = options.sndbuf_bytes;
+  SocketPairModel pair(config);
+  // More than any sk_sndbuf lets one writer queue: sndbuf plus one largest skb, and some.
+  const std::vector<std::byte> data(size_t{options.sndbuf_bytes} + 2 * 37120);
+  const SocketPairModel::WriteResult w = pair.write(0, data, /*nonblocking=*/true);
+  return w.result > 0 ? static_cast<uint64_t>(w.result) : 0;
+}
+
+uint64_t threshold_frame_bytes(const ThresholdOptions& options, bool task, uint64_t payload_bytes) {
+  if (options.framing == Framing::Python) {
+    return 4 + payload_bytes +
+           (task ? options.python_task_overhead_bytes : options.python_result_overhead_bytes);
+  }
+  return protocol::kHeaderBytes + payload_bytes;
+}
+
 ThresholdResult find_threshold(const ThresholdOptions& options) {
   ThresholdResult result;
-  result.capacity_bytes = uint64_t{options.pipe_pages} * options.page_size;
+  result.capacity_bytes = threshold_capacity_bytes(options);
   result.large_bytes =
       options.large_bytes != 0 ? options.large_bytes : result.capacity_bytes + options.page_size;
   result.max_bytes = options.max_bytes != 0 ? options.max_bytes : 2 * result.capacity_bytes;
@@ -180,12 +207,23 @@ ThresholdResult find_threshold(const ThresholdOptions& options) {
 
 std::string format_threshold_text(const ThresholdOptions& options, const ThresholdResult& r) {
   Scenario example = threshold_scenario(options, 0, 0);
+  const bool socket = options.transport == Transport::SocketPair;
+  const std::string capacity_name = socket ? "fill" : "capacity";
   std::string out;
   out += "threshold search: " + describe_setup(example) + "\n";
   out += "scenario:  apply_async TASK RESULT 0; apply_async TASK RESULT 0; " +
          std::string(options.join_at_once ? "join (at once)" : "wait; join") +
-         "  (sizes are frame payloads; each frame adds a " +
-         std::to_string(protocol::kHeaderBytes) + "-byte header)\n";
+         (options.framing == Framing::Python
+              ? "  (sizes are message payloads; each message adds a 4-byte length and the task's " +
+                    std::to_string(options.python_task_overhead_bytes) + " or the result's " +
+                    std::to_string(options.python_result_overhead_bytes) + " bytes of overhead)\n"
+              : "  (sizes are frame payloads; each frame adds a " +
+                    std::to_string(protocol::kHeaderBytes) + "-byte header)\n");
+  if (socket) {
+    out += "fill:      " + std::to_string(r.capacity_bytes) +
+           " bytes: what one writer queues into a socket of sndbuf " +
+           std::to_string(options.sndbuf_bytes) + " that nobody reads\n";
+  }
   out += "per size:  exhaustive exploration, preemption bound " +
          std::to_string(options.preemption_bound) + ", stop at the first deadlock; sizes " +
          std::to_string(r.min_bytes) + ".." + std::to_string(r.max_bytes) + " on a " +
@@ -200,12 +238,12 @@ std::string format_threshold_text(const ThresholdOptions& options, const Thresho
     out += "\n" + dim->name + " payload (" + other + " payload fixed at " +
            std::to_string(dim->other_bytes) + " bytes):\n";
     if (dim->smallest) {
+      const uint64_t frame = threshold_frame_bytes(options, dim->name == "task", *dim->smallest);
       out += "  smallest that deadlocks: " + std::to_string(*dim->smallest) + " bytes (frame " +
-             std::to_string(*dim->smallest + protocol::kHeaderBytes) + " bytes = capacity " +
-             (*dim->smallest + protocol::kHeaderBytes >= r.capacity_bytes ? "+ " : "- ") +
-             std::to_string(*dim->smallest + protocol::kHeaderBytes >= r.capacity_bytes
-                                ? *dim->smallest + protocol::kHeaderBytes - r.capacity_bytes
-                                : r.capacity_bytes - *dim->smallest - protocol::kHeaderBytes) +
+             std::to_string(frame) + " bytes = " + capacity_name + " " +
+             (frame >= r.capacity_bytes ? "+ " : "- ") +
+             std::to_string(frame >= r.capacity_bytes ? frame - r.capacity_bytes
+                                                      : r.capacity_bytes - frame) +
              ")\n";
     } else {
       out += "  no size in " + std::to_string(r.min_bytes) + ".." + std::to_string(r.max_bytes) +
@@ -246,13 +284,21 @@ std::string format_threshold_json(const ThresholdOptions& options, const Thresho
             {"scheduler", to_string(options.scheduler)},
             {"pipe_pages", options.pipe_pages},
             {"page_size", options.page_size},
+            {"transport", to_string(options.transport)},
+            {"framing", to_string(options.framing)},
             {"capacity_bytes", r.capacity_bytes},
-            {"header_bytes", uint64_t{protocol::kHeaderBytes}},
+            {"header_bytes",
+             options.framing == Framing::Python ? uint64_t{4} : uint64_t{protocol::kHeaderBytes}},
             {"join_at_once", options.join_at_once},
             {"preemption_bound", options.preemption_bound},
             {"min_bytes", r.min_bytes},
             {"max_bytes", r.max_bytes},
             {"grid_bytes", r.grid_bytes}};
+  if (options.transport == Transport::SocketPair) json["sndbuf_bytes"] = options.sndbuf_bytes;
+  if (options.framing == Framing::Python) {
+    json["python_task_overhead_bytes"] = options.python_task_overhead_bytes;
+    json["python_result_overhead_bytes"] = options.python_result_overhead_bytes;
+  }
   if (!r.error.empty()) json["error"] = r.error;
   for (const ThresholdDimension* dim : {&r.task, &r.result}) {
     Json deadlocks = Json::array();

@@ -40,6 +40,14 @@ struct ThresholdOptions {
   SchedulerKind scheduler = SchedulerKind::ShortestBacklog;
   uint32_t pipe_pages = 16;
   uint32_t page_size = 4096;
+  // The channel. With Transport::SocketPair the "capacity" is what one writer can queue into a
+  // socket nobody reads (threshold_capacity_bytes: the skbs it may allocate while its charge is
+  // below sndbuf_bytes), which is not a whole number of pages.
+  Transport transport = Transport::Pipes;
+  uint32_t sndbuf_bytes = 212992;
+  Framing framing = Framing::Pipepool;
+  uint32_t python_task_overhead_bytes = 0;
+  uint32_t python_result_overhead_bytes = 0;
   // Join right after the two calls instead of waiting for their results: the pool then queues its
   // Shutdown frame behind the second task, and that frame's 32 bytes count too.
   bool join_at_once = false;
@@ -72,7 +80,7 @@ struct ThresholdDimension {
 };
 
 struct ThresholdResult {
-  uint64_t capacity_bytes = 0;
+  uint64_t capacity_bytes = 0;  // threshold_capacity_bytes(options)
   uint64_t large_bytes = 0;
   uint64_t min_bytes = 0;
   uint64_t max_bytes = 0;
@@ -87,6 +95,14 @@ struct ThresholdResult {
 // The scenario explored for one pair of sizes.
 Scenario threshold_scenario(const ThresholdOptions& options, uint64_t task_bytes,
                             uint64_t result_bytes);
+
+// Bytes one writer can put into the channel while nobody reads: a pipe's capacity (slots * page),
+// or, for a socket, the data of the skbs a non-blocking write of far more than sndbuf queues
+// (SocketPairModel's answer: 219,264 for the default 212,992, six skbs of 36,544 bytes).
+uint64_t threshold_capacity_bytes(const ThresholdOptions& options);
+// The bytes a frame with `payload_bytes` of payload takes on the channel: pipepool's 32-byte header
+// + payload, or Python's 4-byte length + payload + the task's or result's overhead.
+uint64_t threshold_frame_bytes(const ThresholdOptions& options, bool task, uint64_t payload_bytes);
 
 ThresholdResult find_threshold(const ThresholdOptions& options);
 

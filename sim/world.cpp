@@ -24,19 +24,53 @@ bool write_can_start(const PipeModel& pipe, size_t total) {
   return size_t{last.offset} + last.len + chars <= pipe.page_size();
 }
 
-// "Task frame of task 2 (32 + 65537 = 65569 bytes)" when the segments start at a frame's header.
-std::string describe_frame(std::span<const std::span<const std::byte>> segments) {
-  if (segments.empty()) return "";
-  if (segments[0].size() != protocol::kHeaderBytes) return "the rest of a frame";
-  const std::byte* h = segments[0].data();
-  auto kind = static_cast<protocol::FrameKind>(h[4]);
-  uint64_t task = 0, payload = 0;
+namespace {
+
+// "Task frame of task 2" from a frame's 32-byte header; the payload length into `payload`.
+std::string header_text(const std::byte* h, uint64_t& payload) {
+  const auto kind = static_cast<protocol::FrameKind>(h[4]);
+  uint64_t task = 0;
   std::memcpy(&task, h + 8, 8);
   std::memcpy(&payload, h + 16, 8);
   std::string out = std::string(protocol::to_string(kind)) + " frame";
   if (kind != protocol::FrameKind::RunBatch && kind != protocol::FrameKind::Shutdown) {
     out += " of task " + std::to_string(task);
   }
+  return out;
+}
+
+// Python's framing: one write unit of a message (see protocol/frame.hpp), its length in front
+// (4 bytes, or 12), then the body (the header, the payload, zero padding) or the body alone.
+std::string describe_python_unit(std::span<const std::span<const std::byte>> segments) {
+  const size_t total = total_size(segments);
+  const size_t first = segments[0].size();
+  const bool starts_with_length =
+      (first == 4 || first == 12) &&
+      (segments.size() == 1 || segments[1].size() == protocol::kHeaderBytes);
+  uint64_t payload = 0;
+  if (starts_with_length && segments.size() == 1) {
+    return "the " + std::to_string(first) + "-byte length of a Python message";
+  }
+  if (starts_with_length) {
+    const std::string what = header_text(segments[1].data(), payload);
+    return "Python message: " + what + " (" + std::to_string(first) + "-byte length + " +
+           std::to_string(total - first) + "-byte body = " + std::to_string(total) + " bytes)";
+  }
+  if (first == protocol::kHeaderBytes) {
+    const std::string what = header_text(segments[0].data(), payload);
+    return "the body of a Python message: " + what + " (" + std::to_string(total) + " bytes)";
+  }
+  return "the rest of a Python message";
+}
+
+}  // namespace
+
+std::string describe_frame(std::span<const std::span<const std::byte>> segments, bool python) {
+  if (segments.empty()) return "";
+  if (python) return describe_python_unit(segments);
+  if (segments[0].size() != protocol::kHeaderBytes) return "the rest of a frame";
+  uint64_t payload = 0;
+  std::string out = header_text(segments[0].data(), payload);
   out += " (" + std::to_string(protocol::kHeaderBytes) + " + " + std::to_string(payload) + " = " +
          std::to_string(protocol::kHeaderBytes + payload) + " bytes)";
   if (segments.size() > 2 || (segments.size() == 2 && payload == 0)) out += " and more frames";
@@ -87,6 +121,8 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
   const Scenario& s = script_->scenario;
   pipe_config_.slots = s.pipe_pages;
   pipe_config_.page_size = s.page_size;
+  socket_config_.sndbuf_bytes = s.sndbuf_bytes;
+  python_framing_ = s.framing == Framing::Python;
   // The pool's own derivation of the engines' settings, from the Options the scenario stands for.
   const Options pool_options = to_options(s);
   setup_ = protocol::engine_setup(pool_options, s.workers);
@@ -125,7 +161,7 @@ const protocol::EngineStats& World::engine_stats() const {
 uint64_t World::pipe_ops() const {
   uint64_t ops = closed_pipe_ops_;
   for (const auto& k : workers_) {
-    if (k->task) ops += k->task->model.ops() + k->result->model.ops();
+    if (k->channel) ops += k->channel->ops();
   }
   return ops;
 }
@@ -165,16 +201,26 @@ PipeState World::pipe_state(uint32_t w, bool task_pipe) const {
   PipeState state;
   state.worker = w;
   state.task_pipe = task_pipe;
-  state.name = std::string(task_pipe ? "task" : "result") + " pipe of worker " + std::to_string(w);
+  state.socket = script_->scenario.transport == Transport::SocketPair;
+  state.name =
+      state.socket
+          ? "socket of worker " + std::to_string(w) + (task_pipe ? " (tasks)" : " (results)")
+          : std::string(task_pipe ? "task" : "result") + " pipe of worker " + std::to_string(w);
   const Worker& k = *workers_[w];
-  const std::optional<Pipe>& pipe = task_pipe ? k.task : k.result;
-  if (!pipe) return state;
-  state.slots_used = pipe->model.slots_used();
-  state.slots = pipe->model.slots();
-  state.bytes = pipe->model.bytes();
-  state.has_reader = pipe->model.has_reader();
-  state.has_writer = pipe->model.has_writer();
-  state.describe = pipe->model.describe();
+  if (!k.channel) return state;
+  const DirectionState d = k.channel->state(task_pipe ? Direction::Task : Direction::Result);
+  if (state.socket) {
+    state.skbs = d.queued_units;
+  } else {
+    state.slots_used = d.queued_units;
+    state.slots = d.unit_limit;
+  }
+  state.bytes = d.queued_bytes;
+  state.charged_bytes = d.charged_bytes;
+  state.charge_limit_bytes = d.charge_limit;
+  state.has_reader = d.has_reader;
+  state.has_writer = d.has_writer;
+  state.describe = d.describe;
   return state;
 }
 
@@ -307,7 +353,7 @@ void World::finish_run() {
   }
 }
 
-uint64_t World::fingerprint() const {
+uint64_t World::history_fingerprint() const {
   uint64_t h = mix(0x5157, now_us_);
   h = mix(h, user_->history);
   h = mix(h, (uint64_t{user_->joined} << 62) ^ (uint64_t{user_->op} << 32) ^ user_->wait_cursor);
@@ -326,17 +372,8 @@ uint64_t World::fingerprint() const {
     if (k.phase == Worker::Phase::Alive && k.action.op == ChildEngine::Op::Run) {
       h = mix(h, k.wake_us);
     }
-    for (const std::optional<Pipe>* pipe : {&k.task, &k.result}) {
-      if (!*pipe) continue;
-      const PipeModel& m = (*pipe)->model;
-      h = mix(h, (uint64_t{m.slots_used()} << 48) ^ (uint64_t{m.has_reader()} << 47) ^
-                     (uint64_t{m.has_writer()} << 46) ^ m.bytes());
-      h = mix(h, (*pipe)->written);
-      for (uint32_t i = 0; i < m.slots_used(); ++i) {
-        const PipeModel::BufferView b = m.buffer(i);
-        h = mix(h, (uint64_t{b.offset} << 32) ^ b.len);
-      }
-    }
+    // Every buffer of both pipes, or the socketpair's queues, charges and sleeping writers.
+    if (k.channel) h = k.channel->state_hash(h);
   }
   return h;
 }

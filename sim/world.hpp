@@ -52,6 +52,7 @@
 #include "protocol/parent_engine.hpp"
 #include "protocol/parent_loop.hpp"
 #include "scenario.hpp"
+#include "socket_model.hpp"
 
 namespace pipepool::sim {
 
@@ -76,17 +77,24 @@ enum class RunStatus {
 };
 const char* to_string(RunStatus status);
 
-// One pipe, as a report shows it.
+// One direction of a worker's channel (a pipe, or one way of its socketpair), as a report shows
+// it, in the same terms for both transports: the bytes queued for the reader, and the memory
+// charged to the writer against its limit (a pipe: slots used of its ring, counted in pages; a
+// socket: SIOCOUTQ of sk_sndbuf).
 struct PipeState {
-  std::string name;  // "task pipe of worker 0"
+  std::string name;  // "task pipe of worker 0", "socket of worker 0 (tasks)"
   uint32_t worker = 0;
-  bool task_pipe = true;
-  uint32_t slots_used = 0;
-  uint32_t slots = 0;
-  uint64_t bytes = 0;
+  bool task_pipe = true;            // the task direction (parent -> worker)
+  bool socket = false;              // one direction of a socketpair
+  uint32_t slots_used = 0;          // pipe: slots used
+  uint32_t slots = 0;               // pipe: slots of the ring
+  uint32_t skbs = 0;                // socket: skbs queued to the reader
+  uint64_t bytes = 0;               // bytes queued for the reader (FIONREAD / SIOCINQ)
+  uint64_t charged_bytes = 0;       // pipe: slots_used * page size; socket: SIOCOUTQ
+  uint64_t charge_limit_bytes = 0;  // pipe: capacity; socket: the writer's sk_sndbuf
   bool has_reader = true;
   bool has_writer = true;
-  std::string describe;  // PipeModel::describe()
+  std::string describe;  // PipeModel::describe() or SocketPairModel::describe(reader end)
 };
 
 // What one process is doing when the world deadlocks.
@@ -124,8 +132,15 @@ class World {
  public:
   World(std::shared_ptr<const Script> script, WorldOptions options);
   ~World();
-  World(const World&) = delete;
+  // A copy in the same state (world_state.cpp): every process, pipe, engine and the scheduler's
+  // state (Scheduler::snapshot()), so that it runs on exactly as the original would, step for
+  // step, with the same trace hash. The explorer branches from copies instead of replaying the
+  // steps that led to a state. Throws std::logic_error unless copyable().
+  World(const World& other);
   World& operator=(const World&) = delete;
+  // False when the scenario's own scheduler keeps state that cannot be copied (its snapshot()
+  // returns nullptr).
+  bool copyable() const;
 
   uint32_t process_count() const { return kFirstWorkerProcess + workers_count_; }
 
@@ -142,10 +157,20 @@ class World {
   const std::vector<uint8_t>& schedule() const { return schedule_; }
   // A hash of every step (process, call, outcome, time): equal traces, equal hashes.
   uint64_t trace_hash() const { return trace_hash_; }
-  // A hash of the whole world's state (every process's history, every pipe, time, queues). Two
-  // schedules that reach the same state have the same fingerprint (used by the exhaustive
-  // explorer).
+  // A hash of everything that decides the world's future (world_state.cpp): virtual time, the
+  // user's place in its script and what it has queued, which tasks completed, the parent loop's
+  // and engine's state (protocol::ParentLoop::fingerprint) and the scheduler's, each worker's
+  // engine and the call it is in, and every pipe's bytes and layout. Two worlds with equal
+  // fingerprints take the same steps with the same outcomes when given the same choices from now
+  // on, whatever schedules led to them (world_state_test.cpp checks it); the exhaustive explorer's
+  // state cache is keyed by it. Falls back to history_fingerprint() when the scheduler cannot
+  // fingerprint its state (Scheduler::state_fingerprint()).
   uint64_t fingerprint() const;
+  // The old, coarser key: every process's history (its steps and their outcomes) instead of the
+  // engines' state, with the pipes' layout. Sound, but keeps apart states that the schedules
+  // reached in a different order. For comparison (--history-fingerprint) and for schedulers
+  // that cannot fingerprint their state.
+  uint64_t history_fingerprint() const;
   // Why a step of `process` is invisible (explore.cpp's coalescing and partial-order reduction):
   // taken now or later, its effect is the same, it stays runnable until taken, and no other
   // process's runnability or steps change with it. Only ever true for a worker; see
@@ -168,7 +193,6 @@ class World {
   void fail(std::string why);
 
  private:
-  struct Pipe;
   struct Worker;
   struct Parent;
   struct User;
@@ -202,6 +226,13 @@ class World {
   void worker_exit(uint32_t w, int signal, int exit_code, const std::string& reason);
   // deadlock.cpp
   void build_deadlock_report();
+  // world_state.cpp: copies and fingerprints, one function per part of the world.
+  void copy_parent(const Parent& from);
+  void copy_worker(const Worker& from);
+  uint64_t fingerprint_user(uint64_t h) const;
+  uint64_t fingerprint_parent(uint64_t h) const;
+  uint64_t fingerprint_worker(uint64_t h, const Worker& k) const;
+  uint64_t fingerprint_pipe(uint64_t h, const std::optional<Pipe>& pipe) const;
 
   PipeState pipe_state(uint32_t w, bool task_pipe) const;
   void note(uint32_t process, uint64_t kind, uint64_t value);
@@ -211,6 +242,8 @@ class World {
   WorldOptions options_;
   uint32_t workers_count_;
   PipeConfig pipe_config_;
+  SocketConfig socket_config_;
+  bool python_framing_ = false;  // Scenario::framing == Python (for the reports' frame names)
   protocol::EngineSetup setup_;
   std::shared_ptr<Scheduler> scheduler_;
   const IoStrategy* strategy_ = nullptr;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "channel.hpp"
 #include "pipe_model.hpp"
 #include "protocol/child_engine.hpp"
 #include "protocol/parent_loop.hpp"
@@ -56,15 +57,11 @@ inline size_t total_size(std::span<const std::span<const std::byte>> segments) {
 // a free slot, no reader, or room behind the last buffer for the merge step (anon_pipe_write).
 bool write_can_start(const PipeModel& pipe, size_t total);
 
-// "Task frame of task 2 (32 + 65537 = 65569 bytes)" when the segments start at a frame's header.
-std::string describe_frame(std::span<const std::span<const std::byte>> segments);
-
-struct World::Pipe {
-  explicit Pipe(PipeConfig config) : model(config) {}
-  PipeModel model;
-  uint64_t written = 0;  // bytes ever written
-  uint64_t read = 0;     // bytes ever read
-};
+// "Task frame of task 2 (32 + 65537 = 65569 bytes)" when the segments start at a frame's header;
+// with Python's framing (`python`), "Python message: Task frame of task 2 (4-byte length +
+// 65600-byte body = 65604 bytes)", or the length or the body alone when they are written apart.
+std::string describe_frame(std::span<const std::span<const std::byte>> segments,
+                           bool python = false);
 
 struct World::Worker {
   enum class Phase : uint8_t { None, Alive, Zombie };
@@ -79,8 +76,8 @@ struct World::Worker {
   protocol::ExitInfo exit;
   uint64_t history = 0;
   uint32_t incarnation = 0;
-  std::optional<Pipe> task;    // parent -> worker
-  std::optional<Pipe> result;  // worker -> parent
+  // Two pipes or one socketpair (Scenario::transport), new with each process of the slot.
+  std::optional<Channel> channel;
 };
 
 // The parent: the pool's loop and the one action of it that is a step (Write, Read, Wait), or

@@ -73,6 +73,48 @@ CLI::Option* add_preemptions(CLI::App& app, int32_t& bound, const std::string& h
       ->type_name("N|none");
 }
 
+// The channel's options, shared by `sim run` and `sim threshold` (sim::Scenario's and
+// sim::ThresholdOptions' fields of the same names).
+// Returns the --sndbuf option (given with pipes it is a usage error: sndbuf_with_pipes()).
+CLI::Option* add_channel_options(CLI::App& command, Transport& transport, uint32_t& sndbuf,
+                                 Framing& framing, uint32_t& task_overhead,
+                                 uint32_t& result_overhead, const char* group) {
+  add_parsed(command, "--transport", transport,
+             "the channel to each worker (default pipes; socketpair: one AF_UNIX socketpair)",
+             "pipes or socketpair", sim::parse_transport)
+      ->group(group);
+  CLI::Option* sndbuf_option =
+      add_number<uint32_t>(
+          command, "--sndbuf", sndbuf,
+          "socketpair: sk_sndbuf of each end in bytes, as getsockopt(SO_SNDBUF) reads "
+          "it (default 212992)",
+          4608, INT32_MAX)
+          ->group(group);
+  add_parsed(command, "--framing", framing,
+             "how frames go on the channel (default pipepool; python: a 4-byte length, then the "
+             "message, as multiprocessing.connection)",
+             "pipepool or python", sim::parse_framing)
+      ->group(group);
+  add_number<uint32_t>(command, "--task-overhead", task_overhead,
+                       "python framing: bytes of the library's pickle around a task payload", 0,
+                       1 << 30)
+      ->group(group);
+  add_number<uint32_t>(command, "--result-overhead", result_overhead,
+                       "python framing: bytes of the library's pickle around a result payload", 0,
+                       1 << 30)
+      ->group(group);
+  return sndbuf_option;
+}
+
+// A usage error's text if --sndbuf was given for pipes (the real pool rejects socket_sndbuf_bytes
+// with Transport::Pipes too), else empty.
+std::string sndbuf_with_pipes(const CLI::Option* sndbuf, Transport transport) {
+  if (sndbuf != nullptr && sndbuf->count() > 0 && transport == Transport::Pipes) {
+    return "--sndbuf needs --transport socketpair (pipes: --pipe-pages)";
+  }
+  return "";
+}
+
 // ---- sim run ------------------------------------------------------------------------------------
 
 struct RunArgs {
@@ -87,6 +129,7 @@ struct RunArgs {
   bool quiet = false;
   const CLI::App* command = nullptr;
   CLI::Option* schedules = nullptr;
+  CLI::Option* sndbuf = nullptr;
   CLI::Option* trace_tail_option = nullptr;
   CLI::Option* task_option = nullptr;
   CLI::Option* call_option = nullptr;
@@ -131,6 +174,8 @@ void declare_run_options(CLI::App& command, RunArgs& a) {
   add_number<uint32_t>(command, "--page-size", s.page_size, "bytes per page, a power of two", 16,
                        1 << 20)
       ->group(g);
+  a.sndbuf = add_channel_options(command, s.transport, s.sndbuf_bytes, s.framing,
+                                 s.python_task_overhead_bytes, s.python_result_overhead_bytes, g);
   a.task_option =
       command
           .add_option("--task", a.tasks, "IN:OUT:DURATION_MS, one apply_async (repeat for more)")
@@ -195,6 +240,22 @@ void declare_run_options(CLI::App& command, RunArgs& a) {
           "--no-por", [&o] { o.por = false; },
           "exhaustive without the partial-order reduction (invisible reads taken at once)")
       ->group(g);
+  add_number<size_t>(command, "--state-cache-entries", o.state_cache_entries,
+                     "exhaustive: the most states the cache remembers (48 bytes each); once full "
+                     "it stops remembering, which only costs time",
+                     1, size_t{1} << 32)
+      ->group(g);
+  add_number<uint32_t>(command, "--snapshot-every", o.snapshot_every,
+                       "exhaustive: save a copy of the world every N steps and branch from it "
+                       "(0: replay each schedule's prefix from the start)",
+                       0, 1'000'000)
+      ->group(g);
+  command
+      .add_flag_callback(
+          "--history-fingerprint", [&o] { o.history_fingerprint = true; },
+          "exhaustive: key the state cache by each process's history, not the state (the old, "
+          "coarser key, to compare)")
+      ->group(g);
   command.add_option("--replay", a.replay, "run one schedule ('U P*2 W0 ...' or numbers), traced")
       ->group(g);
   a.trace_tail_option = add_number<uint64_t>(command, "--trace-tail", a.trace_tail,
@@ -244,6 +305,9 @@ int finish_run_options(RunArgs& a) {
   if (a.scenario.calls.empty()) {
     return usage_error(*a.command, "no calls: give --task, --call or --scenario");
   }
+  if (const std::string why = sndbuf_with_pipes(a.sndbuf, a.scenario.transport); !why.empty()) {
+    return usage_error(*a.command, why);
+  }
   try {
     (void)sim::make_script(a.scenario);
   } catch (const std::invalid_argument& e) {
@@ -276,9 +340,8 @@ int run_explore(RunArgs& a) {
   progress.clear();
   const double seconds = progress.seconds();
   if (a.json) {
-    std::fputs(
-        sim::format_explore_json(a.scenario, options, result, a.trace_tail, seconds).c_str(),
-        stdout);
+    std::fputs(sim::format_explore_json(a.scenario, options, result, a.trace_tail, seconds).c_str(),
+               stdout);
   } else {
     std::fputs(sim::format_explore_text(a.scenario, options, result, a.trace_tail).c_str(), stdout);
     const double s = std::max(seconds, 1e-9);
@@ -311,10 +374,14 @@ struct ThresholdArgs {
   bool json = false;
   bool quiet = false;
   const CLI::App* command = nullptr;
+  CLI::Option* sndbuf = nullptr;
 };
 
 int run_threshold(ThresholdArgs& a) {
   sim::ThresholdOptions& options = a.options;
+  if (const std::string why = sndbuf_with_pipes(a.sndbuf, options.transport); !why.empty()) {
+    return usage_error(*a.command, why);
+  }
   try {
     (void)sim::make_script(sim::threshold_scenario(options, 0, 0));
   } catch (const std::invalid_argument& e) {
@@ -322,7 +389,7 @@ int run_threshold(ThresholdArgs& a) {
   }
   tune_malloc_for_the_simulator();
   // An estimate of the sizes to explore: each dimension's grid, the cell scanned byte by byte.
-  const uint64_t capacity = uint64_t{options.pipe_pages} * options.page_size;
+  const uint64_t capacity = sim::threshold_capacity_bytes(options);
   const uint64_t max_bytes = options.max_bytes ? options.max_bytes : 2 * capacity;
   const uint64_t grid = options.grid_bytes ? options.grid_bytes : options.page_size / 8;
   const double expected =
@@ -363,6 +430,9 @@ Run setup_sim_threshold(CLI::App& command) {
                        "pipe capacity in page slots, a power of two", 1, 1 << 16);
   add_number<uint32_t>(command, "--page-size", o.page_size, "bytes per page, a power of two", 16,
                        1 << 20);
+  args->sndbuf =
+      add_channel_options(command, o.transport, o.sndbuf_bytes, o.framing,
+                          o.python_task_overhead_bytes, o.python_result_overhead_bytes, "channel");
   add_preemptions(command, o.preemption_bound, "bound of each exploration");
   command.add_option("--grid", o.grid_bytes, "grid step (default page-size / 8)")
       ->transform(size_in(1, uint64_t{1} << 32));

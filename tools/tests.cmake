@@ -74,6 +74,42 @@ pipepool_cli_test(demo_payload_range 2 stderr 1 "^pipepool demo: --payload: 1K i
 pipepool_cli_test(sim_run_finds_deadlock 1 stdout any "VERDICT: DEADLOCK" sim run --quiet
                   --strategy unbatched --scheduler shortest-backlog
                   --task 70000:70000:0 --task 70000:70000:0)
+# The channel options: bad values are one line and exit 2; a socketpair deadlock says its charge.
+pipepool_cli_test(sim_run_bad_transport 2 stderr 1
+                  "^pipepool sim run: --transport: 'tcp' is not pipes or socketpair" sim run
+                  --task 1:1:0 --transport tcp)
+pipepool_cli_test(sim_run_sndbuf_range 2 stderr 1
+                  "^pipepool sim run: --sndbuf: 10 is not in 4608\\.\\.2147483647" sim run
+                  --task 1:1:0 --sndbuf 10)
+pipepool_cli_test(sim_run_bad_framing 2 stderr 1
+                  "^pipepool sim run: --framing: 'json' is not pipepool or python" sim run
+                  --task 1:1:0 --framing json)
+pipepool_cli_test(sim_run_negative_overhead 2 stderr 1
+                  "^pipepool sim run: --task-overhead: -1 is not in 0\\.\\." sim run
+                  --task 1:1:0 --task-overhead -1)
+pipepool_cli_test(sim_run_sndbuf_with_pipes 2 stderr 1
+                  "^pipepool sim run: --sndbuf needs --transport socketpair" sim run --task 1:1:0
+                  --sndbuf 100000)
+pipepool_cli_test(sim_run_python_overhead_too_small 2 stderr 1
+                  "^pipepool sim run: .*python_task_overhead_bytes of at least 32" sim run
+                  --task 1:1:0 --transport socketpair --framing python --task-overhead 10
+                  --result-overhead 60)
+pipepool_cli_test(sim_threshold_python_socketpair 0 stdout any
+                  "smallest that deadlocks: 219165 bytes \\(frame 219269 bytes = fill \\+ 5\\)"
+                  sim threshold --quiet --strategy unbatched --transport socketpair
+                  --framing python --task-overhead 100 --result-overhead 60
+                  --min-bytes 215000 --max-bytes 222000 --grid 64)
+pipepool_cli_test(sim_threshold_bad_transport 2 stderr 1
+                  "^pipepool sim threshold: --transport: 'udp' is not pipes or socketpair" sim
+                  threshold --strategy unbatched --transport udp)
+pipepool_cli_test(sim_run_socketpair_deadlock 1 stdout any
+                  "212,992 bytes of send buffer charged" sim run --quiet --strategy unbatched
+                  --scheduler shortest-backlog --transport socketpair
+                  --task 300000:300000:0 --task 300000:300000:0)
+pipepool_cli_test(sim_threshold_socketpair 0 stdout any
+                  "smallest that deadlocks: 219233 bytes \\(frame 219265 bytes = fill \\+ 1\\)"
+                  sim threshold --quiet --strategy unbatched --transport socketpair
+                  --min-bytes 215000 --max-bytes 222000 --grid 64)
 pipepool_cli_test(sim_pipe_json 0 stdout any "\"op\": \"fill:4097\"" sim pipe --json fill:4097)
 
 # pipepool tiers: argument checks, the emulation against the published Lambda figures, cleanup.

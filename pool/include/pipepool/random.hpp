@@ -21,6 +21,9 @@ class Random {
     return z ^ (z >> 31);
   }
 
+  // The generator's whole state (for fingerprints of a simulated pool's state).
+  uint64_t state() const { return state_; }
+
   // Uniform in [0, bound); bound must be > 0. Rejection sampling: no modulo bias.
   uint64_t below(uint64_t bound) {
     const uint64_t limit = UINT64_MAX - UINT64_MAX % bound;

@@ -69,6 +69,16 @@ class Scheduler {
   // override clone() is caught by the explorer's determinism check (the same schedule, replayed,
   // takes another path).
   virtual std::unique_ptr<Scheduler> clone() const { return nullptr; }
+  // A copy in this one's current state (not its initial one), so that the simulator's explorer
+  // can branch from a saved world instead of replaying the steps that led to it. nullptr (the
+  // default): it cannot, and the explorer replays. A scheduler that keeps no state may return a
+  // fresh instance.
+  virtual std::unique_ptr<Scheduler> snapshot() const { return nullptr; }
+  // A hash of everything in this scheduler that decides its future picks (given the same loads
+  // and generator), for the explorer's state cache: two schedulers with equal fingerprints must
+  // pick alike from now on. nullopt (the default): unknown, and the explorer identifies states by
+  // their history instead, which is sound but merges fewer of them.
+  virtual std::optional<uint64_t> state_fingerprint() const { return std::nullopt; }
 };
 
 enum class SchedulerKind { Demand, ShortestBacklog, RoundRobin };

@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::protocol {
 
 void ChildEngine::exit_with(int code, std::string reason) {
@@ -134,6 +136,23 @@ void ChildEngine::bytes_written(size_t n) {
 
 void ChildEngine::write_failed(int /*error*/) {
   exit_with(kExitParentGone, "writing to the parent failed: nobody reads the result pipe");
+}
+
+uint64_t ChildEngine::fingerprint(uint64_t h) const {
+  h = reader_.fingerprint(h);
+  h = fingerprint_mix(h, run_queue_.size());
+  for (const Frame& f : run_queue_) {
+    h = fingerprint_mix(h, (static_cast<uint64_t>(f.header.kind) << 56) ^ f.header.payload_bytes);
+    h = fingerprint_mix(h, f.header.task_id);
+  }
+  h = fingerprint_mix(h, (uint64_t{batch_ready_} << 63) ^ (uint64_t{started_sent_} << 62) ^
+                             (uint64_t{shutdown_received_} << 61) ^ (uint64_t{exiting_} << 60) ^
+                             (static_cast<uint64_t>(static_cast<uint32_t>(exit_code_)) << 24) ^
+                             tasks_done_);
+  h = notices_.fingerprint(h, false);
+  h = results_.fingerprint(h, false);
+  if (exiting_) h = fingerprint_text(h, exit_reason_);
+  return h;
 }
 
 }  // namespace pipepool::protocol

@@ -83,6 +83,16 @@ class ChildEngine {
 
   uint64_t tasks_done() const { return tasks_done_; }
 
+  // Copies: the engine is copyable (the simulator branches from saved worlds). An Action holds
+  // spans into its engine, so after copying, ask the copy for its action again: next() called
+  // twice without a report in between returns the same action.
+  //
+  // `h` mixed with everything that decides this engine's actions from now on (fingerprint.hpp):
+  // its reader, the tasks queued to run (by header), batch and shutdown flags, the frames waiting
+  // to be written, the exit it is taking, and how many tasks it has done (maxtasksperchild). Not
+  // the buffers kept only to reuse memory (result_buffer()).
+  uint64_t fingerprint(uint64_t h) const;
+
  private:
   void exit_with(int code, std::string reason);
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::protocol {
 namespace {
 
@@ -323,6 +325,64 @@ Frame FrameReader::take() {
   Frame frame = std::move(ready_.front());
   ready_.pop_front();
   return frame;
+}
+
+FrameReader::FrameReader(const FrameReader& other)
+    : direction_(other.direction_),
+      max_payload_bytes_(other.max_payload_bytes_),
+      header_bytes_(other.header_bytes_),
+      header_filled_(other.header_filled_),
+      in_payload_(other.in_payload_),
+      payload_filled_(other.payload_filled_),
+      frame_(other.frame_),
+      ready_(other.ready_),
+      stage_bytes_(other.stage_bytes_),
+      direct_(other.direct_),
+      advice_bytes_(other.advice_bytes_),
+      leftover_(other.leftover_),
+      spare_(),
+      broken_(other.broken_),
+      error_(other.error_) {
+  // Only the staged bytes not yet parsed matter; the rest of the buffer is written before it is
+  // read, so a copy allocates it (uninitialised) when it first needs it.
+  if (other.stage_ && leftover_ > 0) {
+    stage_.reset(new std::byte[stage_bytes_]);
+    std::memcpy(stage_.get(), other.stage_.get(), leftover_);
+  }
+  // The recycled buffer's capacity decides later payloads' paths (reuse, or wait for advice).
+  spare_.reserve(other.spare_.capacity());
+  if (!other.advice_.empty()) {
+    // A reserved payload awaiting advice: reserve as much in the copy (std::string's copy keeps
+    // the size, not the capacity).
+    frame_.payload.reserve(other.frame_.payload.capacity());
+    advice_ = {reinterpret_cast<std::byte*>(frame_.payload.data()), frame_.payload.capacity()};
+  }
+}
+
+FrameReader& FrameReader::operator=(const FrameReader& other) {
+  if (this != &other) *this = FrameReader(other);
+  return *this;
+}
+
+uint64_t FrameReader::fingerprint(uint64_t h) const {
+  h = fingerprint_mix(h, (uint64_t{in_payload_} << 63) ^ (uint64_t{broken_} << 62) ^
+                             (uint64_t{advice_.empty()} << 61) ^ (uint64_t{header_filled_} << 40) ^
+                             payload_filled_);
+  h = fingerprint_bytes(h, std::span<const std::byte>(header_bytes_.data(), header_filled_));
+  if (in_payload_) {
+    h = fingerprint_mix(
+        h, (static_cast<uint64_t>(frame_.header.kind) << 56) ^ frame_.header.payload_bytes);
+    h = fingerprint_mix(h, frame_.header.task_id);
+  }
+  if (leftover_ > 0) h = fingerprint_bytes(h, std::span<const std::byte>(stage_.get(), leftover_));
+  h = fingerprint_mix(h, ready_.size());
+  for (const Frame& f : ready_) {
+    h = fingerprint_mix(h, (static_cast<uint64_t>(f.header.kind) << 56) ^ f.header.payload_bytes);
+    h = fingerprint_mix(h, f.header.task_id);
+  }
+  if (advice_bytes_ != 0) h = fingerprint_mix(h, spare_.capacity());
+  if (broken_) h = fingerprint_text(h, error_);
+  return h;
 }
 
 }  // namespace pipepool::protocol

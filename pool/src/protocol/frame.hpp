@@ -154,6 +154,20 @@ class FrameReader {
         wire_(wire),
         stage_bytes_(read_ahead_bytes),
         advice_bytes_(read_ahead_bytes > 0 ? huge_page_advice_bytes : 0) {}
+  // A copy reads on exactly as the original would (the simulator branches from saved worlds).
+  // Spans handed out by the original's buffer() or huge_page_advice() point into the original:
+  // ask the copy again.
+  FrameReader(const FrameReader& other);
+  FrameReader& operator=(const FrameReader& other);
+  FrameReader(FrameReader&&) = default;
+  FrameReader& operator=(FrameReader&&) = default;
+  ~FrameReader() = default;
+
+  // `h` mixed with everything that decides what this reader asks for and yields from now on
+  // (fingerprint.hpp): the position in the frame, the partial header, staged bytes not yet
+  // parsed, the frames ready (by header), and the recycled buffer's capacity where it decides
+  // whether a payload waits for huge-page advice.
+  uint64_t fingerprint(uint64_t h) const;
 
   // Where the next bytes go. Never empty.
   std::span<std::byte> buffer();

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cassert>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::protocol {
 namespace {
 
@@ -91,6 +93,16 @@ size_t Outbox::consume(size_t n) {
     ++completed;
   }
   return completed;
+}
+
+uint64_t Outbox::fingerprint(uint64_t h, bool with_sequence) const {
+  h = fingerprint_mix(h, (uint64_t{frames_.size()} << 32) ^ offset_);
+  for (const OutFrame& frame : frames_) {
+    h = fingerprint_bytes(h, frame.header);
+    h = fingerprint_mix(h, frame.payload_size());
+    if (with_sequence) h = fingerprint_mix(h, frame.sequence);
+  }
+  return h;
 }
 
 }  // namespace pipepool::protocol

@@ -56,6 +56,11 @@ class Outbox {
   // n bytes of what gather() returned were written. Returns how many frames completed.
   size_t consume(size_t n);
 
+  // `h` mixed with the queued frames (headers, payload sizes; fingerprint.hpp) and the bytes of
+  // the first already written; with_sequence: their sequence numbers too (the parent engine
+  // orders blocking writes by them; the child engine never reads its own).
+  uint64_t fingerprint(uint64_t h, bool with_sequence) const;
+
   // Drops everything (the worker is gone).
   void clear() {
     frames_.clear();

@@ -4,10 +4,12 @@
 #include <cassert>
 #include <utility>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::protocol {
 
 ParentEngine::ParentEngine(ParentConfig config, const IoStrategy& strategy, Scheduler& scheduler)
-    : config_(config), strategy_(strategy), scheduler_(scheduler), random_(config.seed) {
+    : config_(config), strategy_(&strategy), scheduler_(&scheduler), random_(config.seed) {
   assert(config_.workers > 0);
   validate_wire_format(config_.wire);
   slots_.resize(config_.workers);
@@ -219,7 +221,7 @@ void ParentEngine::schedule() {
       }
     }
     if (loads_scratch_.empty()) break;
-    std::optional<uint32_t> pick = scheduler_.pick(loads_scratch_, random_);
+    std::optional<uint32_t> pick = scheduler_->pick(loads_scratch_, random_);
     bool valid = pick && std::any_of(loads_scratch_.begin(), loads_scratch_.end(),
                                      [&](const WorkerLoad& l) { return l.worker == *pick; });
     if (!valid) {
@@ -253,7 +255,7 @@ void ParentEngine::schedule() {
     // The task record keeps the payload (for a retry); the frame shares it.
     queue_frame(w, FrameKind::Task, id, task.payload);
   }
-  if (strategy_.parent_sends_run_batch()) {
+  if (strategy_->parent_sends_run_batch()) {
     for (WorkerId w = 0; w < config_.workers; ++w) {
       if (touched[w]) queue_frame(w, FrameKind::RunBatch, 0, nullptr);
     }
@@ -364,7 +366,7 @@ void ParentEngine::maybe_finalize(WorkerId w) {
       bool may_have_run;
       if (config_.task_timeouts) {
         may_have_run = tasks_.at(id).started;
-      } else if (strategy_.child_mode() == ChildMode::OneAtATime) {
+      } else if (strategy_->child_mode() == ChildMode::OneAtATime) {
         may_have_run = first;
       } else {
         may_have_run = true;
@@ -423,7 +425,7 @@ void ParentEngine::maybe_finalize(WorkerId w) {
 // ---- requests ----------------------------------------------------------------------------------
 
 std::optional<WorkerId> ParentEngine::blocking_write_due() const {
-  if (!strategy_.parent_blocking_writes()) return std::nullopt;
+  if (!strategy_->parent_blocking_writes()) return std::nullopt;
   std::optional<WorkerId> best;
   for (WorkerId w = 0; w < config_.workers; ++w) {
     if (!wants_write(w)) continue;
@@ -436,7 +438,7 @@ std::optional<WorkerId> ParentEngine::blocking_write_due() const {
 
 size_t ParentEngine::pending_write(WorkerId w,
                                    std::vector<std::span<const std::byte>>& segments) const {
-  size_t units = strategy_.parent_blocking_writes() ? 1 : strategy_.max_frames_per_write();
+  size_t units = strategy_->parent_blocking_writes() ? 1 : strategy_->max_frames_per_write();
   if (config_.wire.python) units = 1;  // each Python write call by itself
   return slots_[w].outbox.gather(segments, units);
 }
@@ -470,6 +472,71 @@ bool ParentEngine::finished() const {
   if (!shutting_down_ || !tasks_.empty()) return false;
   return std::all_of(slots_.begin(), slots_.end(),
                      [](const Slot& s) { return s.state == SlotState::Absent; });
+}
+
+// ---- copies and fingerprints -------------------------------------------------------------------
+
+ParentEngine::ParentEngine(const ParentEngine& other, Scheduler& scheduler) : ParentEngine(other) {
+  scheduler_ = &scheduler;
+}
+
+uint64_t ParentEngine::fingerprint(uint64_t h) const {
+  h = fingerprint_mix(h, random_.state());
+  h = fingerprint_mix(
+      h, (uint64_t{shutting_down_} << 63) ^ (uint64_t{terminated_} << 62) ^ next_sequence_);
+  h = fingerprint_text(h, abort_reason_);
+  for (WorkerId w = 0; w < slots_.size(); ++w) {
+    const Slot& slot = slots_[w];
+    h = fingerprint_mix(h, (static_cast<uint64_t>(slot.state) << 56) ^ (uint64_t{slot.eof} << 55) ^
+                               (uint64_t{slot.truncated} << 54) ^
+                               (uint64_t{slot.reading_abandoned} << 53) ^
+                               (uint64_t{slot.exit.has_value()} << 52) ^
+                               (uint64_t{slot.failure_kind.has_value()} << 51) ^
+                               (slot.failure_kind ? static_cast<uint64_t>(*slot.failure_kind) : 0));
+    h = slot.outbox.fingerprint(h, true);
+    h = slot.reader.fingerprint(h);
+    h = fingerprint_mix(h, slot.outstanding.size());
+    for (TaskId task : slot.outstanding) h = fingerprint_mix(h, task);
+    h = fingerprint_mix(h, slot.assigned_this_process);
+    h = fingerprint_mix(h, slot.assigned_total);
+    h = fingerprint_mix(h, slot.last_done_ns);
+    h = fingerprint_mix(h, slot.mean_task_ns);
+    h = fingerprint_mix(h, slot.timed_out_task);
+    if (slot.exit) {
+      h = fingerprint_mix(h,
+                          (static_cast<uint64_t>(static_cast<uint32_t>(slot.exit->signal)) << 32) ^
+                              static_cast<uint32_t>(slot.exit->exit_code));
+      h = fingerprint_text(h, slot.exit->description);
+    }
+    h = fingerprint_text(h, slot.failure_message);
+    h = fingerprint_text(h, labels_[w]);
+  }
+  h = fingerprint_mix(h, pending_.size());
+  for (TaskId task : pending_) h = fingerprint_mix(h, task);
+  // An unordered map: combine its entries' hashes in an order-free way.
+  uint64_t tasks = 0;
+  for (const auto& [id, t] : tasks_) {
+    uint64_t e = fingerprint_mix(id, t.payload ? t.payload->size() : ~uint64_t{0});
+    e = fingerprint_mix(e, t.timeout_ns);
+    e = fingerprint_mix(e, (uint64_t{t.attempts} << 33) ^ (uint64_t{t.started} << 32) ^ t.worker);
+    e = fingerprint_mix(e, t.assigned_ns);
+    tasks += e;
+  }
+  h = fingerprint_mix(fingerprint_mix(h, tasks_.size()), tasks);
+  // Commands and completions are taken by the loop before it hands its driver an action; any
+  // left are part of the state all the same.
+  h = fingerprint_mix(h, (uint64_t{commands_.size()} << 32) ^ completions_.size());
+  for (const Command& c : commands_) {
+    h = fingerprint_mix(
+        h, (static_cast<uint64_t>(c.kind) << 56) ^ (uint64_t{c.worker} << 32) ^ c.attempt);
+    h = fingerprint_mix(fingerprint_mix(h, c.task), c.timeout_ns);
+  }
+  for (const Completion& c : completions_) {
+    h = fingerprint_mix(h, (static_cast<uint64_t>(c.kind) << 56) ^ c.task);
+    h = fingerprint_mix(h, c.payload.size());
+    h = fingerprint_text(h, c.message);
+  }
+  return h;
 }
 
 }  // namespace pipepool::protocol

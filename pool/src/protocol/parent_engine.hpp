@@ -106,6 +106,19 @@ class ParentEngine {
 
   // `strategy` and `scheduler` must outlive the engine.
   ParentEngine(ParentConfig config, const IoStrategy& strategy, Scheduler& scheduler);
+  // A copy of `other` in its current state that asks `scheduler` (a snapshot of other's, see
+  // Scheduler::snapshot()) from now on; the strategy, a stateless object, is shared. For the
+  // simulator, which branches from saved worlds. Spans handed out by `other` (pending_write,
+  // read_buffer) point into it: ask the copy again.
+  ParentEngine(const ParentEngine& other, Scheduler& scheduler);
+  ParentEngine& operator=(const ParentEngine&) = delete;
+
+  // `h` mixed with everything in the engine that decides its future requests and completions
+  // (fingerprint.hpp), but the scheduler's own state (Scheduler::state_fingerprint) and the
+  // clock: each slot's state, queued frames with their order, reader, outstanding tasks, load
+  // estimates and how it ended; the queue of unassigned tasks; every unfinished task's record;
+  // the tie-break generator. Not the statistics, which decide nothing.
+  uint64_t fingerprint(uint64_t h) const;
 
   // ---- events ------------------------------------------------------------------------------
   // One API call's tasks (one scheduling pass; Batched sends one RunBatch per worker after it).
@@ -172,7 +185,7 @@ class ParentEngine {
   bool finished() const;
   bool shutting_down() const { return shutting_down_; }
   const EngineStats& stats() const { return stats_; }
-  const IoStrategy& strategy() const { return strategy_; }
+  const IoStrategy& strategy() const { return *strategy_; }
 
  private:
   struct TaskState {
@@ -204,6 +217,8 @@ class ParentEngine {
   };
 
   FrameReader make_reader() const;
+  ParentEngine(const ParentEngine&) = default;  // through the constructor above only
+
   void schedule();
   bool accepting(const Slot& slot) const;
   void queue_frame(WorkerId w, FrameKind kind, TaskId task,
@@ -216,8 +231,8 @@ class ParentEngine {
   std::string worker_name(WorkerId w) const;
 
   ParentConfig config_;
-  const IoStrategy& strategy_;
-  Scheduler& scheduler_;
+  const IoStrategy* strategy_;  // never null
+  Scheduler* scheduler_;        // never null
   Random random_;
   std::vector<Slot> slots_;
   std::vector<std::string> labels_;  // set_worker_label; empty: "worker N"

@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "protocol/fingerprint.hpp"
+
 namespace pipepool::protocol {
 
 namespace {
@@ -19,6 +21,102 @@ ParentLoop::ParentLoop(const EngineSetup& setup, const IoStrategy& strategy, Sch
       slots_(setup.parent.workers),
       interest_(setup.parent.workers) {
   segments_.reserve(128);
+}
+
+ParentLoop::ParentLoop(const ParentLoop& other, Scheduler& scheduler)
+    : setup_(other.setup_),
+      engine_(other.engine_, scheduler),
+      blocking_writes_(other.blocking_writes_),
+      phase_(other.phase_),
+      pending_(other.pending_),
+      now_ns_(other.now_ns_),
+      slots_(other.slots_),
+      queued_(),  // handed out already (queued_pos_ == size between calls): never read again
+      queued_pos_(0),
+      delivering_(other.delivering_),
+      withdrawn_(other.withdrawn_),
+      timers_(other.timers_),
+      server_lost_(other.server_lost_),
+      server_reason_(other.server_reason_),
+      io_worker_(other.io_worker_),
+      interest_(other.interest_),
+      batch_(other.batch_),
+      batch_pos_(other.batch_pos_),
+      rounds_(other.rounds_),
+      exit_handled_(other.exit_handled_),
+      read_after_exit_(other.read_after_exit_),
+      read_requested_(other.read_requested_),
+      item_over_(other.item_over_),
+      write_observer_(other.write_observer_) {
+  if (other.queued_pos_ < other.queued_.size()) {
+    throw std::logic_error("pipepool: ParentLoop copied while actions were queued");
+  }
+  // The iterators into timers_ point into other's map: find each task's timer again (a task has
+  // at most one armed).
+  for (auto it = timers_.begin(); it != timers_.end(); ++it) timer_of_[it->second.task] = it;
+  segments_.reserve(128);
+  if (pending_ == Pending::Write) engine_.pending_write(io_worker_, segments_);
+}
+
+ParentLoop::Action ParentLoop::current(const Action& action) {
+  Action out = action;
+  switch (action.op) {
+    case Op::Write:
+      out.write = segments_;
+      break;
+    case Op::Read:
+      out.read_into = engine_.read_buffer(action.worker);
+      out.huge_page_advice = engine_.read_advice(action.worker);
+      break;
+    case Op::Wait:
+      out.interest = interest_;
+      break;
+    case Op::Deliver:
+      out.completions = delivering_;
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+uint64_t ParentLoop::fingerprint(uint64_t h) const {
+  h = engine_.fingerprint(h);
+  h = fingerprint_mix(h, (static_cast<uint64_t>(phase_) << 56) ^
+                             (static_cast<uint64_t>(pending_) << 48) ^
+                             (uint64_t{server_lost_} << 47) ^ (uint64_t{exit_handled_} << 46) ^
+                             (uint64_t{read_after_exit_} << 45) ^ (uint64_t{item_over_} << 44) ^
+                             (uint64_t{io_worker_} << 16) ^ rounds_);
+  h = fingerprint_mix(h, read_requested_);
+  for (const Slot& slot : slots_) {
+    h = fingerprint_mix(h, (uint64_t{slot.alive} << 63) ^ (uint64_t{slot.needs_start} << 62) ^
+                               (uint64_t{slot.task_pipe_full} << 61) ^ slot.young_deaths);
+    h = fingerprint_mix(h, slot.start_after_ns);
+    h = fingerprint_mix(h, slot.started_ns);
+    h = fingerprint_mix(h, slot.bytes_read);
+  }
+  for (const Interest& i : interest_) {
+    h = fingerprint_mix(h, (uint64_t{i.read} << 1) ^ uint64_t{i.write});
+  }
+  h = fingerprint_mix(h, timers_.size());
+  for (const auto& [due, timer] : timers_) {
+    h = fingerprint_mix(fingerprint_mix(h, due), (timer.task << 8) ^ timer.attempt);
+  }
+  h = fingerprint_mix(h, (uint64_t{batch_.size()} << 32) ^ batch_pos_);
+  for (size_t i = batch_pos_; i < batch_.size(); ++i) {
+    const ReadyEvent& e = batch_[i];
+    h = fingerprint_mix(h, (static_cast<uint64_t>(e.kind) << 56) ^ e.worker);
+    if (e.kind == ReadyEvent::Kind::Exited) {
+      h = fingerprint_mix(h, (static_cast<uint64_t>(static_cast<uint32_t>(e.exit.signal)) << 32) ^
+                                 static_cast<uint32_t>(e.exit.exit_code));
+      h = fingerprint_text(h, e.exit.description);
+    }
+    if (e.kind == ReadyEvent::Kind::ServerLost) h = fingerprint_text(h, e.reason);
+  }
+  h = fingerprint_mix(h, withdrawn_.size());
+  for (const Completion& c : withdrawn_) h = fingerprint_mix(h, c.task);
+  if (server_lost_) h = fingerprint_text(h, server_reason_);
+  return h;
 }
 
 void ParentLoop::expect(Pending pending) const {

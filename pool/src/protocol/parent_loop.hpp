@@ -170,6 +170,22 @@ class ParentLoop {
 
   // `strategy` and `scheduler` must outlive the loop.
   ParentLoop(const EngineSetup& setup, const IoStrategy& strategy, Scheduler& scheduler);
+  // A copy of `other` in its current state, asking `scheduler` (a snapshot of other's, see
+  // Scheduler::snapshot()) from now on: the simulator branches from saved worlds instead of
+  // replaying the steps that led to them. The action `other` handed out last holds spans into
+  // `other`; pass it to current() to get the same action over the copy.
+  ParentLoop(const ParentLoop& other, Scheduler& scheduler);
+  ParentLoop(const ParentLoop&) = delete;
+  ParentLoop& operator=(const ParentLoop&) = delete;
+  // `action`, the last one next() returned (to the original of a copy), with its spans pointing
+  // into this loop: the segments to write, the buffer to read into, the interest set.
+  Action current(const Action& action);
+
+  // `h` mixed with everything that decides the loop's future actions but the clock and the
+  // scheduler's own state (fingerprint.hpp): its phase and the report it waits for, each slot's
+  // process, start and back-off, armed timers, the ready batch and where its dispatch stands, and
+  // the engine's fingerprint. Not the write observer, which decides nothing.
+  uint64_t fingerprint(uint64_t h) const;
 
   // The next action, given the driver's clock (steady, nanoseconds; the simulator's virtual time).
   Action next(uint64_t now_ns);

@@ -22,6 +22,8 @@ class ShortestBacklog final : public Scheduler {
   }
   std::string_view name() const override { return "shortest-backlog"; }
   std::unique_ptr<Scheduler> clone() const override { return std::make_unique<ShortestBacklog>(); }
+  std::unique_ptr<Scheduler> snapshot() const override { return clone(); }  // stateless
+  std::optional<uint64_t> state_fingerprint() const override { return 0; }
 };
 
 // Next slot in turn among those accepting, whatever their load.
@@ -39,6 +41,10 @@ class RoundRobin final : public Scheduler {
   }
   std::string_view name() const override { return "round-robin"; }
   std::unique_ptr<Scheduler> clone() const override { return std::make_unique<RoundRobin>(); }
+  std::unique_ptr<Scheduler> snapshot() const override {
+    return std::make_unique<RoundRobin>(*this);
+  }
+  std::optional<uint64_t> state_fingerprint() const override { return next_; }
 
  private:
   uint32_t next_ = 0;
@@ -63,6 +69,8 @@ class Demand final : public Scheduler {
   std::unique_ptr<Scheduler> clone() const override {
     return std::make_unique<Demand>(max_in_flight_, queue_budget_ns_);
   }
+  std::unique_ptr<Scheduler> snapshot() const override { return clone(); }  // no state kept
+  std::optional<uint64_t> state_fingerprint() const override { return 0; }
 
  private:
   bool may_take(const WorkerLoad& w) const {
