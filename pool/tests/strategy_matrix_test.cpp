@@ -71,6 +71,13 @@ pipepool::Options on(const Channel& channel, pipepool::Options options) {
   return options;
 }
 
+// A payload far larger than the channel holds: 16 MiB against a pipe (up to 1 MiB), 2 MiB against
+// a socketpair (about ten times the default SO_SNDBUF; smaller, so that the socketpair runs add
+// little to the suite's time under the sanitizers).
+size_t large_bytes(const Channel& channel) {
+  return channel.transport == Transport::Pipes ? 16 * kMiB : 2 * kMiB;
+}
+
 struct Config {
   Strategy strategy;
   SchedulerKind scheduler;
@@ -192,13 +199,15 @@ TEST_P(EveryConfig, PayloadsBelowThePipeWithOneInFlight) {
 }
 
 TEST_P(EveryConfig, SixLargePayloadsInOneMapOnOneWorker) {
-  // Pool(1).map of six 16 MiB payloads, each returned whole: the case lambda_multiprocessing 1.0
-  // fixed. Epoll and Batched must pass it with any scheduler; Unbatched only when the scheduler
-  // holds the second task back until the first result is in (Demand).
+  // Pool(1).map of six large payloads (large_bytes), each returned whole: the case
+  // lambda_multiprocessing 1.0 fixed. Epoll and Batched must pass it with any scheduler; Unbatched
+  // only when the scheduler holds the second task back until the first result is in (Demand).
   const Config config = GetParam();
   pipepool::Pool pool(options(config, 1));
   std::vector<std::string> inputs;
-  for (int i = 0; i < 6; ++i) inputs.push_back(std::string(16 * kMiB, static_cast<char>('a' + i)));
+  for (int i = 0; i < 6; ++i) {
+    inputs.push_back(std::string(large_bytes(config.channel), static_cast<char>('a' + i)));
+  }
   auto outputs = pool.map_async(echo, inputs);
   if (config.strategy == Strategy::Unbatched && config.scheduler != SchedulerKind::Demand) {
     // Known failure: the parent writes task 2 while the worker writes result 1.
@@ -222,8 +231,8 @@ class EpollAnyScheduler : public ::testing::TestWithParam<EpollConfig> {};
 TEST_P(EpollAnyScheduler, LargePayloadsBothWays) {
   pipepool::Pool pool(
       on(GetParam().channel, pipepool::Options{.processes = 1, .scheduler = GetParam().scheduler}));
-  const std::string big(16 * kMiB, 'x');
-  // Two back-to-back apply_async with 16 MiB in and out on one worker.
+  const std::string big(large_bytes(GetParam().channel), 'x');
+  // Two back-to-back apply_async with large payloads in and out on one worker.
   auto a = pool.apply_async(echo, big);
   auto b = pool.apply_async(echo, big);
   EXPECT_EQ(a.get().size(), big.size());
@@ -238,7 +247,7 @@ TEST_P(EpollAnyScheduler, LargePayloadsBothWays) {
 TEST_P(EpollAnyScheduler, MapAsyncOfSixOnTwoWorkersReturnsAtOnce) {
   pipepool::Pool pool(
       on(GetParam().channel, pipepool::Options{.processes = 2, .scheduler = GetParam().scheduler}));
-  std::vector<std::string> inputs(6, std::string(16 * kMiB, 'm'));
+  std::vector<std::string> inputs(6, std::string(large_bytes(GetParam().channel), 'm'));
   auto start = Clock::now();
   auto result = pool.map_async(echo, inputs);
   EXPECT_LT(seconds_since(start), 1.0);  // encoding 96 MiB, not running it
