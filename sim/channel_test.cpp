@@ -261,7 +261,7 @@ TEST(SocketWorld, UnbatchedTwoTasksWellBelowTheSocketBufferAreCertified) {
   EXPECT_FALSE(r.counterexample.has_value()) << format_deadlock(*r.counterexample->deadlock, "");
   EXPECT_TRUE(r.complete) << r.cut_reason;
   EXPECT_EQ(verdict(r), "no-failure");
-  EXPECT_GT(r.schedules, 10u);
+  EXPECT_GT(r.schedules + r.pruned, 10u);  // most branches end at a cached state
   EXPECT_TRUE(r.determinism.ok);
 }
 
@@ -279,7 +279,7 @@ TEST(SocketWorld, BatchedDeadlocksAndEpollIsCertifiedAboveTheSocketBuffer) {
     EXPECT_FALSE(r.counterexample.has_value()) << size << ": " << r.counterexample->failure;
     EXPECT_TRUE(r.complete) << r.cut_reason;
     EXPECT_EQ(verdict(r), "no-failure") << size;
-    EXPECT_GT(r.schedules, 10u) << size;
+    EXPECT_GT(r.schedules + r.pruned, 10u) << size;
     EXPECT_TRUE(r.determinism.ok) << size;
   }
 }

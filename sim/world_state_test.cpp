@@ -38,6 +38,16 @@ std::vector<Scenario> scenarios() {
                   "wait\n"),
       scenario_of(Strategy::Epoll, SchedulerKind::Demand, 2,
                   "map_async 3 5000 70000 2 1\napply 100 100 1\n"),
+      // Socketpairs, and Python's framing (the reader's length state must copy too).
+      scenario_of(Strategy::Batched, SchedulerKind::RoundRobin, 2,
+                  "transport socketpair\nmap_async 4 70000 120000 0 1\n"),
+      scenario_of(Strategy::Unbatched, SchedulerKind::ShortestBacklog, 1,
+                  "transport socketpair\nframing python\ntask-overhead 100\n"
+                  "result-overhead 60\napply_async 215000 300000 0\n"
+                  "apply_async 215000 300000 0\nwait\n"),
+      scenario_of(Strategy::Epoll, SchedulerKind::RoundRobin, 2,
+                  "framing python\ntask-overhead 64\nresult-overhead 64\n"
+                  "map_async 4 20000 70000 0 1\n"),
   };
 }
 

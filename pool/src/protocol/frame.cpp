@@ -330,8 +330,13 @@ Frame FrameReader::take() {
 FrameReader::FrameReader(const FrameReader& other)
     : direction_(other.direction_),
       max_payload_bytes_(other.max_payload_bytes_),
+      wire_(other.wire_),
       header_bytes_(other.header_bytes_),
       header_filled_(other.header_filled_),
+      length_bytes_(other.length_bytes_),
+      length_filled_(other.length_filled_),
+      length_wanted_(other.length_wanted_),
+      body_bytes_(other.body_bytes_),
       in_payload_(other.in_payload_),
       payload_filled_(other.payload_filled_),
       frame_(other.frame_),
@@ -369,6 +374,10 @@ uint64_t FrameReader::fingerprint(uint64_t h) const {
                              (uint64_t{advice_.empty()} << 61) ^ (uint64_t{header_filled_} << 40) ^
                              payload_filled_);
   h = fingerprint_bytes(h, std::span<const std::byte>(header_bytes_.data(), header_filled_));
+  // Python framing: how far into the message's length, and what the body is filled to.
+  h = fingerprint_mix(h, (uint64_t{length_filled_} << 48) ^ (uint64_t{length_wanted_} << 40) ^
+                             body_bytes_);
+  h = fingerprint_bytes(h, std::span<const std::byte>(length_bytes_.data(), length_filled_));
   if (in_payload_) {
     h = fingerprint_mix(
         h, (static_cast<uint64_t>(frame_.header.kind) << 56) ^ frame_.header.payload_bytes);
