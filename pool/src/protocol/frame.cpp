@@ -375,8 +375,8 @@ uint64_t FrameReader::fingerprint(uint64_t h) const {
                              payload_filled_);
   h = fingerprint_bytes(h, std::span<const std::byte>(header_bytes_.data(), header_filled_));
   // Python framing: how far into the message's length, and what the body is filled to.
-  h = fingerprint_mix(h, (uint64_t{length_filled_} << 48) ^ (uint64_t{length_wanted_} << 40) ^
-                             body_bytes_);
+  h = fingerprint_mix(
+      h, (uint64_t{length_filled_} << 48) ^ (uint64_t{length_wanted_} << 40) ^ body_bytes_);
   h = fingerprint_bytes(h, std::span<const std::byte>(length_bytes_.data(), length_filled_));
   if (in_payload_) {
     h = fingerprint_mix(
