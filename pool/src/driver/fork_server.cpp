@@ -190,6 +190,25 @@ void reply_error(const ServerState& s, int error, FailedStep step) {
   (void)os::send_with_fds(s.control_fd, bytes_of(reply), {});  // a gone parent: EOF comes next
 }
 
+// Forks a worker that runs `start` and tracks it (s.workers[s.live - 1]); true on success. On
+// failure it replies the error; a child whose pidfd cannot be opened is killed and reaped first.
+bool fork_tracked_worker(ServerState& s, WorkerStart& start) {
+  os::Result<pid_t> pid = os::fork_child(os::ChildSetup{&worker_entry, &start});
+  if (!pid.ok()) {
+    reply_error(s, pid.error(), kFork);
+    return false;
+  }
+  os::Result<os::Fd> pidfd = os::pidfd_open(pid.value());
+  if (!pidfd.ok()) {
+    (void)os::send_signal(pid.value(), SIGKILL);
+    (void)os::wait_pid(pid.value());
+    reply_error(s, pidfd.error(), kPidfdOpen);
+    return false;
+  }
+  s.workers[s.live++] = WorkerSlot{pid.value(), pidfd.value().release()};
+  return true;
+}
+
 // One AF_UNIX stream socketpair for both directions (Transport::SocketPair); the worker gets one
 // end as both its task and its result descriptor.
 void spawn_socket_worker(ServerState& s) {
@@ -207,21 +226,14 @@ void spawn_socket_worker(ServerState& s) {
   if (!sndbuf.ok()) return reply_error(s, sndbuf.error(), kSndbuf);
 
   WorkerStart start{s.worker_main, s.context, worker_end.get(), worker_end.get()};
-  os::Result<pid_t> pid = os::fork_child(os::ChildSetup{&worker_entry, &start});
-  if (!pid.ok()) return reply_error(s, pid.error(), kFork);
-  os::Result<os::Fd> pidfd = os::pidfd_open(pid.value());
-  if (!pidfd.ok()) {
-    (void)os::send_signal(pid.value(), SIGKILL);
-    (void)os::wait_pid(pid.value());
-    return reply_error(s, pidfd.error(), kPidfdOpen);
-  }
+  if (!fork_tracked_worker(s, start)) return;
   worker_end.reset();  // lives in the worker only: its death must be the parent's end of file
-  s.workers[s.live++] = WorkerSlot{pid.value(), pidfd.value().release()};
+  const WorkerSlot& worker = s.workers[s.live - 1];
 
   SpawnReply reply;
-  reply.pid = pid.value();
+  reply.pid = worker.pid;
   reply.socket_sndbuf_bytes = static_cast<uint64_t>(sndbuf.value());
-  const int fds[] = {parent_end.get(), parent_end.get(), s.workers[s.live - 1].pidfd};
+  const int fds[] = {parent_end.get(), parent_end.get(), worker.pidfd};
   (void)os::send_with_fds(s.control_fd, bytes_of(reply), fds);
 }  // parent_end: the server's copy closes here
 
@@ -246,22 +258,15 @@ void spawn_worker(ServerState& s) {
   if (!capacity.ok()) return reply_error(s, capacity.error(), kCapacity);
 
   WorkerStart start{s.worker_main, s.context, task_read.get(), result_write.get()};
-  os::Result<pid_t> pid = os::fork_child(os::ChildSetup{&worker_entry, &start});
-  if (!pid.ok()) return reply_error(s, pid.error(), kFork);
-  os::Result<os::Fd> pidfd = os::pidfd_open(pid.value());
-  if (!pidfd.ok()) {
-    (void)os::send_signal(pid.value(), SIGKILL);
-    (void)os::wait_pid(pid.value());
-    return reply_error(s, pidfd.error(), kPidfdOpen);
-  }
+  if (!fork_tracked_worker(s, start)) return;
   task_read.reset();  // the worker's ends live in the worker only
   result_write.reset();
-  s.workers[s.live++] = WorkerSlot{pid.value(), pidfd.value().release()};
+  const WorkerSlot& worker = s.workers[s.live - 1];
 
   SpawnReply reply;
-  reply.pid = pid.value();
+  reply.pid = worker.pid;
   reply.pipe_capacity_bytes = capacity.value();
-  const int fds[] = {task_write.get(), result_read.get(), s.workers[s.live - 1].pidfd};
+  const int fds[] = {task_write.get(), result_read.get(), worker.pidfd};
   // If the parent is gone the worker stays tracked, and is killed when EOF arrives.
   (void)os::send_with_fds(s.control_fd, bytes_of(reply), fds);
 }  // task_write and result_read: the server's copies close here
