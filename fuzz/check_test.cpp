@@ -12,22 +12,14 @@
 #include <string_view>
 
 #include "explore.hpp"
+#include "testing_example_scheduler.hpp"
 
 namespace pipepool::fuzz {
 namespace {
 
-// The user's first try: fill the lowest-numbered worker up to 4 queued tasks (scheduler.hpp's
-// example). Keeps no state between picks, so it needs no clone().
-class LowestIndexFirst : public Scheduler {
- public:
-  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random&) override {
-    for (const auto& w : workers) {
-      if (w.outstanding < 4) return w.worker;
-    }
-    return std::nullopt;
-  }
-  std::string_view name() const override { return "lowest-index-first"; }
-};
+// The user's first try: scheduler.hpp's example (fills the lowest-numbered worker up to 4 queued
+// tasks).
+using sim::testing::LowestIndexFirst;
 
 // The fix: a task only to a worker that holds none, taking idle workers in turn. It keeps a
 // cursor, so it overrides clone() (every simulated pool starts from a fresh one).

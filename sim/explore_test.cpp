@@ -8,6 +8,7 @@
 #include "explore.hpp"
 #include "report.hpp"
 #include "scenario.hpp"
+#include "testing_example_scheduler.hpp"
 #include "world.hpp"
 
 namespace pipepool::sim {
@@ -543,16 +544,7 @@ TEST(Scenario, TextRoundTripsAndPayloadsCarryDurationAndResultSize) {
 // ---- a user's own scheduler, as it would be given to the real pool -----------------------------
 
 // Fills the lowest-numbered worker first: the example of scheduler.hpp, with room for 4 tasks.
-class LowestIndexFirst : public Scheduler {
- public:
-  std::optional<uint32_t> pick(std::span<const WorkerLoad> workers, Random&) override {
-    for (const auto& w : workers) {
-      if (w.outstanding < 4) return w.worker;
-    }
-    return std::nullopt;
-  }
-  std::string_view name() const override { return "lowest-index-first"; }
-};
+using testing::LowestIndexFirst;
 
 // The fix: never more than one task outstanding per worker.
 class OneAtATimeLowestIndex : public Scheduler {

@@ -46,13 +46,8 @@ struct Board {
 Board* g_board = nullptr;
 
 // Each test gets a fresh board, mapped before its pool is built.
-class WithBoard {
- public:
-  WithBoard() { g_board = memory_.get(); }
-  ~WithBoard() { g_board = nullptr; }
-
- private:
-  pipepool::faults::SharedMemory<Board> memory_;
+struct WithBoard : pipepool::faults::ScopedSharedMemory<Board> {
+  WithBoard() : ScopedSharedMemory(g_board) {}
 };
 
 double ms_since(Clock::time_point start) {

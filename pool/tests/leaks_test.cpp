@@ -48,13 +48,8 @@ struct Board {
 };
 Board* g_board = nullptr;
 
-class WithBoard {
- public:
-  WithBoard() { g_board = memory_.get(); }
-  ~WithBoard() { g_board = nullptr; }
-
- private:
-  pipepool::faults::SharedMemory<Board> memory_;
+struct WithBoard : pipepool::faults::ScopedSharedMemory<Board> {
+  WithBoard() : ScopedSharedMemory(g_board) {}
 };
 
 double seconds_since(Clock::time_point start) {

@@ -88,6 +88,21 @@ class SharedMemory {
   T* value_;
 };
 
+// For one test: a fresh shared T, with `global` pointing at it (tasks are plain functions and
+// reach the test's board through a global); the pointer is cleared when the test ends.
+template <class T>
+class ScopedSharedMemory {
+ public:
+  explicit ScopedSharedMemory(T*& global) : global_(global) { global_ = memory_.get(); }
+  ~ScopedSharedMemory() { global_ = nullptr; }
+  ScopedSharedMemory(const ScopedSharedMemory&) = delete;
+  ScopedSharedMemory& operator=(const ScopedSharedMemory&) = delete;
+
+ private:
+  SharedMemory<T> memory_;
+  T*& global_;
+};
+
 inline int64_t monotonic_ns() {
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
