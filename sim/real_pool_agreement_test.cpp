@@ -36,12 +36,10 @@ std::string echo_resized(std::string in, size_t out_bytes) {
 constexpr size_t kTaskOverhead = 40;
 constexpr size_t kResultOverhead = 16;
 
-// Two back-to-back apply_async on Pool(1), Unbatched, 64 KiB pipes: true if they deadlock.
-bool real_pool_deadlocks(uint64_t task_payload, uint64_t result_payload) {
-  Pool pool(Options{.processes = 1,
-                    .strategy = Strategy::Unbatched,
-                    .scheduler = SchedulerKind::ShortestBacklog,
-                    .enlarge_pipes = false});
+// Two back-to-back apply_async on a pool of `options` (one worker): true if they deadlock (no
+// results within a 2 s budget; the pool is then terminated).
+bool real_pool_deadlocks(const Options& options, uint64_t task_payload, uint64_t result_payload) {
+  Pool pool(options);
   const std::string in(task_payload - kTaskOverhead, 'x');
   const size_t out = result_payload - kResultOverhead;
   auto a = pool.apply_async(echo_resized, in, out);
@@ -61,9 +59,17 @@ TEST(RealPoolAgreement, UnbatchedThresholdIsWhereRealProcessesHang) {
   const uint64_t task = *found.task.smallest, result = *found.result.smallest;
   std::printf("simulator: smallest deadlocking task payload %llu, result payload %llu\n",
               static_cast<unsigned long long>(task), static_cast<unsigned long long>(result));
-  EXPECT_TRUE(real_pool_deadlocks(task, result)) << "the real pool did not hang at the threshold";
-  EXPECT_FALSE(real_pool_deadlocks(task - 1, result)) << "the real pool hung one byte below";
-  EXPECT_FALSE(real_pool_deadlocks(task, result - 1)) << "the real pool hung one byte below";
+  // Unbatched, 64 KiB pipes.
+  const Options unbatched{.processes = 1,
+                          .strategy = Strategy::Unbatched,
+                          .scheduler = SchedulerKind::ShortestBacklog,
+                          .enlarge_pipes = false};
+  EXPECT_TRUE(real_pool_deadlocks(unbatched, task, result))
+      << "the real pool did not hang at the threshold";
+  EXPECT_FALSE(real_pool_deadlocks(unbatched, task - 1, result))
+      << "the real pool hung one byte below";
+  EXPECT_FALSE(real_pool_deadlocks(unbatched, task, result - 1))
+      << "the real pool hung one byte below";
 }
 
 // ---- the same to the byte over a socketpair, with both framings --------------------------------
@@ -88,21 +94,6 @@ Options socket_options(const SocketCase& c) {
     o.python_result_overhead_bytes = 60;
   }
   return o;
-}
-
-// Two back-to-back apply_async on Pool(1) over a default socketpair: true if they deadlock (no
-// results within a 2 s budget; the pool is then terminated).
-bool real_socket_pool_deadlocks(const SocketCase& c, uint64_t task_payload,
-                                uint64_t result_payload) {
-  Pool pool(socket_options(c));
-  const std::string in(task_payload - kTaskOverhead, 'x');
-  const size_t out = result_payload - kResultOverhead;
-  auto a = pool.apply_async(echo_resized, in, out);
-  auto b = pool.apply_async(echo_resized, in, out);
-  const bool done = a.wait(2s) && b.wait(2s);
-  if (!done) pool.terminate();
-  EXPECT_TRUE(pipepool::testing::wait_for_no_descendants(2000).empty() || done);
-  return !done;
 }
 
 // For Unbatched and Batched, one worker, the kernel's default socketpair, pipepool's and Python's
@@ -142,18 +133,17 @@ TEST(RealPoolAgreement, SocketpairThresholdsAreWhereRealProcessesHangToTheByte) 
           "payload %llu, result payload %llu\n",
           describe(c).c_str(), static_cast<unsigned long long>(sndbuf),
           static_cast<unsigned long long>(task), static_cast<unsigned long long>(result));
-      EXPECT_TRUE(real_socket_pool_deadlocks(c, task, result))
+      EXPECT_TRUE(real_pool_deadlocks(socket_options(c), task, result))
           << describe(c) << ": the real pool did not hang at the threshold";
-      EXPECT_FALSE(real_socket_pool_deadlocks(c, task - 1, found.task.other_bytes))
+      EXPECT_FALSE(real_pool_deadlocks(socket_options(c), task - 1, found.task.other_bytes))
           << describe(c) << ": the real pool hung one task byte below";
-      EXPECT_FALSE(real_socket_pool_deadlocks(c, found.result.other_bytes, result - 1))
+      EXPECT_FALSE(real_pool_deadlocks(socket_options(c), found.result.other_bytes, result - 1))
           << describe(c) << ": the real pool hung one result byte below";
     }
   }
 }
 
-// ---- every strategy and scheduler, with 1, 2 and 4 workers
-// ---------------------------------------
+// ---- every strategy and scheduler, with 1, 2 and 4 workers -------------------------------------
 
 struct AgreementCase {
   Strategy strategy;
@@ -268,8 +258,7 @@ TEST(RealPoolAgreement, EveryStrategyAndSchedulerWithOneTwoAndFourWorkers) {
   EXPECT_GT(hangs, 0);  // the cases include real deadlocks, or they test nothing
 }
 
-// ---- the same loop, two executors: the bytes each puts into each pipe
-// ----------------------------
+// ---- the same loop, two executors: the bytes each puts into each pipe --------------------------
 
 // The frames written into each task pipe: (kind, task id, payload bytes), in order.
 using Frames = std::vector<std::tuple<int, uint64_t, uint64_t>>;
