@@ -96,8 +96,7 @@ TEST(PoolUsability, InlinePoolOutputToAFileIsPrintedOnce) {
 
 namespace {
 
-// ---- 6: a result is ready only after its callback ran
-// --------------------------------------------
+// ---- 6: a result is ready only after its callback ran ------------------------------------------
 
 int triple(int x) {
   return 3 * x;
