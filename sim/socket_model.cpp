@@ -14,6 +14,8 @@
 
 namespace pipepool::sim {
 
+using protocol::fingerprint_mix;
+
 // The bytes of one call: an iov_iter over the parts.
 struct SocketPairModel::Source {
   std::span<const std::span<const std::byte>> parts;
@@ -309,26 +311,18 @@ void SocketPairModel::close(int end) {
   s.unread = 0;
 }
 
-namespace {
-uint64_t mix_state(uint64_t h, uint64_t v) {
-  uint64_t z = h ^ (v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
 uint64_t SocketPairModel::state_hash(uint64_t seed) const {
   uint64_t h = seed;
   for (const Side& s : sides_) {
-    h = mix_state(h, (uint64_t{s.sndbuf} << 32) ^ s.wmem);
-    h = mix_state(h, (static_cast<uint64_t>(s.error) << 40) ^ (uint64_t{s.send_shutdown} << 36) ^
-                         (uint64_t{s.rcv_shutdown} << 35) ^ (uint64_t{s.closed} << 34) ^
-                         (uint64_t{s.writer_sleeping} << 33) ^ (uint64_t{s.writer_woken} << 32) ^
-                         s.pending_skb);
-    h = mix_state(h, (uint64_t{s.queue.size()} << 40) ^ s.unread);
+    h = fingerprint_mix(h, (uint64_t{s.sndbuf} << 32) ^ s.wmem);
+    h = fingerprint_mix(h, (static_cast<uint64_t>(s.error) << 40) ^
+                               (uint64_t{s.send_shutdown} << 36) ^
+                               (uint64_t{s.rcv_shutdown} << 35) ^ (uint64_t{s.closed} << 34) ^
+                               (uint64_t{s.writer_sleeping} << 33) ^
+                               (uint64_t{s.writer_woken} << 32) ^ s.pending_skb);
+    h = fingerprint_mix(h, (uint64_t{s.queue.size()} << 40) ^ s.unread);
     for (const Skb& k : s.queue) {
-      h = mix_state(h, (uint64_t{k.len} << 40) ^ (uint64_t{k.consumed} << 20) ^ k.truesize);
+      h = fingerprint_mix(h, (uint64_t{k.len} << 40) ^ (uint64_t{k.consumed} << 20) ^ k.truesize);
     }
   }
   return h;
@@ -339,7 +333,7 @@ uint64_t SocketPairModel::fingerprint(uint64_t h) const {
   for (const Side& s : sides_) {
     const std::span<const std::byte> unread(s.bytes.data() + s.bytes_head,
                                             s.bytes.size() - s.bytes_head);
-    h = protocol::fingerprint_mix(h, protocol::fingerprint_bytes(0, unread));
+    h = fingerprint_mix(h, protocol::fingerprint_bytes(0, unread));
   }
   return h;
 }

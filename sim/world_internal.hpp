@@ -11,16 +11,16 @@
 #include "channel.hpp"
 #include "pipe_model.hpp"
 #include "protocol/child_engine.hpp"
+#include "protocol/fingerprint.hpp"
 #include "protocol/parent_loop.hpp"
 #include "world.hpp"
 
 namespace pipepool::sim {
 
+// The trace hash's and the history fingerprint's step: the protocol's fingerprint mixer.
+using protocol::fingerprint_mix;
 inline uint64_t mix(uint64_t h, uint64_t v) {
-  uint64_t z = h ^ (v + 0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
+  return fingerprint_mix(h, v);
 }
 
 // What a step did, for the trace hash and the processes' histories.
