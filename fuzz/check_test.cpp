@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "explore.hpp"
-#include "testing_example_scheduler.hpp"
+#include "testing_scenarios.hpp"
 
 namespace pipepool::fuzz {
 namespace {

@@ -16,6 +16,7 @@
 #include "explore.hpp"
 #include "report.hpp"
 #include "scenario.hpp"
+#include "testing_scenarios.hpp"
 #include "threshold.hpp"
 #include "world.hpp"
 
@@ -189,26 +190,11 @@ TEST(Channel, APipeChannelGivesEachPipeModelsAnswers) {
 namespace pipepool::sim {
 namespace {
 
+using testing::exhaustive;
+
 // lambda_multiprocessing's shape on a socketpair: two back-to-back apply_async on one worker.
 Scenario two_tasks_on_a_socket(Strategy strategy, uint64_t task_bytes, uint64_t result_bytes) {
-  Scenario s;
-  s.strategy = strategy;
-  s.scheduler = SchedulerKind::ShortestBacklog;
-  s.workers = 1;
-  s.transport = Transport::SocketPair;
-  Call call;
-  call.kind = Call::Kind::ApplyAsync;
-  call.item = {task_bytes, result_bytes, 0};
-  s.calls = {call, call};
-  return s;
-}
-
-ExploreOptions exhaustive(int32_t bound) {
-  ExploreOptions o;
-  o.mode = ExploreMode::Exhaustive;
-  o.preemption_bound = bound;
-  o.schedules = 2'000'000;
-  return o;
+  return testing::two_tasks(strategy, task_bytes, result_bytes, Transport::SocketPair);
 }
 
 TEST(SocketWorld, UnbatchedTwoTasksLargerThanTheSocketBufferDeadlockAndTheReportSaysTheCharge) {

@@ -8,34 +8,14 @@
 #include "explore.hpp"
 #include "report.hpp"
 #include "scenario.hpp"
-#include "testing_example_scheduler.hpp"
+#include "testing_scenarios.hpp"
 #include "world.hpp"
 
 namespace pipepool::sim {
 namespace {
 
-// Two back-to-back apply_async on one worker, lambda_multiprocessing's way (its scheduler hands
-// out tasks at submission; the pool's default, Demand, would hold the second one back).
-Scenario two_tasks(Strategy strategy, uint64_t task_bytes, uint64_t result_bytes) {
-  Scenario s;
-  s.strategy = strategy;
-  s.scheduler = SchedulerKind::ShortestBacklog;
-  s.workers = 1;
-  s.pipe_pages = 16;
-  Call call;
-  call.kind = Call::Kind::ApplyAsync;
-  call.item = {task_bytes, result_bytes, 0};
-  s.calls = {call, call};
-  return s;
-}
-
-ExploreOptions exhaustive(int32_t bound) {
-  ExploreOptions o;
-  o.mode = ExploreMode::Exhaustive;
-  o.preemption_bound = bound;
-  o.schedules = 2'000'000;
-  return o;
-}
+using testing::exhaustive;
+using testing::two_tasks;
 
 const ProcessWait& wait_of(const DeadlockReport& report, uint32_t process) {
   return report.processes.at(process);
