@@ -3,7 +3,9 @@
 // their number); the rest is decoded as it. Bad bytes must throw pipepool::ProtocolError with a
 // message naming the type (anything else thrown, a crash, a sanitizer report or an allocation
 // over -malloc_limit_mb is a finding). Bytes that decode must re-encode to bytes that decode to
-// the same encoding again (encode . decode is idempotent).
+// the same encoding again (encode . decode is idempotent), except for an unordered_map: its
+// encoding follows its bucket order, which depends on how the map was built (two equal maps may
+// encode their elements in different orders), so there the re-decoded map must equal the first.
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -34,6 +37,11 @@ struct Quote {
 static_assert(sizeof(Quote) == 16);
 
 template <class T>
+struct IsUnorderedMap : std::false_type {};
+template <class K, class V, class H, class E, class A>
+struct IsUnorderedMap<std::unordered_map<K, V, H, E, A>> : std::true_type {};
+
+template <class T>
 void round_trip(std::string_view bytes) {
   T value;
   try {
@@ -46,10 +54,17 @@ void round_trip(std::string_view bytes) {
     return;
   }
   const std::string once = pipepool::encode_to_string(value);
-  const std::string twice = pipepool::encode_to_string(pipepool::decode_from_string<T>(once));
-  if (once != twice) {
-    std::fprintf(stderr, "encode(decode(encode(decode(x)))) != encode(decode(x))\n");
-    std::abort();
+  if constexpr (IsUnorderedMap<T>::value) {
+    if (pipepool::decode_from_string<T>(once) != value) {
+      std::fprintf(stderr, "decode(encode(decode(x))) != decode(x)\n");
+      std::abort();
+    }
+  } else {
+    const std::string twice = pipepool::encode_to_string(pipepool::decode_from_string<T>(once));
+    if (once != twice) {
+      std::fprintf(stderr, "encode(decode(encode(decode(x)))) != encode(decode(x))\n");
+      std::abort();
+    }
   }
 }
 
