@@ -15,6 +15,16 @@
 //              submitted; a worker reads one task, runs it, writes its result, reads again.
 //              DEADLOCKS as soon as a task and a result are both larger than the pipe holds: that
 //              is its purpose. Never the default; never use it outside the toolkit's experiments.
+//   ZeroCopy   Epoll's discipline (the parent never blocks on one pipe), but the payload of every
+//              frame of at least kZeroCopyMinPayloadBytes goes into the pipe with vmsplice(2): the
+//              pipe takes references to the sender's pages instead of a copy of the bytes, and
+//              the reader copies them out with read(2). Headers and small frames still go with
+//              writev. The sender must not modify those pages until the reader has read them: the
+//              parent keeps a task's payload until the task's result (or the worker's death)
+//              arrives; a worker keeps a result's payload until the parent acknowledges that it
+//              has read it (an Ack frame in the task pipe; see protocol/frame.hpp). Needs pipes:
+//              Transport::SocketPair and Framing::Python are rejected (std::invalid_argument).
+//              See pool/README.md ("Zero-copy payloads") for when it pays and what it costs.
 //
 // A fourth strategy implements IoStrategy and is passed as Options::custom_strategy; nothing else
 // changes. The protocol engine consults it at each decision; both the real driver and the
@@ -22,12 +32,17 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string_view>
 
 namespace pipepool {
 
-enum class Strategy { Epoll, Batched, Unbatched };
+enum class Strategy { Epoll, Batched, Unbatched, ZeroCopy };
+
+// Strategy::ZeroCopy splices payloads of at least this many bytes (bench/README.md: below it, the
+// copy of writev costs less than pinning pages and the acknowledgement frame).
+inline constexpr uint64_t kZeroCopyMinPayloadBytes = 64 * 1024;
 
 // How a worker consumes the tasks in its pipe.
 enum class ChildMode {
@@ -60,6 +75,13 @@ class IoStrategy {
   // at once. Reading ahead enlarges the buffer between the two sides, so it changes where a
   // blocking design deadlocks: only a strategy whose parent never blocks should use it.
   virtual size_t child_read_ahead_bytes() const { return 0; }
+
+  // Both sides: the payload of a frame of at least this many bytes is put into the pipe with
+  // vmsplice(2) (its header with writev before it); 0 (the default): never, everything is copied
+  // by writev. Non-zero needs Transport::Pipes, Framing::Pipepool and a parent that does not block
+  // (parent_blocking_writes() false: the parent's acknowledgements of spliced results must never
+  // wait for a worker); the pool's constructor throws std::invalid_argument otherwise.
+  virtual uint64_t splice_min_payload_bytes() const { return 0; }
 };
 
 // The built-in strategies (static lifetime).

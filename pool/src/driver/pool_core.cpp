@@ -517,8 +517,9 @@ void Core::write(const ParentLoop::Action& action) {
   const int fd = handle.task_write.get();
   if (action.blocking) {
     // A socket's EPIPE / ECONNRESET (MSG_NOSIGNAL) is a pipe's EPIPE: write_failed.
-    const os::Result<void> r =
-        handle.socket ? os::sendv_all(fd, iovecs_) : os::writev_all(fd, iovecs_);
+    const os::Result<void> r = handle.socket   ? os::sendv_all(fd, iovecs_)
+                               : action.splice ? os::vmsplice_all(fd, iovecs_)
+                                               : os::writev_all(fd, iovecs_);
     if (r.ok()) {
       loop_->wrote(action.write_bytes);
     } else {
@@ -526,8 +527,10 @@ void Core::write(const ParentLoop::Action& action) {
     }
     return;
   }
-  const os::IoResult r =
-      handle.socket ? os::sendv_some(fd, iovecs_, true) : os::writev_some(fd, iovecs_);
+  // A spliced payload's memory is the task record's, kept until the task's result arrives.
+  const os::IoResult r = handle.socket   ? os::sendv_some(fd, iovecs_, true)
+                         : action.splice ? os::vmsplice_some(fd, iovecs_, true)
+                                         : os::writev_some(fd, iovecs_);
   if (r.status == os::IoResult::Ok) {
     loop_->wrote(r.bytes);
   } else if (r.status == os::IoResult::WouldBlock) {

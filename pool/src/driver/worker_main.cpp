@@ -128,8 +128,10 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
         }
         // One write unit (a frame; with Python framing, a message or its length or its body),
         // written whole: Python's _send loop.
-        os::Result<void> r =
-            config.socket ? os::sendv_all(result_fd, pieces) : os::writev_all(result_fd, pieces);
+        // A spliced result stays in the engine (unmodified) until the parent acknowledges it.
+        os::Result<void> r = config.socket   ? os::sendv_all(result_fd, pieces)
+                             : action.splice ? os::vmsplice_all(result_fd, pieces)
+                                             : os::writev_all(result_fd, pieces);
         if (r.ok()) {
           engine.bytes_written(total);
         } else {

@@ -128,6 +128,20 @@ Result<void> writev_all(int fd, std::span<const iovec> pieces) {
       "writev");
 }
 
+IoResult vmsplice_some(int fd, std::span<const iovec> pieces, bool dont_wait) {
+  if (pieces.empty()) return IoResult{};
+  const size_t count = std::min<size_t>(pieces.size(), IOV_MAX);
+  const unsigned int flags = dont_wait ? SPLICE_F_NONBLOCK : 0;
+  ssize_t n = retry_on_eintr([&] { return ::vmsplice(fd, pieces.data(), count, flags); });
+  return from_return(n, /*is_read=*/false);
+}
+
+Result<void> vmsplice_all(int fd, std::span<const iovec> pieces) {
+  return gather_all(
+      fd, pieces, [fd](std::span<const iovec> window) { return vmsplice_some(fd, window, false); },
+      "vmsplice");
+}
+
 IoResult sendv_some(int sock, std::span<const iovec> pieces, bool dont_wait) {
   if (pieces.empty()) return IoResult{};
   msghdr header{};

@@ -66,6 +66,16 @@ Result<void> write_all(int fd, std::span<const std::byte> bytes);
 // fine); empty pieces are skipped. `pieces` is not modified.
 Result<void> writev_all(int fd, std::span<const iovec> pieces);
 
+// One vmsplice(2) of `pieces` (cut to IOV_MAX entries) into the pipe `fd`: the pipe takes
+// references to the pages, one pipe buffer per page fragment of each piece, never merged with
+// other writes (sim/pipe_model.hpp has the rules). dont_wait adds SPLICE_F_NONBLOCK: a full pipe
+// is WouldBlock. May transfer less than asked even when blocking (as many fragments as there are
+// free slots). The caller must not modify the memory until the reader has read it.
+IoResult vmsplice_some(int fd, std::span<const iovec> pieces, bool dont_wait);
+// Splices every byte of every piece, as writev_all writes them (short transfers looped, would
+// block waited for with poll).
+Result<void> vmsplice_all(int fd, std::span<const iovec> pieces);
+
 // ---- Stream sockets (Transport::SocketPair). O_NONBLOCK belongs to the open file description,
 // which every descriptor of a socket shares, so these choose per call instead: dont_wait adds
 // MSG_DONTWAIT (EAGAIN is WouldBlock). Sends add MSG_NOSIGNAL: a gone peer is EPIPE, never

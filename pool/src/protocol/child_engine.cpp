@@ -31,7 +31,7 @@ ChildEngine::Action ChildEngine::next() {
   const bool may_write = config_.mode == ChildMode::OneAtATime || run_queue_.empty();
   if (!results_.empty() && may_write) {
     action.op = Op::Write;
-    results_.gather(action.write, 1);
+    results_.gather(action.write, 1, config_.splice_min_payload_bytes, action.splice);
     return action;
   }
   if (!run_queue_.empty() && may_run) {
@@ -94,6 +94,9 @@ void ChildEngine::bytes_read(size_t n) {
       case FrameKind::Shutdown:
         shutdown_received_ = true;
         break;
+      case FrameKind::Ack:
+        acknowledged(frame.header.task_id);
+        break;
       default:
         exit_with(kExitProtocolError, "unexpected frame kind from the parent");
         break;
@@ -125,12 +128,38 @@ void ChildEngine::bytes_written(size_t n) {
     return;
   }
   for (size_t done = results_.consume(n); done > 0; --done) {
-    // Written: nobody else holds the bytes (the frame was the only other owner).
     std::shared_ptr<std::string> payload = std::move(result_payloads_.front());
     result_payloads_.pop_front();
-    if (payload && payload.use_count() == 1 && payload->capacity() > spare_result_.capacity()) {
-      spare_result_ = std::move(*payload);
+    if (config_.splice_min_payload_bytes != 0 && payload &&
+        payload->size() >= config_.splice_min_payload_bytes) {
+      // Spliced: the pipe holds references to its pages until the parent reads them.
+      retained_.push_back(std::move(payload));
+      ++spliced_written_;
+      continue;
     }
+    reuse_result_memory(std::move(payload));
+  }
+}
+
+void ChildEngine::reuse_result_memory(std::shared_ptr<std::string> payload) {
+  // Written (and, if spliced, read): nobody else holds the bytes (the frame was the only other
+  // owner).
+  if (payload && payload.use_count() == 1 && payload->capacity() > spare_result_.capacity()) {
+    spare_result_ = std::move(*payload);
+  }
+}
+
+void ChildEngine::acknowledged(uint64_t count) {
+  if (count < spliced_acked_ || count > spliced_written_) {
+    exit_with(kExitProtocolError, "the parent acknowledged " + std::to_string(count) +
+                                      " spliced results, but this worker wrote " +
+                                      std::to_string(spliced_written_) + " and had " +
+                                      std::to_string(spliced_acked_) + " acknowledged");
+    return;
+  }
+  for (; spliced_acked_ < count; ++spliced_acked_) {
+    reuse_result_memory(std::move(retained_.front()));
+    retained_.pop_front();
   }
 }
 
@@ -151,6 +180,7 @@ uint64_t ChildEngine::fingerprint(uint64_t h) const {
                              tasks_done_);
   h = notices_.fingerprint(h, false);
   h = results_.fingerprint(h, false);
+  h = fingerprint_mix(h, (spliced_written_ << 32) ^ spliced_acked_);
   if (exiting_) h = fingerprint_text(h, exit_reason_);
   return h;
 }

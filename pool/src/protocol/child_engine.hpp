@@ -8,7 +8,9 @@
 //       case Read:  n = read(fd, action.read_into) (blocking); engine.bytes_read(n);   // 0 = EOF
 //       case Run:   run the task; engine.task_finished(ok, encoded result or error);
 //       case Write: writev(fd, action.write) (blocking, all of it); engine.bytes_written(n);
-//                   (one frame; with Python framing one write unit of a message, outbox.hpp)
+//                   (one frame; with Python framing one write unit of a message, outbox.hpp;
+//                   action.splice: vmsplice(2) of one result payload, looping until all of it
+//                   is in the pipe, as the strategy's splice_min_payload_bytes asks)
 //       case Exit:  _exit(action.exit_code);
 //     }
 //   }
@@ -44,6 +46,10 @@ struct ChildConfig {
   // call (a message, or its length or body alone; outbox.hpp), and tasks are read as
   // Connection.recv_bytes reads them, exactly, whatever read_ahead_bytes says (it is ignored).
   WireFormat wire{};
+  // IoStrategy::splice_min_payload_bytes(): result payloads of at least this many bytes are
+  // written with vmsplice (Action::splice) and kept unmodified until the parent's Ack frames count
+  // them as read; 0: never.
+  uint64_t splice_min_payload_bytes = 0;
 };
 
 class ChildEngine {
@@ -56,6 +62,7 @@ class ChildEngine {
     TaskId task = 0;                                // Run
     const std::string* task_payload = nullptr;      // Run: valid until task_finished
     std::vector<std::span<const std::byte>> write;  // Write: one write unit, written whole
+    bool splice = false;                            // Write: vmsplice(2) it, not writev
     int exit_code = 0;                              // Exit
     std::string exit_reason;                        // Exit: for logs and the simulator
   };
@@ -82,6 +89,8 @@ class ChildEngine {
   void write_failed(int error);
 
   uint64_t tasks_done() const { return tasks_done_; }
+  // Spliced results written whose memory is kept until the parent acknowledges them.
+  size_t retained_results() const { return retained_.size(); }
 
   // Copies: the engine is copyable (the simulator branches from saved worlds). An Action holds
   // spans into its engine, so after copying, ask the copy for its action again: next() called
@@ -106,6 +115,13 @@ class ChildEngine {
   // The payloads of results_, in order (null for none), to recover their memory once written.
   std::deque<std::shared_ptr<std::string>> result_payloads_;
   std::string spare_result_;
+  // Spliced result payloads written but not yet acknowledged, oldest first: the pipe holds
+  // references to their pages until the parent reads them (see FrameKind::Ack).
+  std::deque<std::shared_ptr<std::string>> retained_;
+  uint64_t spliced_written_ = 0;  // spliced results written by this process
+  uint64_t spliced_acked_ = 0;    // of which the parent has acknowledged so many
+  void acknowledged(uint64_t count);
+  void reuse_result_memory(std::shared_ptr<std::string> payload);
   bool shutdown_received_ = false;
   bool exiting_ = false;
   int exit_code_ = 0;

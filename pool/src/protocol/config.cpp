@@ -18,6 +18,21 @@ void validate_framing(const Options& options) {
   }
   validate_wire_format(
       {python, options.python_task_overhead_bytes, options.python_result_overhead_bytes});
+  const IoStrategy& strategy = strategy_of(options);
+  if (strategy.splice_min_payload_bytes() != 0) {
+    if (python) {
+      throw std::invalid_argument(
+          "pipepool: the " + std::string(strategy.name()) +
+          " strategy splices payloads with vmsplice, which Framing::Python cannot carry (a "
+          "message's padding and length are not the caller's memory); use Framing::Pipepool");
+    }
+    if (strategy.parent_blocking_writes()) {
+      throw std::invalid_argument(
+          "pipepool: strategy " + std::string(strategy.name()) +
+          " splices payloads (splice_min_payload_bytes() > 0) but its parent blocks on writes; "
+          "the acknowledgements of spliced results need a parent that never blocks");
+    }
+  }
 }
 
 void validate_channel(const Options& options) {
@@ -36,6 +51,12 @@ void validate_channel(const Options& options) {
     throw std::invalid_argument("pipepool: socket_sndbuf_bytes must be at most " +
                                 std::to_string(kMaxSocketSndbufBytes) + "; got " +
                                 std::to_string(options.socket_sndbuf_bytes));
+  }
+  if (options.transport == Transport::SocketPair &&
+      strategy_of(options).splice_min_payload_bytes() != 0) {
+    throw std::invalid_argument("pipepool: the " + std::string(strategy_of(options).name()) +
+                                " strategy splices payloads with vmsplice, which needs a pipe: "
+                                "Transport::SocketPair cannot carry it; use Transport::Pipes");
   }
   if (options.transport != Transport::Pipes && options.transport != Transport::SocketPair) {
     throw std::invalid_argument("pipepool: unknown Options::transport");
@@ -63,6 +84,7 @@ EngineSetup engine_setup(const Options& options, uint32_t workers) {
   setup.child.max_tasks = options.maxtasksperchild;
   setup.child.send_started = timeouts;
   setup.child.read_ahead_bytes = strategy.child_read_ahead_bytes();
+  setup.child.splice_min_payload_bytes = strategy.splice_min_payload_bytes();
   setup.parent.wire = wire_format(options);
   setup.child.wire = setup.parent.wire;
   setup.parent.huge_page_advice_bytes = kHugePageAdviceBytes;

@@ -22,12 +22,14 @@ inline constexpr uint64_t kMaxSocketSndbufBytes = uint64_t{1} << 30;
 
 // Throws std::invalid_argument, with a sentence naming the field, for framing settings the
 // engines cannot run: overheads with Framing::Pipepool, overheads outside the bounds Python
-// framing needs (frame.hpp). engine_setup() calls it.
+// framing needs (frame.hpp), a strategy that splices (IoStrategy::splice_min_payload_bytes())
+// with Framing::Python or with a blocking parent. engine_setup() calls it.
 void validate_framing(const Options& options);
 
 // validate_framing, and the transport's settings that do not go together: socket_sndbuf_bytes
 // with Transport::Pipes, pipe_capacity_bytes with Transport::SocketPair, socket_sndbuf_bytes above
-// kMaxSocketSndbufBytes. The pool's constructor calls it; engine_setup() does not, since the
+// kMaxSocketSndbufBytes, a strategy that splices with Transport::SocketPair (vmsplice needs a
+// pipe). The pool's constructor calls it; engine_setup() does not, since the
 // transport is the executor's (the simulator's Scenario carries both buffer sizes at once).
 void validate_channel(const Options& options);
 

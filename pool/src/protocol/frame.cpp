@@ -25,6 +25,7 @@ bool kind_allowed(uint8_t kind, Direction direction) {
     case FrameKind::Task:
     case FrameKind::RunBatch:
     case FrameKind::Shutdown:
+    case FrameKind::Ack:
       return direction == Direction::ToWorker;
     case FrameKind::Started:
     case FrameKind::Result:
@@ -136,6 +137,8 @@ const char* to_string(FrameKind kind) {
       return "RunBatch";
     case FrameKind::Shutdown:
       return "Shutdown";
+    case FrameKind::Ack:
+      return "Ack";
     case FrameKind::Started:
       return "Started";
     case FrameKind::Result:

@@ -11,7 +11,14 @@
 //   24     4    check        a hash of bytes 0..24: catches torn or misaligned streams
 //   28     4    reserved     zero
 //
-// Parent -> worker: Task, RunBatch, Shutdown. Worker -> parent: Started, Result, Error.
+// Parent -> worker: Task, RunBatch, Shutdown, Ack. Worker -> parent: Started, Result, Error.
+//
+// Ack (IoStrategy::splice_min_payload_bytes() > 0 only): task_id holds the number of spliced
+// Result / Error frames (payload of at least that size) the parent has read from this worker
+// process so far, cumulatively. A worker keeps the memory of a spliced result unmodified until an
+// Ack counts it: vmsplice(2) put references to its pages into the pipe, not a copy. The parent
+// sends one after each read that completed spliced results, non-blocking like every other frame,
+// and none once the worker is told to shut down; a worker never waits for one.
 // A reader validates the header (magic, kind allowed in its direction, check, reserved bytes,
 // payload_bytes <= its configured maximum) before it allocates anything.
 //
@@ -60,6 +67,7 @@ enum class FrameKind : uint8_t {
   Task = 1,      // payload: the encoded task (opaque to the engine)
   RunBatch = 2,  // no payload: run what you have read (Batched)
   Shutdown = 3,  // no payload: exit once idle
+  Ack = 4,       // no payload: task_id spliced results have been read (zero-copy strategies)
   Started = 16,  // no payload: the worker began task_id (sent when task timeouts are on)
   Result = 17,   // payload: the encoded result
   Error = 18,    // payload: the encoded error

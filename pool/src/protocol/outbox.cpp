@@ -63,13 +63,30 @@ OutFrame make_out_frame(const WireFormat& wire, Direction direction, FrameKind k
 }
 
 size_t Outbox::gather(std::vector<std::span<const std::byte>>& out, size_t max_units) const {
+  bool splice = false;
+  return gather(out, max_units, 0, splice);
+}
+
+size_t Outbox::gather(std::vector<std::span<const std::byte>>& out, size_t max_units,
+                      uint64_t splice_min_payload_bytes, bool& splice) const {
+  splice = false;
   size_t total = 0;
   size_t skip = offset_;
   size_t units = 0;
   for (const OutFrame& frame : frames_) {
+    const bool spliced =
+        splice_min_payload_bytes != 0 && frame.payload_size() >= splice_min_payload_bytes;
+    const size_t payload_begin = frame.length_bytes + kHeaderBytes;
+    const size_t payload_end = payload_begin + frame.payload_size();
     while (skip < frame.size()) {
+      if (spliced && skip >= payload_begin && skip < payload_end) {
+        if (total != 0) return total;  // copied bytes first, the payload by itself next
+        splice = true;
+        return append_range(frame, skip, payload_end, out);
+      }
       if (units++ == max_units) return total;
-      const size_t end = frame.unit_end(skip);
+      size_t end = frame.unit_end(skip);
+      if (spliced && skip < payload_begin) end = std::min(end, payload_begin);
       total += append_range(frame, skip, end, out);
       skip = end;
     }

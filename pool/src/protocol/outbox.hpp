@@ -52,6 +52,15 @@ class Outbox {
   // earlier short write counts as one), as segments, to `out` (the shape of one writev). Returns
   // the number of bytes they hold.
   size_t gather(std::vector<std::span<const std::byte>>& out, size_t max_units) const;
+  // The same, for a sender that splices (IoStrategy::splice_min_payload_bytes(), non-zero): the
+  // payload of a frame of at least `splice_min_payload_bytes` is a write of its own, for
+  // vmsplice(2). So the segments either end before such a payload (splice = false: copied bytes,
+  // up to and including its header) or are exactly what is unwritten of one payload (splice =
+  // true), never both. Headers are always copied: an OutFrame's header dies with the frame, while
+  // a spliced payload's memory is kept by its owners (the task record; the child's retained
+  // results) until the reader has read it.
+  size_t gather(std::vector<std::span<const std::byte>>& out, size_t max_units,
+                uint64_t splice_min_payload_bytes, bool& splice) const;
 
   // n bytes of what gather() returned were written. Returns how many frames completed.
   size_t consume(size_t n);

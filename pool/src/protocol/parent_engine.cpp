@@ -87,6 +87,7 @@ void ParentEngine::bytes_read(WorkerId w, size_t n) {
     ++stats_.frames_read;
     handle_frame(w, slots_[w].reader.take());
   }
+  maybe_acknowledge(w);
   if (status == FrameReader::Status::Malformed && !slots_[w].reading_abandoned) {
     fail_worker(w, Completion::Kind::ProtocolError,
                 worker_name(w) + " sent a malformed frame: " + slots_[w].reader.error());
@@ -315,9 +316,18 @@ void ParentEngine::handle_frame(WorkerId w, Frame frame) {
   slot.last_done_ns = now_ns_;
   Completion::Kind kind = frame.header.kind == FrameKind::Result ? Completion::Kind::Result
                                                                  : Completion::Kind::RemoteError;
+  const uint64_t splice_min = strategy_->splice_min_payload_bytes();
+  if (splice_min != 0 && frame.payload.size() >= splice_min) ++slot.spliced_results_read;
   complete(id, {id, kind, std::move(frame.payload), {}, w});
   schedule();
   maybe_send_shutdown();
+}
+
+void ParentEngine::maybe_acknowledge(WorkerId w) {
+  Slot& slot = slots_[w];
+  if (slot.spliced_results_read == slot.spliced_results_acked || !accepting(slot)) return;
+  slot.spliced_results_acked = slot.spliced_results_read;
+  queue_frame(w, FrameKind::Ack, slot.spliced_results_acked, nullptr);
 }
 
 void ParentEngine::complete(TaskId task, Completion completion) {
@@ -436,11 +446,15 @@ std::optional<WorkerId> ParentEngine::blocking_write_due() const {
   return best;
 }
 
-size_t ParentEngine::pending_write(WorkerId w,
-                                   std::vector<std::span<const std::byte>>& segments) const {
+size_t ParentEngine::pending_write(WorkerId w, std::vector<std::span<const std::byte>>& segments,
+                                   bool* splice) const {
   size_t units = strategy_->parent_blocking_writes() ? 1 : strategy_->max_frames_per_write();
   if (config_.wire.python) units = 1;  // each Python write call by itself
-  return slots_[w].outbox.gather(segments, units);
+  bool spliced = false;
+  const size_t total =
+      slots_[w].outbox.gather(segments, units, strategy_->splice_min_payload_bytes(), spliced);
+  if (splice) *splice = spliced;
+  return total;
 }
 
 bool ParentEngine::wants_write(WorkerId w) const {
@@ -502,6 +516,7 @@ uint64_t ParentEngine::fingerprint(uint64_t h) const {
     h = fingerprint_mix(h, slot.last_done_ns);
     h = fingerprint_mix(h, slot.mean_task_ns);
     h = fingerprint_mix(h, slot.timed_out_task);
+    h = fingerprint_mix(h, (slot.spliced_results_read << 32) ^ slot.spliced_results_acked);
     if (slot.exit) {
       h = fingerprint_mix(h,
                           (static_cast<uint64_t>(static_cast<uint32_t>(slot.exit->signal)) << 32) ^

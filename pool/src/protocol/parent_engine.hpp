@@ -163,7 +163,10 @@ class ParentEngine {
   // Unwritten bytes for w, as writev segments (at most max_frames_per_write frames; one frame for
   // blocking strategies; one write unit, see outbox.hpp, with Python framing). Empty when nothing
   // is queued.
-  size_t pending_write(WorkerId w, std::vector<std::span<const std::byte>>& segments) const;
+  // With a strategy that splices (IoStrategy::splice_min_payload_bytes()), `splice` (if given)
+  // says whether the segments are one payload to vmsplice (Outbox::gather), or bytes to copy.
+  size_t pending_write(WorkerId w, std::vector<std::span<const std::byte>>& segments,
+                       bool* splice = nullptr) const;
   bool wants_write(WorkerId w) const;
   // Whether the driver should read w's result pipe now, and where the bytes go.
   bool wants_read(WorkerId w) const;
@@ -214,6 +217,10 @@ class ParentEngine {
     std::optional<Completion::Kind> failure_kind;
     std::string failure_message;
     TaskId timed_out_task = 0;
+    // Spliced results (payload >= splice_min_payload_bytes) read from its current process, and how
+    // many of them an Ack frame queued so far counts.
+    uint64_t spliced_results_read = 0;
+    uint64_t spliced_results_acked = 0;
   };
 
   FrameReader make_reader() const;
@@ -224,6 +231,9 @@ class ParentEngine {
   void queue_frame(WorkerId w, FrameKind kind, TaskId task,
                    std::shared_ptr<const std::string> payload);
   void handle_frame(WorkerId w, Frame frame);
+  // Queues an Ack for the spliced results of w read since the last one, if the worker still runs
+  // tasks (not after Shutdown, nor once it retires after maxtasksperchild).
+  void maybe_acknowledge(WorkerId w);
   void fail_worker(WorkerId w, Completion::Kind kind, std::string message);
   void maybe_finalize(WorkerId w);
   void complete(TaskId task, Completion completion);

@@ -39,6 +39,7 @@ ParentLoop::ParentLoop(const ParentLoop& other, Scheduler& scheduler)
       server_lost_(other.server_lost_),
       server_reason_(other.server_reason_),
       io_worker_(other.io_worker_),
+      splice_(other.splice_),
       interest_(other.interest_),
       batch_(other.batch_),
       batch_pos_(other.batch_pos_),
@@ -55,7 +56,7 @@ ParentLoop::ParentLoop(const ParentLoop& other, Scheduler& scheduler)
   // at most one armed).
   for (auto it = timers_.begin(); it != timers_.end(); ++it) timer_of_[it->second.task] = it;
   segments_.reserve(128);
-  if (pending_ == Pending::Write) engine_.pending_write(io_worker_, segments_);
+  if (pending_ == Pending::Write) engine_.pending_write(io_worker_, segments_, &splice_);
 }
 
 ParentLoop::Action ParentLoop::current(const Action& action) {
@@ -63,6 +64,7 @@ ParentLoop::Action ParentLoop::current(const Action& action) {
   switch (action.op) {
     case Op::Write:
       out.write = segments_;
+      out.splice = splice_;
       break;
     case Op::Read:
       out.read_into = engine_.read_buffer(action.worker);
@@ -169,13 +171,14 @@ ParentLoop::Action ParentLoop::next(uint64_t now_ns) {
         }
         if (std::optional<WorkerId> w = engine_.blocking_write_due()) {
           segments_.clear();
-          const size_t total = engine_.pending_write(*w, segments_);
+          const size_t total = engine_.pending_write(*w, segments_, &splice_);
           io_worker_ = *w;
           phase_ = Phase::Writing;
           pending_ = Pending::Write;
           return {.op = Op::Write,
                   .worker = *w,
                   .blocking = true,
+                  .splice = splice_,
                   .write = segments_,
                   .write_bytes = total};
         }
@@ -183,11 +186,15 @@ ParentLoop::Action ParentLoop::next(uint64_t now_ns) {
           for (WorkerId w = 0; w < slots_.size(); ++w) {
             if (slots_[w].task_pipe_full || !engine_.wants_write(w)) continue;
             segments_.clear();
-            const size_t total = engine_.pending_write(w, segments_);
+            const size_t total = engine_.pending_write(w, segments_, &splice_);
             io_worker_ = w;
             phase_ = Phase::EagerWriting;
             pending_ = Pending::Write;
-            return {.op = Op::Write, .worker = w, .write = segments_, .write_bytes = total};
+            return {.op = Op::Write,
+                    .worker = w,
+                    .splice = splice_,
+                    .write = segments_,
+                    .write_bytes = total};
           }
         }
         for (WorkerId w = 0; w < interest_.size(); ++w) {
@@ -256,10 +263,14 @@ bool ParentLoop::dispatch_item(Action& out) {
       }
       ++rounds_;
       segments_.clear();
-      const size_t total = engine_.pending_write(w, segments_);
+      const size_t total = engine_.pending_write(w, segments_, &splice_);
       io_worker_ = w;
       pending_ = Pending::Write;
-      out = {.op = Op::Write, .worker = w, .write = segments_, .write_bytes = total};
+      out = {.op = Op::Write,
+             .worker = w,
+             .splice = splice_,
+             .write = segments_,
+             .write_bytes = total};
       return true;
     }
     case ReadyEvent::Kind::Exited: {

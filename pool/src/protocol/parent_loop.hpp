@@ -137,7 +137,11 @@ class ParentLoop {
     // calls, see outbox.hpp). blocking: do nothing else until all of it is
     // written (the strategy's discipline), then wrote(total), or write_failed(errno) (EPIPE: the
     // worker is gone). Not blocking: one non-blocking writev, then wrote(n > 0),
-    // write_would_block() or write_failed(errno).
+    // write_would_block() or write_failed(errno). splice (a strategy with
+    // splice_min_payload_bytes(), pipes only): `write` is (the rest of) one payload, to be put
+    // into the pipe with vmsplice(2) instead of writev (SPLICE_F_NONBLOCK when not blocking), with
+    // the same reports; its memory stays unmodified until the task's result arrives (the task
+    // record owns it), so the executor needs no copy.
     Write,
     // One non-blocking read(2) of the result pipe of `worker` into `read_into`. Report:
     // read_done(n > 0), read_would_block(), or read_eof() (end of file, or an error that means
@@ -158,6 +162,7 @@ class ParentLoop {
     Op op = Op::Done;
     WorkerId worker = 0;
     bool blocking = false;                                // Write
+    bool splice = false;                                  // Write: vmsplice, not writev
     bool after_exit = false;                              // Read
     std::span<const std::span<const std::byte>> write{};  // Write: the segments of one writev
     size_t write_bytes = 0;                               // Write: their total
@@ -269,6 +274,7 @@ class ParentLoop {
   // The action in progress.
   WorkerId io_worker_ = 0;
   std::vector<std::span<const std::byte>> segments_;
+  bool splice_ = false;  // segments_ are one payload to vmsplice
   std::vector<Interest> interest_;
   // The ready batch.
   std::vector<ReadyEvent> batch_;

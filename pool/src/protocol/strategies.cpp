@@ -29,13 +29,26 @@ class UnbatchedStrategy final : public IoStrategy {
   ChildMode child_mode() const override { return ChildMode::OneAtATime; }
 };
 
+class ZeroCopyStrategy final : public IoStrategy {
+ public:
+  std::string_view name() const override { return "zerocopy"; }
+  bool parent_blocking_writes() const override { return false; }
+  bool parent_sends_run_batch() const override { return false; }
+  ChildMode child_mode() const override { return ChildMode::OneAtATime; }
+  size_t child_read_ahead_bytes() const override { return 64 * 1024; }
+  uint64_t splice_min_payload_bytes() const override { return kZeroCopyMinPayloadBytes; }
+};
+
 }  // namespace
 
 const IoStrategy& builtin_strategy(Strategy strategy) {
   static const EpollStrategy epoll;
   static const BatchedStrategy batched;
   static const UnbatchedStrategy unbatched;
+  static const ZeroCopyStrategy zerocopy;
   switch (strategy) {
+    case Strategy::ZeroCopy:
+      return zerocopy;
     case Strategy::Batched:
       return batched;
     case Strategy::Unbatched:
