@@ -4,6 +4,7 @@
 #include "channel.hpp"
 
 #include <cerrno>
+#include <stdexcept>
 
 #include "world_internal.hpp"
 
@@ -15,9 +16,15 @@ Channel::Channel(PipeConfig pipes)
 Channel::Channel(SocketConfig sockets) : socket_(std::in_place, sockets) {}
 
 Channel::WriteResult Channel::writev(Direction d, std::span<const std::span<const std::byte>> parts,
-                                     bool nonblocking) {
+                                     bool nonblocking, bool splice) {
   WriteResult out;
-  if (socket_) {
+  if (splice) {
+    if (socket_) throw std::logic_error("pipepool::sim: vmsplice on a socketpair");
+    PipeModel& pipe = pipe_of(d);
+    const PipeModel::WriteResult r =
+        pipe.vmsplice(parts, kSimulatedSpliceOffset & (pipe.page_size() - 1), nonblocking);
+    out = {r.result, r.written, r.blocked};
+  } else if (socket_) {
     const SocketPairModel::WriteResult r = socket_->writev(writer_end(d), parts, nonblocking);
     out = {r.result, r.written, r.blocked};
   } else {
@@ -30,9 +37,15 @@ Channel::WriteResult Channel::writev(Direction d, std::span<const std::span<cons
 
 Channel::WriteResult Channel::continue_writev(Direction d,
                                               std::span<const std::span<const std::byte>> parts,
-                                              size_t written_so_far) {
+                                              size_t written_so_far, bool splice) {
   WriteResult out;
-  if (socket_) {
+  if (splice) {
+    if (socket_) throw std::logic_error("pipepool::sim: vmsplice on a socketpair");
+    PipeModel& pipe = pipe_of(d);
+    const PipeModel::WriteResult r = pipe.continue_vmsplice(
+        parts, kSimulatedSpliceOffset & (pipe.page_size() - 1), written_so_far);
+    out = {r.result, r.written, r.blocked};
+  } else if (socket_) {
     const SocketPairModel::WriteResult r =
         socket_->continue_writev(writer_end(d), parts, written_so_far);
     out = {r.result, r.written, r.blocked};
@@ -66,8 +79,9 @@ bool Channel::writer_can_proceed(Direction d) const {
   return socket_ ? socket_->writer_can_proceed(writer_end(d)) : pipe_of(d).writer_can_proceed();
 }
 
-bool Channel::write_can_start(Direction d, size_t total) const {
+bool Channel::write_can_start(Direction d, size_t total, bool splice) const {
   if (socket_) return true;
+  if (splice) return pipe_of(d).writer_can_proceed();
   return sim::write_can_start(pipe_of(d), total);
 }
 

@@ -55,6 +55,12 @@ struct DirectionState {
   std::string describe;  // PipeModel::describe() or SocketPairModel::describe(reader end)
 };
 
+// Where the simulator assumes a spliced payload starts inside its first page: glibc puts the data
+// of a large (mmapped) allocation 16 bytes into its first page, so a payload of n bytes spans
+// ceil((n + 16) / page) fragments. (The model copies bytes, so it cannot take the real address;
+// a fixed offset keeps the simulation deterministic.) Taken modulo the page size.
+inline constexpr uint32_t kSimulatedSpliceOffset = 16;
+
 class Channel {
  public:
   // The outcome of a write or read, as the models give it (see PipeModel / SocketPairModel).
@@ -74,11 +80,12 @@ class Channel {
   Transport transport() const { return socket_ ? Transport::SocketPair : Transport::Pipes; }
 
   // One writev(2) by the direction's writer (Task: the parent; Result: the worker).
+  // splice: vmsplice(2) instead (pipes only: PipeModel::vmsplice, at kSimulatedSpliceOffset).
   WriteResult writev(Direction d, std::span<const std::span<const std::byte>> parts,
-                     bool nonblocking);
+                     bool nonblocking, bool splice = false);
   // A blocked blocking writev, woken (writer_can_proceed(d)): goes on from `written_so_far`.
   WriteResult continue_writev(Direction d, std::span<const std::span<const std::byte>> parts,
-                              size_t written_so_far);
+                              size_t written_so_far, bool splice = false);
   // One read(2) by the direction's reader (Task: the worker; Result: the parent).
   ReadResult read(Direction d, std::span<std::byte> out, bool nonblocking);
 
@@ -92,7 +99,8 @@ class Channel {
   // exactly when a slot frees). A socket: always, because a writer that sleeps is woken only when
   // the charge falls to a quarter of sk_sndbuf (or data arrives at its end), not as soon as it is
   // below sk_sndbuf: when the write is entered changes what it does.
-  bool write_can_start(Direction d, size_t total) const;
+  // A vmsplice (splice) can start only with a free slot or no reader: it never merges.
+  bool write_can_start(Direction d, size_t total, bool splice = false) const;
   // A read of `want` bytes (> 0) by d's reader that takes them from inside the oldest buffer (pipe
   // page or skb), frees nothing and so wakes nobody and changes no one's readiness.
   bool read_is_inner(Direction d, size_t want) const;

@@ -126,7 +126,7 @@ PipeModel::WriteResult PipeModel::start_write(Source& source, bool nonblocking) 
   if (chars != 0 && head_ != tail_) {
     Buffer& last = slot(head_ - 1);
     const size_t end = size_t{last.offset} + last.len;
-    if (end + chars <= page_size_) {
+    if (last.can_merge && end + chars <= page_size_) {
       own_page(last);
       source.copy_to(last.page.get() + end, chars);
       last.len += static_cast<uint32_t>(chars);
@@ -162,6 +162,7 @@ PipeModel::WriteResult PipeModel::fill_pages(Source& source, size_t written_so_f
     Buffer& buf = slot(head_);
     buf.page = take_page();
     buf.offset = 0;
+    buf.can_merge = true;
     buf.hashed_end = kNotHashed;
     const size_t copied = source.copy_to(buf.page.get(), page_size_);
     buf.len = static_cast<uint32_t>(copied);
@@ -210,7 +211,71 @@ PipeModel::ReadResult PipeModel::read(std::span<std::byte> out, bool nonblocking
 PipeModel::BufferView PipeModel::buffer(uint32_t i) const {
   if (i >= slots_used()) throw std::out_of_range("PipeModel::buffer: no such used slot");
   const Buffer& buf = slot(tail_ + i);
-  return {buf.offset, buf.len};
+  return {buf.offset, buf.len, buf.can_merge};
+}
+
+// iter_to_pipe: one buffer per page fragment of each part, from byte `position` of the call on
+// (the memory at position p of a part lies at page offset (page_offset + p) % page_size).
+size_t PipeModel::splice_fragments(Source& source, uint32_t page_offset) {
+  size_t moved = 0;
+  while (source.remaining != 0 && head_ - tail_ < max_usage_) {
+    const auto& part = source.parts[source.part];
+    if (source.offset == part.size()) {  // an empty part
+      source.skip(0);
+      continue;
+    }
+    const uint32_t start = static_cast<uint32_t>((page_offset + source.offset) & (page_size_ - 1));
+    const size_t chunk = std::min<size_t>(page_size_ - start, part.size() - source.offset);
+    Buffer& buf = slot(head_);
+    buf.page = take_page();
+    buf.offset = start;
+    buf.can_merge = false;
+    buf.hashed_end = kNotHashed;
+    std::memset(buf.page.get(), 0, start);  // below the fragment: hashed, never read
+    source.copy_to(buf.page.get() + start, chunk);
+    buf.len = static_cast<uint32_t>(chunk);
+    ++head_;
+    bytes_ += chunk;
+    moved += chunk;
+  }
+  return moved;
+}
+
+PipeModel::WriteResult PipeModel::vmsplice(std::span<const std::span<const std::byte>> parts,
+                                           uint32_t page_offset, bool nonblocking) {
+  ++ops_;
+  if (page_offset >= page_size_) {
+    throw std::invalid_argument("PipeModel::vmsplice: page_offset must be below the page size");
+  }
+  Source source(parts);
+  if (!has_writer_) return {-EBADF, 0, false, false};
+  if (!has_reader_) return {-EPIPE, 0, false, true};  // wait_for_space: SIGPIPE, -EPIPE
+  if (source.remaining == 0) return {0, 0, false, false};
+  if (head_ - tail_ >= max_usage_) {
+    if (nonblocking) return {-EAGAIN, 0, false, false};
+    return {0, 0, true, false};  // pipe_wait_writable
+  }
+  const size_t moved = splice_fragments(source, page_offset);
+  // Blocking: the loop's next call finds the ring full and sleeps in wait_for_space.
+  return {static_cast<int64_t>(moved), moved, !nonblocking && source.remaining != 0, false};
+}
+
+PipeModel::WriteResult PipeModel::continue_vmsplice(
+    std::span<const std::span<const std::byte>> parts, uint32_t page_offset,
+    size_t written_so_far) {
+  ++ops_;
+  Source source(parts);
+  if (written_so_far > source.remaining) {
+    throw std::invalid_argument("PipeModel::continue_vmsplice: written_so_far past the data");
+  }
+  if (!has_writer_) return {-EBADF, 0, false, false};
+  if (!has_reader_) return {-EPIPE, 0, false, true};
+  source.skip(written_so_far);
+  const auto so_far = static_cast<int64_t>(written_so_far);
+  if (source.remaining == 0) return {so_far, 0, false, false};
+  const size_t moved = splice_fragments(source, page_offset);
+  const int64_t total = so_far + static_cast<int64_t>(moved);
+  return {total, moved, source.remaining != 0, false};
 }
 
 // pipe_set_size with round_pipe_size and pipe_resize_ring.
@@ -279,7 +344,8 @@ uint64_t PipeModel::fingerprint(uint64_t h) const {
             protocol::fingerprint_bytes(0, std::span<const std::byte>(buf.page.get(), end));
         buf.hashed_end = end;
       }
-      c = protocol::fingerprint_mix(c, (uint64_t{buf.offset} << 32) ^ buf.len);
+      c = protocol::fingerprint_mix(
+          c, (uint64_t{buf.can_merge} << 63) ^ (uint64_t{buf.offset} << 32) ^ buf.len);
       c = protocol::fingerprint_mix(c, buf.page_hash);
     }
     content_hash_ = c;

@@ -35,7 +35,25 @@
 //   power of two of at least one page; -EINVAL above 2^31 bytes; -EBUSY when fewer slots than are
 //   in use; -EPERM above the unprivileged limit, if one is configured.
 //
-// What is not modelled: O_DIRECT (packet) pipes, splice/vmsplice/tee, watch queues, EFAULT, signals
+// - vmsplice(2) of user memory into the pipe (fs/splice.c, vmsplice_to_pipe, wait_for_space,
+//   iter_to_pipe, add_to_pipe; kernel 6.x): no reader: SIGPIPE and -EPIPE. A full ring (every slot
+//   used): -EAGAIN with SPLICE_F_NONBLOCK (the model's nonblocking; the pool passes it for
+//   non-blocking calls), else the caller sleeps until a slot frees (pipe_wait_writable). Then each
+//   iovec's part in each user page becomes a pipe buffer of its own (user_page_pipe_buf_ops,
+//   offset = where the part starts in that page, len = up to the page's end), taken while slots
+//   are free: a pipe of 16 slots holds 16 fragments whatever their sizes. Nothing is merged: the
+//   buffers lack PIPE_BUF_FLAG_CAN_MERGE, so no fragment joins the last buffer and no later
+//   write(2) joins a fragment (anon_pipe_write checks the flag). A call returns what it
+//   transferred as soon as the ring is full, even a blocking one (a short count, not a sleep: only
+//   wait_for_space sleeps, before anything is transferred), so a blocking sender loops. No
+//   alignment is required (SPLICE_F_GIFT, which would, is not used). The model takes the page
+//   offset of the memory as a parameter (where `parts` start inside their first page), since the
+//   bytes it is given are copies: the simulator passes kSimulatedSpliceOffset. The bytes are copied
+//   into the model's pages at the call: the real pipe reads the sender's pages later, so what the
+//   model cannot show is a sender modifying them meanwhile (the protocol's retention rules prevent
+//   it: frame.hpp, FrameKind::Ack).
+//
+// What is not modelled: O_DIRECT (packet) pipes, splice/tee, watch queues, EFAULT, signals
 // interrupting a blocked call (the caller returns written_so_far, or -EINTR if it is 0), the
 // per-user page limits (pipe-user-pages-soft/hard), and FIFOs opened by name.
 //
@@ -107,6 +125,21 @@ class PipeModel {
   WriteResult continue_writev(std::span<const std::span<const std::byte>> parts,
                               size_t written_so_far);
 
+  // vmsplice(2) of `parts` into the write end (see the rules above). `page_offset`: where the
+  // memory of each part starts inside a page (all parts alike; < page_size()).
+  // Non-blocking (SPLICE_F_NONBLOCK): one call: `result` is the bytes transferred (maybe fewer
+  // than asked), or -EAGAIN (ring full), -EPIPE, -EBADF.
+  // Blocking: the loop of os::vmsplice_all, whose calls each transfer what fits and whose next
+  // call sleeps in wait_for_space while the ring is full: `result` is the bytes transferred so
+  // far and blocked = true until all are in; then call continue_vmsplice() once
+  // writer_can_proceed(). -EPIPE when the reader is gone.
+  WriteResult vmsplice(std::span<const std::span<const std::byte>> parts, uint32_t page_offset,
+                       bool nonblocking);
+  // The blocking loop goes on with the rest of `parts` after `written_so_far` bytes (its iovecs
+  // advanced past them); `result` counts from the start of `parts`.
+  WriteResult continue_vmsplice(std::span<const std::span<const std::byte>> parts,
+                                uint32_t page_offset, size_t written_so_far);
+
   struct ReadResult {
     // Bytes read (> 0), 0 at end of file or for an empty read, -EAGAIN when nothing is there yet
     // (also when would_block), -EBADF (read end closed: misuse).
@@ -141,6 +174,7 @@ class PipeModel {
   struct BufferView {
     uint32_t offset;
     uint32_t len;
+    bool can_merge = true;  // false: a vmspliced fragment (PIPE_BUF_FLAG_CAN_MERGE unset)
   };
   BufferView buffer(uint32_t i) const;
 
@@ -177,6 +211,7 @@ class PipeModel {
     std::shared_ptr<std::byte[]> page;  // shared with copies of the pipe until one appends to it
     uint32_t offset = 0;
     uint32_t len = 0;
+    bool can_merge = true;                     // PIPE_BUF_FLAG_CAN_MERGE: write(2) may append to it
     mutable uint32_t hashed_end = kNotHashed;  // page_hash is of bytes [0, hashed_end)
     mutable uint64_t page_hash = 0;
   };
@@ -188,6 +223,8 @@ class PipeModel {
   std::shared_ptr<std::byte[]> take_page();
   void own_page(Buffer& buf);
   WriteResult start_write(Source& source, bool nonblocking);
+  // iter_to_pipe: fragments while slots are free; returns the bytes transferred.
+  size_t splice_fragments(Source& source, uint32_t page_offset);
   WriteResult fill_pages(Source& source, size_t written_so_far, size_t written_in_step,
                          bool nonblocking);
 

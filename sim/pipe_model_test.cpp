@@ -1238,3 +1238,125 @@ TEST(PipeModelDifferential, Replay) {
 
 }  // namespace
 }  // namespace pipepool::sim
+
+// ---- vmsplice(2) (fs/splice.c: vmsplice_to_pipe, iter_to_pipe) ---------------------------------
+
+namespace pipepool::sim {
+namespace {
+
+std::vector<std::byte> pattern_bytes(size_t n, int seed) {
+  std::vector<std::byte> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<std::byte>((i * 31 + seed * 7) & 0xff);
+  return out;
+}
+
+TEST(PipeModelVmsplice, OneSlotPerPageFragmentNeverMerged) {
+  PipeModel pipe;
+  const auto data = pattern_bytes(10000, 1);
+  const std::span<const std::byte> parts[] = {data};
+  // 16 bytes into its first page: 4080 + 4096 + 1824.
+  const auto w = pipe.vmsplice(parts, 16, true);
+  EXPECT_EQ(w.result, 10000);
+  ASSERT_EQ(pipe.slots_used(), 3u);
+  EXPECT_EQ(pipe.buffer(0).offset, 16u);
+  EXPECT_EQ(pipe.buffer(0).len, 4080u);
+  EXPECT_EQ(pipe.buffer(1).len, 4096u);
+  EXPECT_EQ(pipe.buffer(2).len, 1824u);
+  EXPECT_FALSE(pipe.buffer(2).can_merge);
+  // A small write behind a fragment takes a slot of its own (no PIPE_BUF_FLAG_CAN_MERGE).
+  EXPECT_EQ(pipe.write(bytes_of("ab"), true).result, 2);
+  EXPECT_EQ(pipe.slots_used(), 4u);
+  // Nor does a fragment merge into a written page.
+  const std::span<const std::byte> tiny[] = {std::span<const std::byte>(data).first(3)};
+  EXPECT_EQ(pipe.vmsplice(tiny, 0, true).result, 3);
+  EXPECT_EQ(pipe.slots_used(), 5u);
+  std::vector<std::byte> out(10005);
+  ASSERT_EQ(pipe.read(out, true).result, 10005);
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), out.begin()));
+}
+
+TEST(PipeModelVmsplice, SixteenFragmentsFillSixteenSlotsWhateverTheirSize) {
+  PipeModel pipe;
+  const auto data = pattern_bytes(16, 2);
+  // Each iovec of one byte is a fragment, each in a slot.
+  std::vector<std::span<const std::byte>> parts;
+  for (int i = 0; i < 16; ++i) parts.push_back(std::span<const std::byte>(data).subspan(i, 1));
+  EXPECT_EQ(pipe.vmsplice(parts, 100, true).result, 16);
+  EXPECT_EQ(pipe.slots_used(), 16u);
+  EXPECT_EQ(pipe.bytes(), 16u);
+  EXPECT_FALSE(pipe.writable());
+  EXPECT_EQ(pipe.vmsplice(parts, 0, true).result, -EAGAIN);  // SPLICE_F_NONBLOCK, ring full
+  EXPECT_EQ(pipe.write(bytes_of("z"), true).result, -EAGAIN);
+  // Blocking: sleeps before transferring anything.
+  const auto b = pipe.vmsplice(parts, 0, false);
+  EXPECT_TRUE(b.blocked);
+  EXPECT_EQ(b.result, 0);
+}
+
+TEST(PipeModelVmsplice, PartialTransferThenTheBlockingLoopGoesOn) {
+  PipeModel pipe;  // 16 slots
+  const auto data = pattern_bytes(20 * kPage, 3);
+  const std::span<const std::byte> parts[] = {data};
+  auto nb = pipe.vmsplice(parts, 0, true);
+  EXPECT_EQ(nb.result, 16 * int64_t{kPage});  // what fits, a short count
+  std::vector<std::byte> out(20 * kPage);
+  ASSERT_EQ(pipe.read(std::span<std::byte>(out).first(16 * kPage), true).result, 16 * kPage);
+  auto w = pipe.vmsplice(std::span<const std::span<const std::byte>>(parts), 0, false);
+  // Blocking, from the start again on an empty pipe: 16 pages in, blocked for the rest.
+  EXPECT_EQ(w.result, 16 * int64_t{kPage});
+  EXPECT_TRUE(w.blocked);
+  std::vector<std::byte> sink(16 * kPage);
+  ASSERT_EQ(pipe.read(sink, true).result, 16 * kPage);
+  w = pipe.continue_vmsplice(parts, 0, static_cast<size_t>(w.result));
+  EXPECT_EQ(w.result, 20 * int64_t{kPage});
+  EXPECT_FALSE(w.blocked);
+  pipe.close_reader();
+  EXPECT_EQ(pipe.vmsplice(parts, 0, false).result, -EPIPE);
+}
+
+// The model against the kernel: vmsplice(SPLICE_F_NONBLOCK) of page-offset memory, writes and
+// reads interleaved, the same results, readiness, FIONREAD and bytes on both.
+TEST(PipeModelDifferential, VmspliceAgainstTheKernel) {
+  namespace rp = pipepool::sim::testing;
+  rp::RealPipe real;
+  PipeModel model;
+  ASSERT_EQ(real.size(), static_cast<int64_t>(model.capacity_bytes()));
+  std::mt19937 rng(11);
+  // Page-aligned memory, never modified once spliced (the real pipe reads it later).
+  std::vector<std::unique_ptr<std::byte, decltype(&std::free)>> keep;
+  for (int op = 0; op < 400; ++op) {
+    const int kind = static_cast<int>(rng() % 3);
+    if (kind == 0) {
+      const uint32_t offset = rng() % 2 ? 0 : static_cast<uint32_t>(rng() % kPage);
+      const size_t n = 1 + rng() % (3 * kPage);
+      auto* memory =
+          static_cast<std::byte*>(std::aligned_alloc(kPage, (offset + n + kPage) / kPage * kPage));
+      keep.emplace_back(memory, &std::free);
+      const auto data = pattern_bytes(n, op);
+      std::memcpy(memory + offset, data.data(), n);
+      iovec iov{memory + offset, n};
+      const int64_t r =
+          rp::result_or_errno(::vmsplice(real.write_fd(), &iov, 1, SPLICE_F_NONBLOCK));
+      const std::span<const std::byte> parts[] = {std::span<const std::byte>(memory + offset, n)};
+      const auto m = model.vmsplice(parts, offset, true);
+      ASSERT_EQ(r, m.result) << "vmsplice of " << n << " bytes at page offset " << offset << ", op "
+                             << op;
+    } else if (kind == 1) {
+      const auto data = pattern_bytes(1 + rng() % 5000, op);
+      ASSERT_EQ(real.write(data), model.write(data, true).result) << "write, op " << op;
+    } else {
+      std::vector<std::byte> a(1 + rng() % 9000), b(a.size());
+      const int64_t ra = real.read(a);
+      const int64_t rb = model.read(b, true).result;
+      ASSERT_EQ(ra, rb) << "read, op " << op;
+      if (ra > 0) {
+        ASSERT_TRUE(std::equal(a.begin(), a.begin() + ra, b.begin())) << "op " << op;
+      }
+    }
+    ASSERT_EQ(real.fionread(), int64_t(model.bytes())) << "op " << op;
+    ASSERT_EQ((real.poll_write_end() & POLLOUT) != 0, model.writable()) << "op " << op;
+  }
+}
+
+}  // namespace
+}  // namespace pipepool::sim

@@ -254,7 +254,7 @@ uint64_t default_max_steps(const Script& script) {
 // ---- text --------------------------------------------------------------------------------------
 
 bool parse_strategy(std::string_view text, Strategy& out) {
-  for (Strategy s : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
+  for (Strategy s : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched, Strategy::ZeroCopy}) {
     if (text == to_string(s)) {
       out = s;
       return true;
@@ -438,7 +438,7 @@ bool parse_scenario(std::string_view text, Scenario& out, std::string& error) {
     const bool one_value = w.size() == 2;
     if (key == "strategy") {
       if (!one_value || !parse_strategy(w[1], scenario.strategy)) {
-        return fail("strategy takes epoll, batched or unbatched");
+        return fail("strategy takes epoll, batched, unbatched or zerocopy");
       }
     } else if (key == "scheduler") {
       if (!one_value || !parse_scheduler(w[1], scenario.scheduler)) {

@@ -3,7 +3,7 @@
 //
 // Example (the text format; `#` starts a comment, one setting or call per line):
 //
-//   strategy unbatched          # epoll | batched | unbatched
+//   strategy unbatched          # epoll | batched | unbatched | zerocopy
 //   scheduler shortest-backlog  # demand | shortest-backlog | round-robin
 //   workers 1
 //   pipe-pages 16               # capacity of every pipe, in page slots (a power of two)

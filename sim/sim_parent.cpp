@@ -196,11 +196,11 @@ void World::parent_write() {
   const std::string where = std::string(channel.name(Direction::Task)) + " " + std::to_string(w);
   if (!p.action.blocking) {
     const Channel::WriteResult r =
-        channel.writev(Direction::Task, p.segments, /*nonblocking=*/true);
+        channel.writev(Direction::Task, p.segments, /*nonblocking=*/true, p.action.splice);
     note(kParentProcess, kParentNbWrite, (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
     if (options_.trace) {
       trace_line(kParentProcess,
-                 "write(2) " + where +
+                 std::string(p.action.splice ? "vmsplice(2) " : "write(2) ") + where +
                      " (non-blocking): " + describe_frame(p.segments, python_framing_) + " -> " +
                      std::to_string(r.result) + " [" + channel.describe(Direction::Task) + "]");
     }
@@ -215,8 +215,9 @@ void World::parent_write() {
   }
   const bool continuing = p.in_write;
   const Channel::WriteResult r =
-      continuing ? channel.continue_writev(Direction::Task, p.segments, p.write_done)
-                 : channel.writev(Direction::Task, p.segments, false);
+      continuing
+          ? channel.continue_writev(Direction::Task, p.segments, p.write_done, p.action.splice)
+          : channel.writev(Direction::Task, p.segments, false, p.action.splice);
   note(kParentProcess, continuing ? kParentContinue : kParentWrite,
        (uint64_t{w} << 40) ^ static_cast<uint64_t>(r.result));
   if (options_.trace) {

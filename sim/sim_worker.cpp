@@ -24,8 +24,9 @@ bool World::worker_runnable(uint32_t w) const {
       // On a pipe, a write that could not move a byte has no effect anyone sees: it only sleeps.
       // So it counts as blocked before it is entered, and the step is taken once it can do
       // something. On a socket entering is always a step (Channel::write_can_start says why).
-      return k.in_write ? k.channel->writer_can_proceed(Direction::Result)
-                        : k.channel->write_can_start(Direction::Result, k.write_total);
+      return k.in_write
+                 ? k.channel->writer_can_proceed(Direction::Result)
+                 : k.channel->write_can_start(Direction::Result, k.write_total, k.action.splice);
     case ChildEngine::Op::Exit:
       return true;
   }
@@ -139,12 +140,15 @@ void World::step_worker(uint32_t w) {
       break;
     case ChildEngine::Op::Write: {
       const Channel::WriteResult r =
-          k.in_write ? k.channel->continue_writev(Direction::Result, k.action.write, k.write_done)
-                     : k.channel->writev(Direction::Result, k.action.write, /*nonblocking=*/false);
+          k.in_write ? k.channel->continue_writev(Direction::Result, k.action.write, k.write_done,
+                                                  k.action.splice)
+                     : k.channel->writev(Direction::Result, k.action.write, /*nonblocking=*/false,
+                                         k.action.splice);
       const std::string where = k.channel->name(Direction::Result);
       note(process, k.in_write ? kWorkerContinue : kWorkerWrite, static_cast<uint64_t>(r.result));
       if (options_.trace) {
-        trace_line(process, "writev(2) " + where + (k.in_write ? " wakes: +" : ": ") +
+        trace_line(process, std::string(k.action.splice ? "vmsplice(2) " : "writev(2) ") + where +
+                                (k.in_write ? " wakes: +" : ": ") +
                                 (k.in_write ? std::to_string(r.written) + " (" +
                                                   std::to_string(k.write_done + r.written) +
                                                   " of " + std::to_string(k.write_total) + ")"

@@ -21,7 +21,7 @@ bool write_can_start(const PipeModel& pipe, size_t total) {
   const size_t chars = total & (pipe.page_size() - 1);
   if (chars == 0 || pipe.slots_used() == 0) return false;
   const PipeModel::BufferView last = pipe.buffer(pipe.slots_used() - 1);
-  return size_t{last.offset} + last.len + chars <= pipe.page_size();
+  return last.can_merge && size_t{last.offset} + last.len + chars <= pipe.page_size();
 }
 
 namespace {
