@@ -226,11 +226,13 @@ void register_echo_benchmarks(const BenchMode& mode) {
     // The raw pipe right before the pool cases of the same load: side by side in time, so that
     // the machine's noise hits a ratio's two terms alike.
     register_raw_pipe_benchmark(mode, load);
-    for (Strategy strategy : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
+    for (Strategy strategy :
+         {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched, Strategy::ZeroCopy}) {
       add(strategy, Config::RoundRobin, 1, load);
       if (load.shape == Shape::Symmetric) add(strategy, Config::RoundRobin, 2, load);
     }
     add(Strategy::Epoll, Config::Default, 1, load);
+    add(Strategy::ZeroCopy, Config::Default, 1, load);
   }
 }
 

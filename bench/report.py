@@ -26,7 +26,7 @@ import sys
 RUN_KEYS = {"min_time", "repeats", "iterations", "threads", "real_time", "manual_time",
             "min_warmup_time"}
 
-STRATEGIES = ["epoll", "batched", "unbatched"]
+STRATEGIES = ["epoll", "batched", "unbatched", "zerocopy"]
 PEER_NAMES = {"mp_pool": "multiprocessing.Pool", "mp_executor": "ProcessPoolExecutor"}
 
 # With repetitions, a rate is the best repetition (noise on a shared machine only ever slows a run
