@@ -44,10 +44,13 @@ struct EchoLoad {
   uint64_t size_bytes = 0;
   bool enlarged_pipes = true;
   int workers = 1;
+  // Messages in flight per worker in each iteration (the benchmarks: kMessagesPerWorker; the
+  // whole-job measurements of whole_job.cpp: 1).
+  int messages_per_worker = kMessagesPerWorker;
 
   uint64_t in_bytes() const { return shape == Shape::LargeOut ? kSmallSideBytes : size_bytes; }
   uint64_t out_bytes() const { return shape == Shape::LargeIn ? kSmallSideBytes : size_bytes; }
-  int messages() const { return kMessagesPerWorker * workers; }
+  int messages() const { return messages_per_worker * workers; }
   uint64_t bytes_per_iteration() const {
     return static_cast<uint64_t>(messages()) * (in_bytes() + out_bytes());
   }

@@ -38,8 +38,8 @@ int serve(int task_read, int result_write, std::span<std::byte> buffer, uint64_t
 RawEcho::RawEcho(const EchoLoad& load)
     : load_(load),
       child_buffer_(std::max(load.in_bytes(), load.out_bytes())),
-      send_buffer_(kMessagesPerWorker * load.in_bytes(), std::byte{'s'}),
-      receive_buffer_(std::max<uint64_t>(kMessagesPerWorker * load.out_bytes(), 1)) {
+      send_buffer_(load.messages_per_worker * load.in_bytes(), std::byte{'s'}),
+      receive_buffer_(std::max<uint64_t>(load.messages_per_worker * load.out_bytes(), 1)) {
   for (int i = 0; i < load.workers; ++i) {
     auto [task_read, task_write] = checked(os::make_pipe());
     auto [result_read, result_write] = checked(os::make_pipe());
@@ -50,7 +50,7 @@ RawEcho::RawEcho(const EchoLoad& load)
     capacity_bytes_ = checked(os::pipe_capacity(task_write.get()));
     const int keep[] = {0, 1, 2, task_read.get(), result_write.get()};
     const int child_task_read = task_read.get(), child_result_write = result_write.get();
-    std::span<std::byte> buffer(child_buffer_);
+    std::span<std::byte> buffer = child_buffer_.span;
     const uint64_t in_bytes = load.in_bytes(), out_bytes = load.out_bytes();
     const pid_t pid = checked(os::fork_child([&]() -> int {
       if (!os::close_fds_except(keep).ok()) return 4;
@@ -73,11 +73,11 @@ RawEcho::~RawEcho() {
   for (Child& child : children_) (void)os::wait_pid(child.pid);
 }
 
-// One iteration: kMessagesPerWorker messages to every child, every reply back.
+// One iteration: load.messages_per_worker messages to every child, every reply back.
 void RawEcho::iterate() {
   for (Child& child : children_) {
     child.to_send = send_buffer_.size();
-    child.to_receive = kMessagesPerWorker * load_.out_bytes();
+    child.to_receive = load_.messages_per_worker * load_.out_bytes();
     child.sent = child.received = 0;
   }
   std::vector<pollfd> fds;
@@ -107,8 +107,8 @@ void RawEcho::iterate() {
         child.sent += wrote.bytes;
       } else {
         auto got = os::read_some(child.result_read.get(),
-                                 std::span(receive_buffer_)
-                                     .first(std::min<uint64_t>(receive_buffer_.size(),
+                                 receive_buffer_.span
+                                     .first(std::min<uint64_t>(receive_buffer_.span.size(),
                                                                child.to_receive - child.received)));
         if (got.status == os::IoResult::Error || got.status == os::IoResult::Eof) {
           throw std::runtime_error("raw echo: read (child gone?)");

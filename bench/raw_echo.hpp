@@ -2,7 +2,7 @@
 // the same kind of pipes, with no pool: no framing, no codec, no scheduler, no I/O thread.
 //
 //   RawEcho raw(load);   // forks load.workers children, each with a task and a result pipe
-//   raw.iterate();       // kMessagesPerWorker messages to every child, every reply back
+//   raw.iterate();       // load.messages_per_worker messages to every child, every reply back
 //
 // Pipes: capacity left at the kernel default, or raised with F_SETPIPE_SZ to
 // /proc/sys/fs/pipe-max-size for "enlarged", as the pool does. A child does what a pool worker
@@ -19,6 +19,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "echo_load.hpp"
@@ -36,7 +38,7 @@ class RawEcho {
   // Capacity of the pipes in bytes (F_GETPIPE_SZ).
   uint64_t capacity_bytes() const { return capacity_bytes_; }
 
-  // One iteration: kMessagesPerWorker messages to every child, every reply back.
+  // One iteration: load.messages_per_worker messages to every child, every reply back.
   void iterate();
 
   // The children's process ids.
@@ -54,8 +56,20 @@ class RawEcho {
     uint64_t to_send = 0, sent = 0, to_receive = 0, received = 0;
   };
 
+  // Memory the program writes before it reads it: allocated, not initialised, so that a page is
+  // first touched by the read that fills it (the child's buffer is not copied on write after the
+  // fork, as a zero-filled one would be).
+  struct Scratch {
+    explicit Scratch(size_t size)
+        : bytes(std::make_unique_for_overwrite<std::byte[]>(size)), span(bytes.get(), size) {}
+    std::unique_ptr<std::byte[]> bytes;
+    std::span<std::byte> span;
+  };
+
   EchoLoad load_;
-  std::vector<std::byte> child_buffer_, send_buffer_, receive_buffer_;
+  Scratch child_buffer_;
+  std::vector<std::byte> send_buffer_;
+  Scratch receive_buffer_;
   std::vector<Child> children_;
   uint64_t capacity_bytes_ = 0;
 };

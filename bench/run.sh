@@ -77,7 +77,7 @@ if [ "$do_build" = 1 ]; then
       >/dev/null || exit 1
   fi
   say "building pipepool_bench"
-  cmake --build "$build_dir" --target pipepool_bench imap_memory -j "$(nproc)" >/dev/null || {
+  cmake --build "$build_dir" --target pipepool_bench imap_memory whole_job -j "$(nproc)" >/dev/null || {
     say "build failed (run: cmake --build $build_dir --target pipepool_bench)"
     exit 1
   }
@@ -140,6 +140,27 @@ else
   failures+=("no imap_memory binary in $build_dir/bench")
 fi
 
+# Whole jobs, each a process in a memory cgroup of its own: wall time and peak memory (issue 11).
+jobs_args=()
+if [ -x "$build_dir/bench/whole_job" ]; then
+  job_rounds=1 job_divisor=1
+  [ "$mode" = smoke ] && job_divisor=64
+  [ "$mode" = full ] && job_rounds=3
+  whole_args=(--binary "$build_dir/bench/whole_job" --out "$out_dir/jobs.json"
+              --rounds "$job_rounds" --divisor "$job_divisor")
+  [ "$do_python" = 1 ] || whole_args+=(--no-python)
+  say "running the whole jobs ($job_rounds round(s), sizes / $job_divisor) -> $out_dir/jobs.json"
+  timeout --kill-after=10 "$time_limit" "$PYTHON" "$here/whole_jobs.py" "${whole_args[@]}" 2>&1 \
+    | tee "$out_dir/jobs.txt"
+  if [ "${PIPESTATUS[0]}" = 0 ]; then
+    jobs_args=(--jobs "$out_dir/jobs.json")
+  else
+    failures+=("whole_jobs.py failed (see $out_dir/jobs.txt)")
+  fi
+else
+  failures+=("no whole_job binary in $build_dir/bench")
+fi
+
 results=("$out_dir/pipepool.json")
 if [ "$do_python" = 1 ]; then
   say "running the Python peers -> $out_dir/peers.json"
@@ -160,7 +181,7 @@ fi
 
 if [ -s "$out_dir/pipepool.json" ]; then
   report_args=(--results "${results[@]}" --machine "$out_dir/machine.txt"
-               --out "$out_dir/summary.md")
+               --out "$out_dir/summary.md" "${jobs_args[@]}")
   if [ "$mode" = smoke ]; then
     report_args+=(--check "$out_dir/expected.txt")
     [ "$do_python" = 1 ] && report_args+=(--require-peers)

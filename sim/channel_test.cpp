@@ -370,6 +370,21 @@ TEST(SocketWorld, TheScenarioTextCarriesTheChannelAndRoundTrips) {
   tiny.sndbuf_bytes = 100;
   tiny.calls = s.calls;
   EXPECT_THROW((void)make_script(tiny), std::invalid_argument);
+  // A size of the other transport would be ignored: it is refused instead, naming the setting.
+  for (const char* text : {"sndbuf 100000\napply_async 1K 2K 0\n",
+                           "transport socketpair\npipe-pages 4\napply_async 1K 2K 0\n"}) {
+    Scenario x;
+    ASSERT_TRUE(parse_scenario(text, x, error)) << error;
+    try {
+      (void)make_script(x);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(x.transport == Transport::Pipes ? "sndbuf 100000"
+                                                                           : "pipe-pages 4"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 }  // namespace

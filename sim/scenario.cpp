@@ -141,10 +141,13 @@ Scenario scenario_from_options(const Options& options, uint32_t default_workers)
   s.max_retries = options.max_retries;
   s.task_timeout_us = static_cast<uint64_t>(options.task_timeout.count()) * 1000;
   s.engine_seed = options.seed;
-  uint64_t capacity = options.pipe_capacity_bytes;
-  if (capacity == 0) capacity = options.enlarge_pipes ? uint64_t{1} << 20 : uint64_t{64} << 10;
-  // The kernel rounds a capacity up to a power-of-two number of pages.
-  s.pipe_pages = static_cast<uint32_t>(std::bit_ceil((capacity + s.page_size - 1) / s.page_size));
+  if (options.transport == Transport::Pipes) {
+    uint64_t capacity = options.pipe_capacity_bytes;
+    if (capacity == 0) capacity = options.enlarge_pipes ? uint64_t{1} << 20 : uint64_t{64} << 10;
+    // The kernel rounds a capacity up to a power-of-two number of pages.
+    s.pipe_pages =
+        static_cast<uint32_t>(std::bit_ceil((capacity + s.page_size - 1) / s.page_size));
+  }
   s.transport = options.transport;
   s.framing = options.framing;
   s.python_task_overhead_bytes = options.python_task_overhead_bytes;
@@ -170,6 +173,19 @@ std::shared_ptr<const Script> make_script(const Scenario& scenario) {
     throw std::invalid_argument(
         "sndbuf must be in " + std::to_string(SocketConfig{}.min_sndbuf_bytes) + ".." +
         std::to_string(INT32_MAX) + " bytes, got " + std::to_string(scenario.sndbuf_bytes));
+  }
+  // Each channel's size only with its transport, as the pool's Options (a setting the world
+  // would ignore is an error, not a silent default).
+  if (scenario.transport == Transport::Pipes && scenario.sndbuf_bytes != Scenario{}.sndbuf_bytes) {
+    throw std::invalid_argument("sndbuf " + std::to_string(scenario.sndbuf_bytes) +
+                                " is a socketpair's setting: with transport pipes, size the pipes "
+                                "with pipe-pages");
+  }
+  if (scenario.transport == Transport::SocketPair &&
+      scenario.pipe_pages != Scenario{}.pipe_pages) {
+    throw std::invalid_argument("pipe-pages " + std::to_string(scenario.pipe_pages) +
+                                " is a pipe's setting: with transport socketpair, size the "
+                                "socket with sndbuf");
   }
   // The pool's own check of the channel settings (overheads only with Python's framing, and
   // within its bounds), with the pool's message.
