@@ -381,5 +381,129 @@ TEST(FrameReader, LargePayloadsAskForHugePagesBeforeTheirFirstTouch) {
   }
 }
 
+// ---- splicing (Strategy::ZeroCopy) --------------------------------------------------------------
+
+// Feeds `bytes` to a child engine's reads until it wants something else; returns that action.
+ChildEngine::Action feed_child(ChildEngine& child, const std::string& bytes) {
+  size_t pos = 0;
+  ChildEngine::Action action = child.next();
+  while (action.op == ChildEngine::Op::Read && pos < bytes.size()) {
+    const size_t n = std::min(action.read_into.size(), bytes.size() - pos);
+    std::memcpy(action.read_into.data(), bytes.data() + pos, n);
+    pos += n;
+    child.bytes_read(n);
+    action = child.next();
+  }
+  return action;
+}
+
+size_t total(const std::vector<std::span<const std::byte>>& segments) {
+  size_t n = 0;
+  for (auto s : segments) n += s.size();
+  return n;
+}
+
+TEST(Outbox, GatherGivesASplicedPayloadAWriteOfItsOwn) {
+  Outbox outbox;
+  const WireFormat wire{};
+  auto small = std::make_shared<const std::string>(10, 's');
+  auto large = std::make_shared<const std::string>(5000, 'L');
+  outbox.push(make_out_frame(wire, Direction::ToWorker, FrameKind::Task, 1, small, 0));
+  outbox.push(make_out_frame(wire, Direction::ToWorker, FrameKind::Task, 2, large, 1));
+  outbox.push(make_out_frame(wire, Direction::ToWorker, FrameKind::Ack, 3, nullptr, 2));
+  std::vector<std::span<const std::byte>> segments;
+  bool splice = true;
+  // The small frame and the large one's header, copied.
+  EXPECT_EQ(outbox.gather(segments, 64, 4096, splice), kHeaderBytes + 10 + kHeaderBytes);
+  EXPECT_FALSE(splice);
+  outbox.consume(kHeaderBytes + 10 + 20);  // a short write: 12 bytes of the header are left
+  segments.clear();
+  EXPECT_EQ(outbox.gather(segments, 64, 4096, splice), 12u);
+  EXPECT_FALSE(splice);
+  outbox.consume(12);
+  segments.clear();
+  // The payload alone, pointing into the shared string (no copy).
+  EXPECT_EQ(outbox.gather(segments, 64, 4096, splice), 5000u);
+  EXPECT_TRUE(splice);
+  ASSERT_EQ(segments.size(), 1u);
+  EXPECT_EQ(static_cast<const void*>(segments[0].data()), static_cast<const void*>(large->data()));
+  outbox.consume(1000);
+  segments.clear();
+  EXPECT_EQ(outbox.gather(segments, 64, 4096, splice), 4000u);
+  EXPECT_TRUE(splice);
+  outbox.consume(4000);
+  segments.clear();
+  EXPECT_EQ(outbox.gather(segments, 64, 4096, splice), kHeaderBytes);  // the Ack, copied
+  EXPECT_FALSE(splice);
+  // Without a threshold: one writev of everything, as before.
+  segments.clear();
+  EXPECT_EQ(outbox.gather(segments, 64, 0, splice), kHeaderBytes);
+  EXPECT_FALSE(splice);
+}
+
+TEST(ChildEngine, KeepsASplicedResultUntilTheParentAcknowledgesIt) {
+  ChildEngine child(ChildConfig{
+      .mode = ChildMode::OneAtATime, .read_ahead_bytes = 4096, .splice_min_payload_bytes = 100});
+  ChildEngine::Action action = feed_child(child, frame(FrameKind::Task, 1, "abc"));
+  ASSERT_EQ(action.op, ChildEngine::Op::Run);
+  child.task_finished(true, std::string(300, 'r'));
+  action = child.next();
+  ASSERT_EQ(action.op, ChildEngine::Op::Write);
+  EXPECT_FALSE(action.splice);
+  EXPECT_EQ(total(action.write), kHeaderBytes);
+  child.bytes_written(kHeaderBytes);
+  action = child.next();
+  ASSERT_EQ(action.op, ChildEngine::Op::Write);
+  EXPECT_TRUE(action.splice);
+  EXPECT_EQ(total(action.write), 300u);
+  child.bytes_written(300);
+  EXPECT_EQ(child.retained_results(), 1u);
+  // Not reused for the next result while the parent may not have read it.
+  EXPECT_EQ(child.result_buffer().capacity() >= 300, false);
+  action = feed_child(child, frame(FrameKind::Ack, 1));
+  EXPECT_EQ(action.op, ChildEngine::Op::Read);
+  EXPECT_EQ(child.retained_results(), 0u);
+  EXPECT_GE(child.result_buffer().capacity(), 300u);  // now its memory serves the next result
+  // A small result is copied (writev of header and payload together) and kept by nobody.
+  action = feed_child(child, frame(FrameKind::Task, 2, "x"));
+  ASSERT_EQ(action.op, ChildEngine::Op::Run);
+  child.task_finished(true, "tiny");
+  action = child.next();
+  EXPECT_FALSE(action.splice);
+  EXPECT_EQ(total(action.write), kHeaderBytes + 4);
+  child.bytes_written(kHeaderBytes + 4);
+  EXPECT_EQ(child.retained_results(), 0u);
+}
+
+TEST(ChildEngine, AnAckForMoreThanWasWrittenIsAProtocolError) {
+  ChildEngine child(ChildConfig{.splice_min_payload_bytes = 100});
+  const ChildEngine::Action action = feed_child(child, frame(FrameKind::Ack, 2));
+  ASSERT_EQ(action.op, ChildEngine::Op::Exit);
+  EXPECT_EQ(action.exit_code, kExitProtocolError);
+}
+
+TEST(ParentEngine, AcknowledgesSplicedResultsOnlyAndNotAfterShutdown) {
+  Fixture f(Strategy::ZeroCopy, SchedulerKind::RoundRobin, 1);
+  f.engine.submit(tasks(1, 3));
+  EXPECT_EQ(kinds(drain_writes(f.engine, 0)),
+            (std::vector<FrameKind>{FrameKind::Task, FrameKind::Task, FrameKind::Task}));
+  const std::string spliced(kZeroCopyMinPayloadBytes, 'r');
+  feed(f.engine, 0, frame(FrameKind::Result, 1, "small"));
+  EXPECT_FALSE(f.engine.wants_write(0));  // nothing spliced: no Ack
+  feed(f.engine, 0, frame(FrameKind::Result, 2, spliced));
+  std::string acks = drain_writes(f.engine, 0);
+  ASSERT_EQ(kinds(acks), std::vector<FrameKind>{FrameKind::Ack});
+  FrameHeader header;
+  std::string error;
+  ASSERT_TRUE(decode_header(std::span<const std::byte, kHeaderBytes>(
+                                reinterpret_cast<const std::byte*>(acks.data()), kHeaderBytes),
+                            Direction::ToWorker, 0, header, error))
+      << error;
+  EXPECT_EQ(header.task_id, 1u);  // one spliced result read so far
+  f.engine.begin_shutdown();
+  feed(f.engine, 0, frame(FrameKind::Result, 3, spliced));
+  EXPECT_EQ(kinds(drain_writes(f.engine, 0)), std::vector<FrameKind>{FrameKind::Shutdown});
+}
+
 }  // namespace
 }  // namespace pipepool::protocol
