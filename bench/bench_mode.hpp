@@ -73,6 +73,9 @@ BenchMode mode_named(const std::string& name);
 // pipe (raw_pipe_benchmark.cpp) then every pool variant of that load.
 struct EchoLoad;
 void register_raw_pipe_benchmark(const BenchMode& mode, const EchoLoad& load);
+// The same raw echo with vmsplice for every message and reply (raw_echo.hpp, splice): what
+// Strategy::ZeroCopy could reach at most.
+void register_raw_vmsplice_benchmark(const BenchMode& mode, const EchoLoad& load);
 void register_echo_benchmarks(const BenchMode& mode);
 void register_task_rate_benchmarks(const BenchMode& mode);
 void register_head_of_line_benchmarks(const BenchMode& mode);

@@ -233,6 +233,7 @@ void register_echo_benchmarks(const BenchMode& mode) {
     }
     add(Strategy::Epoll, Config::Default, 1, load);
     add(Strategy::ZeroCopy, Config::Default, 1, load);
+    if (load.shape == Shape::Symmetric) register_raw_vmsplice_benchmark(mode, load);
   }
 }
 

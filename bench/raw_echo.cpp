@@ -24,22 +24,31 @@ void checked(os::Result<void> result) {
 }
 
 // Runs in the child (async-signal-safe calls only; `buffer` was allocated before the fork).
+// splice: replies are vmspliced from `reply`, which nothing writes any more.
 int serve(int task_read, int result_write, std::span<std::byte> buffer, uint64_t in_bytes,
-          uint64_t out_bytes) {
+          uint64_t out_bytes, std::span<std::byte> reply, bool splice) {
   while (true) {
     auto got = os::read_exact(task_read, buffer.first(in_bytes));
     if (!got.ok() || got.value() < in_bytes) return got.ok() && got.value() == 0 ? 0 : 1;
+    if (splice) {
+      const iovec piece{reply.data(), out_bytes};
+      if (out_bytes != 0 && !os::vmsplice_all(result_write, std::span(&piece, 1)).ok()) return 2;
+      continue;
+    }
     if (!os::write_all(result_write, buffer.first(out_bytes)).ok()) return 2;
   }
 }
 
 }  // namespace
 
-RawEcho::RawEcho(const EchoLoad& load)
+RawEcho::RawEcho(const EchoLoad& load, bool splice)
     : load_(load),
+      splice_(splice),
       child_buffer_(std::max(load.in_bytes(), load.out_bytes())),
+      reply_buffer_(splice ? std::max<uint64_t>(load.out_bytes(), 1) : 1),
       send_buffer_(load.messages_per_worker * load.in_bytes(), std::byte{'s'}),
       receive_buffer_(std::max<uint64_t>(load.messages_per_worker * load.out_bytes(), 1)) {
+  if (splice) std::fill(reply_buffer_.span.begin(), reply_buffer_.span.end(), std::byte{'r'});
   for (int i = 0; i < load.workers; ++i) {
     auto [task_read, task_write] = checked(os::make_pipe());
     auto [result_read, result_write] = checked(os::make_pipe());
@@ -51,10 +60,12 @@ RawEcho::RawEcho(const EchoLoad& load)
     const int keep[] = {0, 1, 2, task_read.get(), result_write.get()};
     const int child_task_read = task_read.get(), child_result_write = result_write.get();
     std::span<std::byte> buffer = child_buffer_.span;
+    std::span<std::byte> reply = reply_buffer_.span;
     const uint64_t in_bytes = load.in_bytes(), out_bytes = load.out_bytes();
     const pid_t pid = checked(os::fork_child([&]() -> int {
       if (!os::close_fds_except(keep).ok()) return 4;
-      return serve(child_task_read, child_result_write, buffer, in_bytes, out_bytes);
+      return serve(child_task_read, child_result_write, buffer, in_bytes, out_bytes, reply,
+                   splice);
     }));
     Child& child = children_.emplace_back();
     child.pid = pid;
@@ -101,8 +112,10 @@ void RawEcho::iterate() {
       if (fds[i].revents == 0) continue;
       Child& child = *owners[i];
       if (fds[i].events == POLLOUT) {
-        auto wrote =
-            os::write_some(child.task_write.get(), std::span(send_buffer_).subspan(child.sent));
+        const std::span<const std::byte> rest = std::span(send_buffer_).subspan(child.sent);
+        const iovec piece{const_cast<std::byte*>(rest.data()), rest.size()};
+        auto wrote = splice_ ? os::vmsplice_some(child.task_write.get(), std::span(&piece, 1), true)
+                             : os::write_some(child.task_write.get(), rest);
         if (wrote.status == os::IoResult::Error) throw std::runtime_error("raw echo: write");
         child.sent += wrote.bytes;
       } else {

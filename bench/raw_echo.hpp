@@ -11,6 +11,13 @@
 // from one poll loop on non-blocking ends, so it never deadlocks. The destructor closes the pipes
 // and reaps the children.
 //
+// Spliced (splice = true): the primitive Strategy::ZeroCopy builds on, at its limit. The parent
+// vmsplices (SPLICE_F_NONBLOCK) each message from its send buffer, which it never writes, and a
+// child vmsplices each reply from a reply buffer it filled before the fork and never writes again
+// (so the reply's bytes are not the message's: an echo of sizes, not of contents; a child that
+// spliced the buffer it reads into would overwrite replies the parent has not read yet). Reads
+// stay read(2).
+//
 // Errors: the constructor and iterate() throw std::runtime_error naming the failed call.
 // Thread safety: one thread uses a RawEcho. Fork it before starting threads when you can.
 #pragma once
@@ -30,7 +37,7 @@ namespace pipepool::bench {
 
 class RawEcho {
  public:
-  explicit RawEcho(const EchoLoad& load);
+  explicit RawEcho(const EchoLoad& load, bool splice = false);
   ~RawEcho();
   RawEcho(const RawEcho&) = delete;
   RawEcho& operator=(const RawEcho&) = delete;
@@ -67,7 +74,9 @@ class RawEcho {
   };
 
   EchoLoad load_;
+  bool splice_;
   Scratch child_buffer_;
+  Scratch reply_buffer_;  // splice: the child's replies
   std::vector<std::byte> send_buffer_;
   Scratch receive_buffer_;
   std::vector<Child> children_;

@@ -13,10 +13,10 @@
 namespace pipepool::bench {
 namespace {
 
-void run_raw_echo(benchmark::State& state, const std::string& name, EchoLoad load) {
+void run_raw_echo(benchmark::State& state, const std::string& name, EchoLoad load, bool splice) {
   CaseAlarm alarm(name, std::chrono::seconds(120));
   try {
-    RawEcho raw(load);
+    RawEcho raw(load, splice);
     raw.iterate();  // untimed warm-up: the child faults its buffer in
     for (auto _ : state) raw.iterate();
     state.counters["pipe_capacity_bytes"] = static_cast<double>(raw.capacity_bytes());
@@ -32,7 +32,16 @@ void run_raw_echo(benchmark::State& state, const std::string& name, EchoLoad loa
 
 void register_raw_pipe_benchmark(const BenchMode& mode, const EchoLoad& load) {
   const std::string name = "echo/impl:raw_pipe/" + load.name_suffix();
-  with_run_settings(benchmark::RegisterBenchmark(name.c_str(), run_raw_echo, name, load), mode)
+  with_run_settings(benchmark::RegisterBenchmark(name.c_str(), run_raw_echo, name, load, false),
+                    mode)
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+}
+
+void register_raw_vmsplice_benchmark(const BenchMode& mode, const EchoLoad& load) {
+  const std::string name = "echo/impl:raw_vmsplice/" + load.name_suffix();
+  with_run_settings(benchmark::RegisterBenchmark(name.c_str(), run_raw_echo, name, load, true),
+                    mode)
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
 }
