@@ -31,6 +31,9 @@ STYLES = {  # (strategy, options, calls) -> label, color, line style
     ("batched", "round_robin", "2"): ("batched, 2 calls", "tab:orange", "--"),
     ("unbatched", "round_robin", "1"): ("unbatched", "tab:green", "-"),
     ("unbatched", "round_robin", "2"): ("unbatched, 2 calls", "tab:green", "--"),
+    ("zerocopy", "round_robin", "1"): ("zerocopy", "tab:red", "-"),
+    ("zerocopy", "round_robin", "2"): ("zerocopy, 2 calls", "tab:red", "--"),
+    ("zerocopy", "default", "1"): ("zerocopy, default options", "tab:pink", "-"),
 }
 GiB = float(1 << 30)
 
