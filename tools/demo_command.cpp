@@ -80,7 +80,8 @@ void large_payloads(const DemoArgs& args) {
       "\nTwo %s tasks with %s results on one worker (map, chunksize 1), default 64 KiB "
       "pipes,\nShortestBacklog scheduler as in lambda_multiprocessing; watchdog %lld s:\n",
       mib(size).c_str(), mib(size).c_str(), static_cast<long long>(args.watchdog_s));
-  for (Strategy strategy : {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched}) {
+  for (Strategy strategy :
+       {Strategy::Epoll, Strategy::Batched, Strategy::Unbatched, Strategy::ZeroCopy}) {
     Pool pool(Options{.processes = 1,
                       .strategy = strategy,
                       .scheduler = SchedulerKind::ShortestBacklog,

@@ -157,7 +157,7 @@ void declare_run_options(CLI::App& command, RunArgs& a) {
       "a scenario in the text format of sim/README.md (\"Scenarios\")");
   auto* g = "scenario";
   add_parsed(command, "--strategy", s.strategy, "the pool's strategy (default epoll, the pool's)",
-             "epoll, batched or unbatched", sim::parse_strategy)
+             "epoll, batched, unbatched or zerocopy", sim::parse_strategy)
       ->group(g);
   add_parsed(command, "--scheduler", s.scheduler,
              "the parent's scheduler (default demand, the pool's; lambda_multiprocessing's is "
@@ -422,7 +422,7 @@ Run setup_sim_threshold(CLI::App& command) {
   args->command = &command;
   sim::ThresholdOptions& o = args->options;
   add_parsed(command, "--strategy", o.strategy, "the strategy searched",
-             "epoll, batched or unbatched", sim::parse_strategy)
+             "epoll, batched, unbatched or zerocopy", sim::parse_strategy)
       ->required();
   add_parsed(command, "--scheduler", o.scheduler, "the scheduler (default shortest-backlog)",
              "demand, shortest-backlog or round-robin", sim::parse_scheduler);

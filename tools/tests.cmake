@@ -51,7 +51,7 @@ pipepool_cli_test(sim_run_octal_is_not_a_number 2 stderr 1
                   "^pipepool sim run: --workers: '0x10' is not a decimal number" sim run
                   --task 1:1:0 --workers 0x10)
 pipepool_cli_test(sim_run_bad_strategy 2 stderr 1
-                  "^pipepool sim run: --strategy: 'fast' is not epoll, batched or unbatched" sim
+                  "^pipepool sim run: --strategy: 'fast' is not epoll, batched, unbatched or zerocopy" sim
                   run --task 1:1:0 --strategy fast)
 pipepool_cli_test(sim_run_no_calls 2 stderr 1
                   "^pipepool sim run: no calls: give --task, --call or --scenario" sim run)
