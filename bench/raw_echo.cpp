@@ -64,8 +64,7 @@ RawEcho::RawEcho(const EchoLoad& load, bool splice)
     const uint64_t in_bytes = load.in_bytes(), out_bytes = load.out_bytes();
     const pid_t pid = checked(os::fork_child([&]() -> int {
       if (!os::close_fds_except(keep).ok()) return 4;
-      return serve(child_task_read, child_result_write, buffer, in_bytes, out_bytes, reply,
-                   splice);
+      return serve(child_task_read, child_result_write, buffer, in_bytes, out_bytes, reply, splice);
     }));
     Child& child = children_.emplace_back();
     child.pid = pid;
@@ -119,10 +118,10 @@ void RawEcho::iterate() {
         if (wrote.status == os::IoResult::Error) throw std::runtime_error("raw echo: write");
         child.sent += wrote.bytes;
       } else {
-        auto got = os::read_some(child.result_read.get(),
-                                 receive_buffer_.span
-                                     .first(std::min<uint64_t>(receive_buffer_.span.size(),
-                                                               child.to_receive - child.received)));
+        auto got =
+            os::read_some(child.result_read.get(),
+                          receive_buffer_.span.first(std::min<uint64_t>(
+                              receive_buffer_.span.size(), child.to_receive - child.received)));
         if (got.status == os::IoResult::Error || got.status == os::IoResult::Eof) {
           throw std::runtime_error("raw echo: read (child gone?)");
         }
