@@ -70,6 +70,9 @@ class ChildEngine {
   void bytes_read(size_t n);  // 0 means end of file
   // `payload` is the encoded result or error; start it from result_buffer() to reuse memory.
   void task_finished(bool ok, std::string payload);
+  // The same with a payload whose segments may point into the task's result objects: its owner
+  // keeps them alive until the frame is written (payload.hpp's invariant).
+  void task_finished(bool ok, Payload payload);
   // An empty string with the capacity of an earlier result whose frame has been written, if any:
   // the executor encodes the next result into it, so a worker does not fault in a new buffer per
   // task.
@@ -95,6 +98,10 @@ class ChildEngine {
 
  private:
   void exit_with(int code, std::string reason);
+  // Queues the Result or Error frame of the task at the front; `recyclable` (may be null) is the
+  // string the payload lives in, whose memory result_buffer() hands out once the frame is written.
+  void finish_task(bool ok, std::shared_ptr<const Payload> payload,
+                   std::shared_ptr<std::string> recyclable);
 
   ChildConfig config_;
   FrameReader reader_;
