@@ -51,7 +51,18 @@ RC_GTEST_PROP(FrameProperties, OutboxThenReaderRoundTripsUnderAnySplit,
   Outbox outbox;
   uint64_t sequence = 0;
   for (size_t i = 0; i < payloads.size(); ++i) {
-    auto payload = payloads[i].empty() ? nullptr : std::make_shared<const std::string>(payloads[i]);
+    // Each payload in segments of 1, 2, 3, ... bytes: gather() must hand them out in order, as
+    // separate iovecs, with header and padding around them.
+    std::shared_ptr<const Payload> payload;
+    if (!payloads[i].empty()) {
+      auto owner = std::make_shared<const std::string>(payloads[i]);
+      std::vector<Payload::Segment> segments;
+      for (size_t at = 0, length = 1; at < owner->size(); at += length, ++length) {
+        segments.emplace_back(reinterpret_cast<const std::byte*>(owner->data()) + at,
+                              std::min(length, owner->size() - at));
+      }
+      payload = std::make_shared<const Payload>(std::move(segments), owner);
+    }
     outbox.push({encode_header(FrameKind::Result, i + 1, payloads[i].size()), payload, sequence++});
   }
   // Drain the outbox in writes of arbitrary sizes, as a non-blocking pipe would take them.

@@ -24,12 +24,13 @@ std::string echo_resized(std::string in, size_t out_bytes) {
   return in;
 }
 
-// Payload bytes of a real task `echo_resized(std::string(n), m)`: trampoline (8) + function
-// pointer (8) + item count (8) + string length (8) + n + size_t (8); of its result: item count (8)
-// + string length (8) + m (sim/real_pool_agreement_test.cpp). A simulated size below the overhead
-// becomes the overhead (the small side of a counterexample, where a few bytes do not matter).
-constexpr uint64_t kTaskOverhead = 40;
-constexpr uint64_t kResultOverhead = 16;
+// Payload bytes of a real task `echo_resized(std::string(n), m)`: head length (8) + trampoline (8)
+// + function pointer (8) + item count (8) + string length (8) + n + size_t (8); of its result:
+// head length (8) + item count (8) + string length (8) + m (sim/real_pool_agreement_test.cpp). A
+// simulated size below the overhead becomes the overhead (the small side of a counterexample,
+// where a few bytes do not matter).
+constexpr uint64_t kTaskOverhead = 48;
+constexpr uint64_t kResultOverhead = 24;
 
 // "apply_async 0 65505 0; apply 65505 0 0"
 std::string calls_text(const sim::Scenario& s) {

@@ -30,11 +30,11 @@ std::string echo_resized(std::string in, size_t out_bytes) {
   return in;
 }
 
-// Payload bytes of a real task `echo_resized(std::string(n), m)`: trampoline (8) + function
-// pointer (8) + item count (8) + string length (8) + n + size_t (8). Of its result: item count (8)
-// + string length (8) + m.
-constexpr size_t kTaskOverhead = 40;
-constexpr size_t kResultOverhead = 16;
+// Payload bytes of a real task `echo_resized(std::string(n), m)` (gather layout, task.hpp): head
+// length (8) + trampoline (8) + function pointer (8) + item count (8) + string length (8) + n +
+// size_t (8). Of its result: head length (8) + item count (8) + string length (8) + m.
+constexpr size_t kTaskOverhead = 48;
+constexpr size_t kResultOverhead = 24;
 
 // Two back-to-back apply_async on a pool of `options` (one worker): true if they deadlock (no
 // results within a 2 s budget; the pool is then terminated).

@@ -69,6 +69,26 @@
 // kMinEncodedSize = 0) are not bounded by the input size, so a single Writer or Reader accepts at
 // most kMaxZeroByteElements of them in total, on encode and on decode alike.
 //
+// Scatter/gather. The pool sends task arguments and results without copying their large
+// contiguous parts: it encodes with a Writer in gather mode, which keeps small bytes in a *head*
+// and records each contiguous value of at least kBulkThresholdBytes (a std::string's characters, a
+// std::vector of raw elements, also inside tuples, pairs, optionals, variants, maps and arrays) as
+// a span into the value (a *bulk segment*); the frame is then written with one writev pointing
+// into the caller's objects. Its payload is `u64 head_bytes | head | bulk0 | bulk1 ...`; a Reader
+// in bulk mode decodes it, both ends deciding bulk-or-inline the same way (by type and length),
+// so nothing else is on the wire. encode_to_string/decode_from_string keep the contiguous format
+// above. A user codec takes no part in it (everything it writes goes to the head) unless it opts
+// in with
+//
+//     static constexpr bool kScatterGather = true;
+//
+// which promises: encode() passes pipepool::encode only references to memory that outlives the
+// call and is not modified (members of the value, not temporaries: a temporary's bytes would be
+// borrowed after it is gone), and decode() moves what pipepool::decode returns into the result
+// (a move keeps a string's or vector's heap buffer) instead of copying or transforming it. A
+// codec that writes raw bytes itself may call writer.write_contiguous(data, size) after a length
+// prefix and read them with reader.read_contiguous(size).
+//
 // Thread safety: Writer and Reader are plain objects without synchronisation; the free functions
 // are safe to call concurrently on distinct objects.
 #pragma once
@@ -81,6 +101,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -170,15 +191,55 @@ inline std::string readable_type_name(std::string_view name) {
 
 }  // namespace internal
 
+// Contiguous values of at least this many bytes (a std::string's characters, a std::vector of raw
+// elements) travel as a separate bulk segment of a gather-mode payload instead of inside its head
+// (see "Scatter/gather" in the header comment). The one place this number lives.
+inline constexpr std::size_t kBulkThresholdBytes = 4096;
+
 // Appends encoded values to a caller-owned std::string (the bytes are stored as char).
+//
+// Gather mode (the second constructor): small bytes go to the string (the *head*), and a contiguous
+// value of at least the threshold written with write_contiguous() is recorded as a span into the
+// value itself (a *bulk segment*), not copied. The spans borrow: the value must stay alive and
+// unmodified until the bytes have been consumed (for the pool: until the peer has read the frame).
+// Where the value does not live that long (a temporary), a copy scope (CodecAccess::CopyScope)
+// makes bulk segments copies kept in `copies` instead: the layout, which the decoder must be able
+// to predict from types and lengths alone, stays the same.
 class Writer {
  public:
   // Appends to `buffer`, which must outlive the Writer. Existing contents are kept.
   explicit Writer(std::string& buffer) noexcept : buffer_(&buffer) {}
+  // Gather mode: small bytes to `head`, contiguous values of at least `bulk_threshold_bytes` (> 0)
+  // as spans appended to `bulk`. Both must outlive the Writer.
+  // `copies` holds the bulk bytes copied in a copy scope (a deque: they never move).
+  Writer(std::string& head, std::vector<std::span<const std::byte>>& bulk,
+         std::deque<std::string>& copies,
+         std::size_t bulk_threshold_bytes = kBulkThresholdBytes) noexcept
+      : buffer_(&head),
+        bulk_(&bulk),
+        copies_(&copies),
+        bulk_threshold_(bulk_threshold_bytes == 0 ? 1 : bulk_threshold_bytes) {}
 
-  // Appends `size` bytes from `data` (which may be null when size is 0).
+  // Appends `size` bytes from `data` (which may be null when size is 0). Always into the head.
   void write_bytes(const void* data, std::size_t size) {
     if (size != 0) buffer_->append(static_cast<const char*>(data), size);
+  }
+
+  // The bytes of a contiguous value, after the length prefix that lets the decoder size it: in
+  // gather mode, where bulk is allowed (see kScatterGather) and `size` reaches the threshold, a
+  // borrowed bulk segment; otherwise as write_bytes. The decoder must read them with
+  // Reader::read_contiguous(size).
+  void write_contiguous(const void* data, std::size_t size) {
+    if (bulk_ != nullptr && bulk_allowed_ && size >= bulk_threshold_) {
+      if (!borrow_) {
+        const std::string& copy = copies_->emplace_back(static_cast<const char*>(data), size);
+        data = copy.data();
+      }
+      bulk_->emplace_back(static_cast<const std::byte*>(data), size);
+      bulk_bytes_ += size;
+    } else {
+      write_bytes(data, size);
+    }
   }
 
   // Appends the object representation of `value` (sizeof(T) bytes).
@@ -202,9 +263,11 @@ class Writer {
     write_trivial(static_cast<std::uint64_t>(count));
   }
 
-  // Bytes in the buffer, including any that were there before this Writer.
-  std::size_t size() const noexcept { return buffer_->size(); }
+  // Bytes written: in the buffer (including any that were there before this Writer), plus the
+  // bulk segments recorded in gather mode.
+  std::size_t size() const noexcept { return buffer_->size() + bulk_bytes_; }
   std::string& buffer() const noexcept { return *buffer_; }
+  bool gather_mode() const noexcept { return bulk_ != nullptr; }
 
   // Throws ProtocolError naming the type being encoded, the offset and `problem`.
   [[noreturn]] void fail(std::string_view problem) const {
@@ -215,31 +278,65 @@ class Writer {
   friend struct internal::CodecAccess;
 
   std::string* buffer_;
+  std::vector<std::span<const std::byte>>* bulk_ = nullptr;
+  std::deque<std::string>* copies_ = nullptr;
+  std::size_t bulk_threshold_ = kBulkThresholdBytes;
+  std::size_t bulk_bytes_ = 0;
+  bool bulk_allowed_ = true;
+  bool borrow_ = true;
   std::string_view encoding_ = "value";
   std::size_t zero_byte_elements_ = 0;
 };
 
 // Reads encoded values from a byte buffer it does not own. Every read is bounds-checked and
 // throws ProtocolError (naming the type being decoded) when the bytes run out.
+//
+// Bulk mode (the second constructor) reads what a gather-mode Writer wrote: the head, and the
+// bulk bytes, in the order the head's values name them, from a second buffer.
 class Reader {
  public:
   // Reads from `bytes`, which must outlive the Reader.
   explicit Reader(std::string_view bytes) noexcept : bytes_(bytes) {}
+  // Bulk mode: the head in `head`, the bulk segments one after another in `bulk`; the threshold
+  // must be the writer's.
+  Reader(std::string_view head, std::string_view bulk,
+         std::size_t bulk_threshold_bytes = kBulkThresholdBytes) noexcept
+      : bytes_(head),
+        bulk_(bulk),
+        bulk_mode_(true),
+        bulk_threshold_(bulk_threshold_bytes == 0 ? 1 : bulk_threshold_bytes) {}
 
   // Copies the next `size` bytes into `out` (which may be null when size is 0).
   // Throws ProtocolError if fewer than `size` bytes remain; nothing is consumed then.
   void read_bytes(void* out, std::size_t size) {
-    if (size > remaining()) fail_truncated(size);
+    if (size > head_remaining()) fail_truncated(size);
     if (size != 0) std::memcpy(out, bytes_.data() + position_, size);
     position_ += size;
   }
 
   // The next `size` bytes, as a view into the input buffer. Throws like read_bytes.
   std::string_view read_view(std::size_t size) {
-    if (size > remaining()) fail_truncated(size);
+    if (size > head_remaining()) fail_truncated(size);
     std::string_view view = bytes_.substr(position_, size);
     position_ += size;
     return view;
+  }
+
+  // The bytes of a contiguous value written with Writer::write_contiguous(data, size): from the
+  // bulk buffer when the writer would have made them a bulk segment, else as read_view.
+  std::string_view read_contiguous(std::size_t size) {
+    if (!takes_bulk(size)) return read_view(size);
+    if (size > bulk_.size() - bulk_position_) {
+      fail("truncated bulk: " + std::to_string(size) + " byte(s) needed, " +
+           std::to_string(bulk_.size() - bulk_position_) + " remain");
+    }
+    std::string_view view = bulk_.substr(bulk_position_, size);
+    bulk_position_ += size;
+    return view;
+  }
+  // Whether a contiguous value of `size` bytes comes from the bulk (where the writer put it).
+  bool takes_bulk(std::size_t size) const noexcept {
+    return bulk_mode_ && bulk_allowed_ && size >= bulk_threshold_;
   }
 
   // Reads sizeof(T) bytes as a T (no default constructor needed). Throws like read_bytes.
@@ -274,7 +371,12 @@ class Reader {
     return static_cast<std::size_t>(count);
   }
 
-  std::size_t remaining() const noexcept { return bytes_.size() - position_; }
+  // Bytes not read yet: of the head, plus (bulk mode) of the bulk. Bounds lengths: every element
+  // of a container has its minimum encoding somewhere in them.
+  std::size_t remaining() const noexcept {
+    return head_remaining() + (bulk_.size() - bulk_position_);
+  }
+  std::size_t head_remaining() const noexcept { return bytes_.size() - position_; }
   std::size_t position() const noexcept { return position_; }
 
   // Throws ProtocolError if any bytes are left.
@@ -294,11 +396,16 @@ class Reader {
 
   [[noreturn]] void fail_truncated(std::size_t size) const {
     fail("truncated input: " + std::to_string(size) + " byte(s) needed, " +
-         std::to_string(remaining()) + " remain");
+         std::to_string(head_remaining()) + " remain");
   }
 
   std::string_view bytes_;
   std::size_t position_ = 0;
+  std::string_view bulk_;
+  std::size_t bulk_position_ = 0;
+  bool bulk_mode_ = false;
+  std::size_t bulk_threshold_ = kBulkThresholdBytes;
+  bool bulk_allowed_ = true;
   std::string_view decoding_ = "value";
   std::size_t zero_byte_elements_ = 0;
 };
@@ -328,6 +435,41 @@ struct CodecAccess {
 
   static std::string_view& current(Writer& writer) noexcept { return writer.encoding_; }
   static std::string_view& current(Reader& reader) noexcept { return reader.decoding_; }
+
+  // Turns bulk off for one scope (a codec that has not opted in, or a temporary being encoded);
+  // it stays off in every scope nested inside.
+  template <class Stream>
+  class NoBulkScope {
+   public:
+    NoBulkScope(Stream& stream, bool off) noexcept
+        : stream_(stream), previous_(stream.bulk_allowed_) {
+      if (off) stream_.bulk_allowed_ = false;
+    }
+    ~NoBulkScope() { stream_.bulk_allowed_ = previous_; }
+    NoBulkScope(const NoBulkScope&) = delete;
+    NoBulkScope& operator=(const NoBulkScope&) = delete;
+
+   private:
+    Stream& stream_;
+    bool previous_;
+  };
+
+  // Makes a gather-mode Writer copy its bulk segments (into its `copies`) instead of borrowing
+  // them, for one scope and every scope nested in it: for values that do not outlive the
+  // encoding. The bytes on the wire are the same.
+  class CopyScope {
+   public:
+    CopyScope(Writer& writer, bool copy) noexcept : writer_(writer), previous_(writer.borrow_) {
+      if (copy) writer_.borrow_ = false;
+    }
+    ~CopyScope() { writer_.borrow_ = previous_; }
+    CopyScope(const CopyScope&) = delete;
+    CopyScope& operator=(const CopyScope&) = delete;
+
+   private:
+    Writer& writer_;
+    bool previous_;
+  };
 };
 
 template <class T, template <class...> class Template>
@@ -429,6 +571,17 @@ constexpr std::size_t min_encoded_size() noexcept {
   }
 }
 
+// Whether Codec<T> may hand out bulk segments (scatter/gather, see the header comment): the
+// built-in codecs and user codecs that declare `static constexpr bool kScatterGather = true`.
+template <class T>
+constexpr bool scatter_gather_codec() noexcept {
+  if constexpr (requires { Codec<T>::kScatterGather; }) {
+    return Codec<T>::kScatterGather;
+  } else {
+    return false;
+  }
+}
+
 // Appends the encoding of `value`. Throws ProtocolError if the value cannot be encoded (a
 // valueless std::variant, more than kMaxZeroByteElements empty elements), plus whatever the
 // allocator throws. A T without a codec is a compile-time error.
@@ -437,6 +590,7 @@ void encode(Writer& writer, const T& value) {
   static_assert(Encodable<T>, PIPEPOOL_CODEC_UNSUPPORTED_MESSAGE);
   if constexpr (Encodable<T>) {
     internal::CodecAccess::TypeScope<Writer> scope(writer, internal::type_name<T>());
+    internal::CodecAccess::NoBulkScope<Writer> bulk(writer, !scatter_gather_codec<T>());
     Codec<T>::encode(writer, value);
   }
 }
@@ -449,6 +603,7 @@ T decode(Reader& reader) {
   static_assert(Encodable<T>, PIPEPOOL_CODEC_UNSUPPORTED_MESSAGE);
   if constexpr (Encodable<T>) {
     internal::CodecAccess::TypeScope<Reader> scope(reader, internal::type_name<T>());
+    internal::CodecAccess::NoBulkScope<Reader> bulk(reader, !scatter_gather_codec<T>());
     return Codec<T>::decode(reader);
   }
 }
@@ -548,13 +703,14 @@ struct Codec<Unit> {
 template <>
 struct Codec<std::string> {
   static constexpr std::size_t kMinEncodedSize = sizeof(std::uint64_t);
+  static constexpr bool kScatterGather = true;
   static void encode(Writer& writer, const std::string& value) {
     writer.write_size(value.size(), 1);
-    writer.write_bytes(value.data(), value.size());
+    writer.write_contiguous(value.data(), value.size());
   }
   static std::string decode(Reader& reader) {
     const std::size_t size = reader.read_size(1);
-    return std::string(reader.read_view(size));
+    return std::string(reader.read_contiguous(size));
   }
 };
 
@@ -562,13 +718,14 @@ struct Codec<std::string> {
 template <Encodable T, class Allocator>
 struct Codec<std::vector<T, Allocator>> {
   using Vector = std::vector<T, Allocator>;
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize = sizeof(std::uint64_t);
   static constexpr bool kBulk = internal::RawBytes<T> && std::default_initializable<T>;
 
   static void encode(Writer& writer, const Vector& value) {
     if constexpr (kBulk) {
       writer.write_size(value.size(), sizeof(T));
-      writer.write_bytes(value.data(), value.size() * sizeof(T));
+      writer.write_contiguous(value.data(), value.size() * sizeof(T));
     } else {
       internal::encode_elements<T>(writer, value, value.size());
     }
@@ -577,8 +734,9 @@ struct Codec<std::vector<T, Allocator>> {
   static Vector decode(Reader& reader) {
     if constexpr (kBulk) {
       const std::size_t count = reader.read_size(sizeof(T));
+      const std::string_view bytes = reader.read_contiguous(count * sizeof(T));
       Vector out(count);
-      reader.read_bytes(out.data(), count * sizeof(T));
+      if (count != 0) std::memcpy(out.data(), bytes.data(), bytes.size());
       return out;
     } else {
       const std::size_t count = reader.read_size(min_encoded_size<T>());
@@ -594,6 +752,7 @@ struct Codec<std::vector<T, Allocator>> {
 template <class Allocator>
 struct Codec<std::vector<bool, Allocator>> {
   using Vector = std::vector<bool, Allocator>;
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize = sizeof(std::uint64_t);
 
   static void encode(Writer& writer, const Vector& value) {
@@ -631,6 +790,7 @@ struct Codec<std::array<T, N>>
                              sizeof(std::array<T, N>) == N * sizeof(T),
                          internal::RawBytesCodec, internal::NotRawBytesCodec> {
   using Array = std::array<T, N>;
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize = N * min_encoded_size<T>();
   static constexpr bool kBulk =
       internal::RawBytes<T> && N != 0 && sizeof(std::array<T, N>) == N * sizeof(T);
@@ -666,6 +826,7 @@ struct Codec<std::array<T, N>>
 // std::pair: first, then second.
 template <Encodable First, Encodable Second>
 struct Codec<std::pair<First, Second>> {
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize =
       min_encoded_size<First>() + min_encoded_size<Second>();
   static void encode(Writer& writer, const std::pair<First, Second>& value) {
@@ -682,6 +843,7 @@ struct Codec<std::pair<First, Second>> {
 // std::tuple: the members in order; std::tuple<> is nothing.
 template <Encodable... Ts>
 struct Codec<std::tuple<Ts...>> {
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize = (std::size_t{0} + ... + min_encoded_size<Ts>());
   static void encode([[maybe_unused]] Writer& writer, const std::tuple<Ts...>& value) {
     std::apply([&](const Ts&... members) { (pipepool::encode(writer, members), ...); }, value);
@@ -695,6 +857,7 @@ struct Codec<std::tuple<Ts...>> {
 // std::optional: a byte 0 or 1, then the value if present.
 template <Encodable T>
 struct Codec<std::optional<T>> {
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize = 1;
   static void encode(Writer& writer, const std::optional<T>& value) {
     writer.write_trivial(static_cast<std::uint8_t>(value.has_value() ? 1 : 0));
@@ -714,6 +877,7 @@ struct Codec<std::optional<T>> {
 template <Encodable... Ts>
 struct Codec<std::variant<Ts...>> {
   using Variant = std::variant<Ts...>;
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize =
       sizeof(std::uint32_t) + std::min({min_encoded_size<Ts>()...});
 
@@ -752,6 +916,7 @@ struct Codec<std::variant<Ts...>> {
 template <Encodable Key, Encodable Value, class Compare, class Allocator>
 struct Codec<std::map<Key, Value, Compare, Allocator>> {
   using Map = std::map<Key, Value, Compare, Allocator>;
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize = sizeof(std::uint64_t);
 
   static void encode(Writer& writer, const Map& value) {
@@ -776,6 +941,7 @@ struct Codec<std::map<Key, Value, Compare, Allocator>> {
 template <Encodable Key, Encodable Value, class Hash, class KeyEqual, class Allocator>
 struct Codec<std::unordered_map<Key, Value, Hash, KeyEqual, Allocator>> {
   using Map = std::unordered_map<Key, Value, Hash, KeyEqual, Allocator>;
+  static constexpr bool kScatterGather = true;
   static constexpr std::size_t kMinEncodedSize = sizeof(std::uint64_t);
 
   static void encode(Writer& writer, const Map& value) {

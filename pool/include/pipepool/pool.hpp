@@ -101,18 +101,23 @@ constexpr void check_result() {
 template <class F, class Tuple>
 using apply_result_t = decltype(std::apply(std::declval<const F&>(), std::declval<Tuple>()));
 
-// Builds the payloads of a map over items [begin, end), `chunksize` items per task.
+// Builds the payloads of a map over items [begin, end), `chunksize` items per task, in gather
+// mode: their bulk segments point into the items, which must outlive the tasks (payload.hpp);
+// `keep` (may be null) is what each payload keeps alive for that; `copy_items`: the items do not
+// outlive the tasks, so their bulk bytes are copied into the payloads.
 template <class ArgsTuple, class F, class It, class Encode>
-std::vector<std::string> encode_chunks(const F& f, It begin, size_t items, size_t chunksize,
-                                       Encode encode_item) {
-  std::vector<std::string> payloads;
+std::vector<Payload> encode_chunks(const F& f, It begin, size_t items, size_t chunksize,
+                                   Encode encode_item, const std::shared_ptr<const void>& keep,
+                                   bool copy_items) {
+  std::vector<Payload> payloads;
   payloads.reserve((items + chunksize - 1) / chunksize);
   for (size_t done = 0; done < items;) {
     const size_t n = std::min(chunksize, items - done);
-    std::string& payload = payloads.emplace_back();
-    begin_task<F, ArgsTuple>(payload, f, n);
-    Writer writer(payload);
-    for (size_t i = 0; i < n; ++i, ++begin) encode_item(writer, *begin);
+    GatherBuilder builder(keep);
+    begin_task<F, ArgsTuple>(builder, f, n);
+    WriterCopies copied(builder.writer(), copy_items);
+    for (size_t i = 0; i < n; ++i, ++begin) encode_item(builder.writer(), *begin);
+    payloads.push_back(std::move(builder).finish());
     done += n;
   }
   return payloads;
@@ -205,8 +210,14 @@ class ImapRange {
       if (submitted > consumed) cancel(*core, calls);  // chunks nobody will read
     }
 
+    // Each chunk owns its items (moved from the range when it yields values, copied when it
+    // yields references), so that its frame may point into them after this range is gone.
+    using Item = std::ranges::range_value_t<View>;
+    static constexpr bool kOwnsItems =
+        std::is_constructible_v<Item, std::ranges::range_reference_t<View>>;
+
     void top_up(bool continuation) {
-      std::vector<std::string> payloads;
+      std::vector<Payload> payloads;
       std::vector<uint64_t> items;  // per chunk: its timeout budget is that many task_timeouts
       const size_t first = submitted;
       while (!input_done) {
@@ -218,14 +229,25 @@ class ImapRange {
           input_done = true;
           break;
         }
-        std::string& payload = payloads.emplace_back();
-        const size_t count_at = begin_task<F, ArgsTuple>(payload, f, chunksize);
-        Writer writer(payload);
+        GatherBuilder builder;
+        const size_t count_at = begin_task<F, ArgsTuple>(builder, f, chunksize);
+        Writer& writer = builder.writer();
         size_t n = 0;
-        for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
-          encode_item(writer, *cursor);
+        if constexpr (kOwnsItems) {
+          auto owned = std::make_shared<std::vector<Item>>();
+          for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
+            owned->emplace_back(*cursor);
+          }
+          for (Item& item : *owned) encode_item(writer, item);
+          builder.keep_also(std::move(owned));
+        } else {
+          WriterCopies copied(writer, true);
+          for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
+            encode_item(writer, *cursor);
+          }
         }
-        set_task_count(payload, count_at, n);
+        set_task_count(builder, count_at, n);
+        Payload& payload = payloads.emplace_back(std::move(builder).finish());
         items.push_back(n);
         last_chunk_items = n;
         chunk_bytes.push_back(payload.size());
@@ -288,7 +310,8 @@ class ImapRange {
 };
 
 // Encodes `arg` as the parameter type P it is for, converting it as a call would (a string literal
-// for a std::string parameter); an argument of type P itself is encoded without a copy.
+// for a std::string parameter); an argument of type P itself is encoded without a copy (in gather
+// mode its bulk borrows from `arg`, which the caller keeps alive), a converted one is copied.
 template <class P, class A>
 void encode_as(Writer& writer, A&& arg) {
   if constexpr (std::is_same_v<std::remove_cvref_t<A>, P>) {
@@ -297,6 +320,7 @@ void encode_as(Writer& writer, A&& arg) {
     static_assert(std::is_convertible_v<A&&, P>,
                   "pipepool: an argument does not convert to the task's parameter type");
     const P converted = std::forward<A>(arg);
+    WriterCopies copied(writer, true);  // `converted` is gone before the frame is written
     pipepool::encode(writer, converted);
   }
 }
@@ -310,11 +334,13 @@ void encode_args(Writer& writer, Args&&... args) {
   (std::index_sequence_for<Args...>{});
 }
 
-// map, imap: each item is the one argument.
+// map, imap: each item is the one argument. An item that is not an lvalue (a view's computed
+// value) is a temporary: its bulk bytes are copied.
 template <class ArgsTuple>
 struct EncodeAs {
   template <class T>
   void operator()(Writer& writer, T&& item) const {
+    WriterCopies temporary(writer, !std::is_lvalue_reference_v<T>);
     encode_as<std::tuple_element_t<0, ArgsTuple>>(writer, std::forward<T>(item));
   }
 };
@@ -323,10 +349,32 @@ struct EncodeAs {
 template <class ArgsTuple>
 struct EncodeStarAs {
   template <class T>
-  void operator()(Writer& writer, const T& item) const {
-    std::apply([&](const auto&... args) { encode_args<ArgsTuple>(writer, args...); }, item);
+  void operator()(Writer& writer, T&& item) const {
+    WriterCopies temporary(writer, !std::is_lvalue_reference_v<T>);
+    std::apply([&](const auto&... args) { encode_args<ArgsTuple>(writer, args...); },
+               static_cast<const std::remove_cvref_t<T>&>(item));
   }
 };
+
+// The payload of apply(f, args...): borrowing the arguments (the synchronous apply, which keeps
+// them alive until its task completed), or owning them (apply_async: rvalues moved in, lvalues
+// copied once, as Python pickles at submit time; a type that cannot be copied is encoded by copy).
+template <class F, class ArgsTuple, bool Owned, class... Args>
+Payload encode_apply(const F& f, Args&&... args) {
+  if constexpr (Owned && std::is_constructible_v<ArgsTuple, Args&&...>) {
+    auto owned = std::make_shared<const ArgsTuple>(std::forward<Args>(args)...);
+    GatherBuilder builder(owned);
+    begin_task<F, ArgsTuple>(builder, f, 1);
+    pipepool::encode(builder.writer(), *owned);
+    return std::move(builder).finish();
+  } else {
+    GatherBuilder builder;
+    begin_task<F, ArgsTuple>(builder, f, 1);
+    WriterCopies copied(builder.writer(), Owned);
+    encode_args<ArgsTuple>(builder.writer(), std::forward<Args>(args)...);
+    return std::move(builder).finish();
+  }
+}
 
 }  // namespace detail
 
@@ -373,13 +421,23 @@ class Pool {
 
   // ---- apply ---------------------------------------------------------------------------------
 
-  // f(args...) in a worker; waits for it. Throws what the task threw (see errors.hpp).
+  // f(args...) in a worker; waits for it. Throws what the task threw (see errors.hpp). The task's
+  // frame points into `args` (no copy of their large strings and vectors): apply returns or
+  // throws only once its task completed.
   template <class F, class... Args>
   requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...)) auto apply(F f, Args&&... args) {
-    return apply_async(f, std::forward<Args>(args)...).take();  // moves the value out
+    using R = std::invoke_result_t<const F&, std::decay_t<Args>...>;
+    using ArgsTuple = detail::call_args_tuple_t<F, std::decay_t<Args>...>;
+    detail::check_callable<F>();
+    detail::check_result<R>();
+    detail::check_not_in_callback("apply");  // before the frame borrows anything
+    return submit_apply<R>(
+               detail::encode_apply<F, ArgsTuple, false>(f, std::forward<Args>(args)...), {})
+        .take();  // moves the value out
   }
 
-  // f(args...) in a worker; returns at once.
+  // f(args...) in a worker; returns at once. The call owns its arguments: rvalues are moved into
+  // it, lvalues copied once, now (as Python pickles them at submit time).
   template <class F, class... Args>
   requires(!(detail::is_callbacks_v<std::decay_t<Args>> || ...)) auto apply_async(F f,
                                                                                   Args&&... args) {
@@ -395,10 +453,13 @@ class Pool {
                   "pipepool: Callbacks<R> must name the task's return type");
     detail::check_callable<F>();
     detail::check_result<R>();
-    std::string payload;
-    detail::begin_task<F, ArgsTuple>(payload, f, 1);
-    Writer writer(payload);
-    detail::encode_args<ArgsTuple>(writer, std::forward<Args>(args)...);
+    return submit_apply<R>(detail::encode_apply<F, ArgsTuple, true>(f, std::forward<Args>(args)...),
+                           std::move(callbacks));
+  }
+
+ private:
+  template <class R>
+  AsyncResult<R> submit_apply(detail::Payload payload, Callbacks<R> callbacks) {
     auto state = std::make_shared<detail::TypedCallState<R>>(
         1,
         [](const std::vector<std::optional<detail::Outcome>>& outcomes) {
@@ -410,21 +471,28 @@ class Pool {
           }
         },
         std::move(callbacks));
-    std::vector<std::string> payloads;
+    std::vector<detail::Payload> payloads;
     payloads.push_back(std::move(payload));
     detail::submit(core(), std::move(payloads), state, 0);
     return AsyncResult<R>(std::move(state));
   }
 
+ public:
   // ---- map family ----------------------------------------------------------------------------
 
   // [f(x) for x in xs], in order; chunksize 0 picks Python's default. Raises the error of the
   // lowest failing index. Any input range: one that is not sized and forward (a std::views::filter
   // over an input-only view, a generator) is first read into a vector, as Python's map reads a
   // generator into a list; an unbounded range never ends (use imap).
+  // The tasks' frames point into `xs` (no copy of its items' large strings and vectors): map
+  // returns or throws only once every task completed.
   template <class F, std::ranges::input_range Range>
   auto map(F f, Range&& xs, size_t chunksize = 0) {
-    return map_async(f, std::forward<Range>(xs), chunksize).take();  // moves the value out
+    using Item = std::ranges::range_value_t<Range>;
+    using R = std::invoke_result_t<const F&, Item>;
+    detail::check_not_in_callback("map");  // before the frames borrow anything
+    return submit_map<R, detail::args_tuple_t<F, Item>, false, false>(f, xs, chunksize, {})
+        .take();  // moves the value out
   }
 
   template <class F, std::ranges::input_range Range,
@@ -433,14 +501,19 @@ class Pool {
       F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
-    return submit_map<R, detail::args_tuple_t<F, Item>, false>(f, xs, chunksize,
-                                                               std::move(callbacks));
+    return submit_map<R, detail::args_tuple_t<F, Item>, false, true>(
+        f, std::forward<Range>(xs), chunksize, std::move(callbacks));
   }
 
   // [f(*args) for args in xs] where each element is a tuple, pair or array of arguments.
+  // Borrows `xs` as map does.
   template <class F, std::ranges::input_range Range>
   auto starmap(F f, Range&& xs, size_t chunksize = 0) {
-    return starmap_async(f, std::forward<Range>(xs), chunksize).take();
+    using Item = std::ranges::range_value_t<Range>;
+    using R = detail::apply_result_t<F, Item>;
+    detail::check_not_in_callback("starmap");  // before the frames borrow anything
+    return submit_map<R, detail::star_args_tuple_t<F, Item>, true, false>(f, xs, chunksize, {})
+        .take();
   }
 
   template <class F, std::ranges::input_range Range,
@@ -449,8 +522,8 @@ class Pool {
       F f, Range&& xs, size_t chunksize = 0,
       Callbacks<std::vector<detail::Stored<R>>> callbacks = {}) {
     using Item = std::ranges::range_value_t<Range>;
-    return submit_map<R, detail::star_args_tuple_t<F, Item>, true>(f, xs, chunksize,
-                                                                   std::move(callbacks));
+    return submit_map<R, detail::star_args_tuple_t<F, Item>, true, true>(
+        f, std::forward<Range>(xs), chunksize, std::move(callbacks));
   }
 
   // Lazy map: yields f(x) in input order as results arrive. Any input range, of any length
@@ -509,34 +582,66 @@ class Pool {
   PoolStats stats() const { return detail::stats(core()); }
 
  private:
-  template <class R, class ArgsTuple, bool Star, class F, class Range>
+  // Owned (map_async, starmap_async): the call takes its items, moved from an rvalue range that
+  // owns them, copied otherwise (once, as Python pickles at submit time), and its payloads keep
+  // them; items that cannot be copied are encoded by copy. Borrowed (map, starmap): the frames
+  // point into `xs`, which the caller keeps alive until every task completed.
+  template <class R, class ArgsTuple, bool Star, bool Owned, class F, class Range>
   AsyncResult<std::vector<detail::Stored<R>>> submit_map(
-      F f, Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
+      F f, Range&& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     detail::check_callable<F>();
     detail::check_result<R>();
-    if constexpr (!std::ranges::forward_range<Range> && !std::ranges::sized_range<Range>) {
-      // A single-pass range of unknown length: read it all first (Python's list(iterable)).
-      std::vector<std::ranges::range_value_t<Range>> items;
-      for (auto&& item : xs) items.push_back(std::forward<decltype(item)>(item));
-      return submit_map<R, ArgsTuple, Star>(f, items, chunksize, std::move(callbacks));
+    using Item = std::ranges::range_value_t<Range>;
+    using Reference = std::ranges::range_reference_t<Range>;
+    constexpr bool kMoveItems = !std::is_lvalue_reference_v<Range> &&
+                                !std::ranges::view<std::remove_cvref_t<Range>> &&
+                                std::is_lvalue_reference_v<Reference> &&
+                                std::is_constructible_v<Item, std::remove_reference_t<Reference>&&>;
+    constexpr bool kCopyItems = std::is_constructible_v<Item, Reference>;
+    constexpr bool kSinglePass =
+        !std::ranges::forward_range<Range> && !std::ranges::sized_range<Range>;
+    if constexpr (kSinglePass || (Owned && (kMoveItems || kCopyItems))) {
+      // Read the items into a vector the payloads keep: a single-pass range of unknown length
+      // (Python's list(iterable)), or the items an async call owns.
+      auto items = std::make_shared<std::vector<Item>>();
+      if constexpr (std::ranges::sized_range<Range>) items->reserve(std::ranges::size(xs));
+      for (auto&& item : xs) {
+        if constexpr (kMoveItems) {
+          items->push_back(std::move(item));
+        } else {
+          items->push_back(std::forward<decltype(item)>(item));
+        }
+      }
+      std::vector<Item>& taken = *items;
+      return encode_map<R, ArgsTuple, Star>(f, taken, chunksize, std::move(callbacks),
+                                            std::move(items), false);
     } else {
-      const size_t items = static_cast<size_t>(std::ranges::distance(xs));
-      if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
-      using Encode =
-          std::conditional_t<Star, detail::EncodeStarAs<ArgsTuple>, detail::EncodeAs<ArgsTuple>>;
-      auto payloads =
-          detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize, Encode{});
-      std::vector<uint64_t> held(payloads.size(), chunksize);
-      if (!held.empty()) held.back() = items - (held.size() - 1) * chunksize;
-      return submit_payloads<R>(std::move(payloads), std::move(held), chunksize, items,
-                                std::move(callbacks));
+      return encode_map<R, ArgsTuple, Star>(f, xs, chunksize, std::move(callbacks), nullptr, Owned);
     }
+  }
+
+  // Encodes and submits a map over `xs`: its payloads keep `keep` alive; `copy_items`: the items
+  // do not outlive the call, so their bulk bytes are copied.
+  template <class R, class ArgsTuple, bool Star, class F, class Range>
+  AsyncResult<std::vector<detail::Stored<R>>> encode_map(
+      F f, Range& xs, size_t chunksize, Callbacks<std::vector<detail::Stored<R>>> callbacks,
+      std::shared_ptr<const void> keep, bool copy_items) {
+    const size_t items = static_cast<size_t>(std::ranges::distance(xs));
+    if (chunksize == 0) chunksize = detail::default_chunksize(items, processes());
+    using Encode =
+        std::conditional_t<Star, detail::EncodeStarAs<ArgsTuple>, detail::EncodeAs<ArgsTuple>>;
+    auto payloads = detail::encode_chunks<ArgsTuple>(f, std::ranges::begin(xs), items, chunksize,
+                                                     Encode{}, keep, copy_items);
+    std::vector<uint64_t> held(payloads.size(), chunksize);
+    if (!held.empty()) held.back() = items - (held.size() - 1) * chunksize;
+    return submit_payloads<R>(std::move(payloads), std::move(held), chunksize, items,
+                              std::move(callbacks));
   }
 
   template <class R>
   AsyncResult<std::vector<detail::Stored<R>>> submit_payloads(
-      std::vector<std::string> payloads, std::vector<uint64_t> held, size_t chunksize, size_t items,
-      Callbacks<std::vector<detail::Stored<R>>> callbacks) {
+      std::vector<detail::Payload> payloads, std::vector<uint64_t> held, size_t chunksize,
+      size_t items, Callbacks<std::vector<detail::Stored<R>>> callbacks) {
     using Value = std::vector<detail::Stored<R>>;
     auto state = std::make_shared<detail::TypedCallState<Value>>(
         payloads.size(),

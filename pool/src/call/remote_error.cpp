@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <stdexcept>
@@ -140,8 +141,24 @@ void encode_current_exception(std::string& out, uint64_t index) {
   pipepool::encode(writer, message);
 }
 
-bool execute_task(std::string_view payload, std::string& out) {
-  Reader reader(payload);
+Reader open_gathered(std::string_view payload, size_t bulk_threshold_bytes) {
+  uint64_t head_bytes = 0;
+  if (payload.size() < sizeof head_bytes) {
+    throw ProtocolError("pipepool: a payload of " + std::to_string(payload.size()) +
+                        " byte(s) is too short for its head length");
+  }
+  std::memcpy(&head_bytes, payload.data(), sizeof head_bytes);
+  if (head_bytes > payload.size() - sizeof head_bytes) {
+    throw ProtocolError("pipepool: a payload's head of " + std::to_string(head_bytes) +
+                        " byte(s) does not fit in its " + std::to_string(payload.size()) +
+                        " bytes");
+  }
+  const std::string_view rest = payload.substr(sizeof head_bytes);
+  return Reader(rest.substr(0, head_bytes), rest.substr(head_bytes), bulk_threshold_bytes);
+}
+
+bool execute_task(std::string_view payload, Payload& out) {
+  Reader reader = open_gathered(payload);
   const auto address = reader.read_trivial<uintptr_t>();
   if (address == 0) throw ProtocolError("task payload without a function");
   const auto trampoline = reinterpret_cast<Trampoline>(address);

@@ -113,7 +113,7 @@ class Core {
   explicit Core(Options options);
   ~Core();
 
-  void submit(std::vector<std::string> payloads, std::shared_ptr<CallState> call, size_t first,
+  void submit(std::vector<Payload> payloads, std::shared_ptr<CallState> call, size_t first,
               bool continuation, std::vector<uint64_t> items);
   void cancel(std::shared_ptr<CallState> call);
   void close();
@@ -132,13 +132,13 @@ class Core {
 
  private:
   struct Submission {
-    std::vector<std::string> payloads;
+    std::vector<Payload> payloads;
     std::shared_ptr<CallState> call;
     size_t first;
     std::vector<uint64_t> items;  // per task (empty: one each), for its timeout budget
   };
 
-  void run_inline(std::vector<std::string>& payloads, CallState& call, size_t first);
+  void run_inline(std::vector<Payload>& payloads, CallState& call, size_t first);
   void io_loop();
   // Carries out one action of the loop; false once the loop is done.
   bool carry_out(const ParentLoop::Action& action);
@@ -292,7 +292,7 @@ Core::~Core() {
 }
 // ---- user-thread API ---------------------------------------------------------------------------
 
-void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> call, size_t first,
+void Core::submit(std::vector<Payload> payloads, std::shared_ptr<CallState> call, size_t first,
                   bool continuation, std::vector<uint64_t> items) {
   {
     std::lock_guard lock(mutex_);
@@ -314,12 +314,16 @@ void Core::submit(std::vector<std::string> payloads, std::shared_ptr<CallState> 
   (void)os::notify_eventfd(wake_.get());
 }
 
-void Core::run_inline(std::vector<std::string>& payloads, CallState& call, size_t first) {
+void Core::run_inline(std::vector<Payload>& payloads, CallState& call, size_t first) {
   for (size_t i = 0; i < payloads.size(); ++i) {
     Outcome outcome;
     try {
-      outcome.kind = execute_task(payloads[i], outcome.payload) ? Outcome::Kind::Result
-                                                                : Outcome::Kind::RemoteError;
+      // Inline: the task's bytes in one buffer, and its result's (what a worker would send).
+      const std::string task = payloads[i].flatten();
+      Payload result;
+      outcome.kind =
+          execute_task(task, result) ? Outcome::Kind::Result : Outcome::Kind::RemoteError;
+      outcome.payload = result.flatten();
     } catch (const ProtocolError& e) {
       outcome.kind = Outcome::Kind::ProtocolError;
       outcome.message = e.what();
@@ -724,7 +728,7 @@ std::shared_ptr<Core> make_core(Options options) {
   return std::make_shared<Core>(std::move(options));
 }
 
-void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
+void submit(Core& core, std::vector<Payload> payloads, std::shared_ptr<CallState> call,
             size_t first_index, bool continuation, std::vector<uint64_t> items) {
   core.submit(std::move(payloads), std::move(call), first_index, continuation, std::move(items));
 }

@@ -107,7 +107,9 @@ int run_worker(const WorkerContext& config, int task_fd, int result_fd) {
         break;
       }
       case protocol::ChildEngine::Op::Run: {
-        std::string out = engine.result_buffer();  // an earlier result's memory, if any
+        // The result in gather layout: its bulk segments point into the result values, which the
+        // payload keeps until the engine has written its frame.
+        detail::Payload out;
         bool ok;
         PIPEPOOL_PROBE3(task_started, action.task, worker_pid, action.task_payload->size());
         try {

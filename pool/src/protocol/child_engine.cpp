@@ -105,21 +105,40 @@ void ChildEngine::bytes_read(size_t n) {
 }
 
 void ChildEngine::task_finished(bool ok, std::string payload) {
-  const TaskId id = run_queue_.front().header.task_id;
-  // The task's payload buffer serves the next task that fits in it.
-  reader_.recycle(std::move(run_queue_.front().payload));
-  run_queue_.pop_front();
-  started_sent_ = false;
-  ++tasks_done_;
   std::shared_ptr<std::string> kept;
   if (!payload.empty()) {
     kept = std::make_shared<std::string>(std::move(payload));
   } else if (payload.capacity() > spare_result_.capacity()) {
     spare_result_ = std::move(payload);
   }
+  std::shared_ptr<const Payload> frame_payload;
+  if (kept) {
+    frame_payload = std::make_shared<const Payload>(
+        std::vector<Payload::Segment>{
+            {reinterpret_cast<const std::byte*>(kept->data()), kept->size()}},
+        kept);
+  }
+  finish_task(ok, std::move(frame_payload), std::move(kept));
+}
+
+void ChildEngine::task_finished(bool ok, Payload payload) {
+  std::shared_ptr<const Payload> frame_payload;
+  if (!payload.empty()) frame_payload = std::make_shared<const Payload>(std::move(payload));
+  finish_task(ok, std::move(frame_payload), nullptr);
+}
+
+void ChildEngine::finish_task(bool ok, std::shared_ptr<const Payload> payload,
+                              std::shared_ptr<std::string> recyclable) {
+  const TaskId id = run_queue_.front().header.task_id;
+  // The task's payload buffer serves the next task that fits in it.
+  reader_.recycle(std::move(run_queue_.front().payload));
+  run_queue_.pop_front();
+  started_sent_ = false;
+  ++tasks_done_;
   results_.push(make_out_frame(config_.wire, Direction::ToParent,
-                               ok ? FrameKind::Result : FrameKind::Error, id, kept, sequence_++));
-  result_payloads_.push_back(std::move(kept));
+                               ok ? FrameKind::Result : FrameKind::Error, id, payload,
+                               sequence_++));
+  result_payloads_.push_back({std::move(payload), std::move(recyclable)});
 }
 
 void ChildEngine::bytes_written(size_t n) {
@@ -128,24 +147,27 @@ void ChildEngine::bytes_written(size_t n) {
     return;
   }
   for (size_t done = results_.consume(n); done > 0; --done) {
-    std::shared_ptr<std::string> payload = std::move(result_payloads_.front());
+    SentResult sent = std::move(result_payloads_.front());
     result_payloads_.pop_front();
-    if (config_.splice_min_payload_bytes != 0 && payload &&
-        payload->size() >= config_.splice_min_payload_bytes) {
-      // Spliced: the pipe holds references to its pages until the parent reads them.
-      retained_.push_back(std::move(payload));
+    if (config_.splice_min_payload_bytes != 0 && sent.payload &&
+        sent.payload->size() >= config_.splice_min_payload_bytes) {
+      // Spliced: the pipe holds references to its pages until the parent reads them, so its
+      // owner (and, in gather layout, the task's result objects) stays until the Ack.
+      retained_.push_back(std::move(sent));
       ++spliced_written_;
       continue;
     }
-    reuse_result_memory(std::move(payload));
+    reuse_result_memory(std::move(sent));
   }
 }
 
-void ChildEngine::reuse_result_memory(std::shared_ptr<std::string> payload) {
-  // Written (and, if spliced, read): nobody else holds the bytes (the frame was the only other
-  // owner).
-  if (payload && payload.use_count() == 1 && payload->capacity() > spare_result_.capacity()) {
-    spare_result_ = std::move(*payload);
+void ChildEngine::reuse_result_memory(SentResult sent) {
+  // Written (and, if spliced, read). The frame's Payload is the string's other owner: once it is
+  // gone, nobody else holds the bytes.
+  sent.payload.reset();
+  const std::shared_ptr<std::string>& string = sent.recyclable;
+  if (string && string.use_count() == 1 && string->capacity() > spare_result_.capacity()) {
+    spare_result_ = std::move(*string);
   }
 }
 

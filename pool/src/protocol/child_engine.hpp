@@ -77,6 +77,9 @@ class ChildEngine {
   void bytes_read(size_t n);  // 0 means end of file
   // `payload` is the encoded result or error; start it from result_buffer() to reuse memory.
   void task_finished(bool ok, std::string payload);
+  // The same with a payload whose segments may point into the task's result objects: its owner
+  // keeps them alive until the frame is written (payload.hpp's invariant).
+  void task_finished(bool ok, Payload payload);
   // An empty string with the capacity of an earlier result whose frame has been written, if any:
   // the executor encodes the next result into it, so a worker does not fault in a new buffer per
   // task.
@@ -104,6 +107,10 @@ class ChildEngine {
 
  private:
   void exit_with(int code, std::string reason);
+  // Queues the Result or Error frame of the task at the front; `recyclable` (may be null) is the
+  // string the payload lives in, whose memory result_buffer() hands out once the frame is written.
+  void finish_task(bool ok, std::shared_ptr<const Payload> payload,
+                   std::shared_ptr<std::string> recyclable);
 
   ChildConfig config_;
   FrameReader reader_;
@@ -112,16 +119,24 @@ class ChildEngine {
   bool started_sent_ = false;
   Outbox notices_;  // Started frames: written before the task runs
   Outbox results_;  // Result / Error frames
-  // The payloads of results_, in order (null for none), to recover their memory once written.
-  std::deque<std::shared_ptr<std::string>> result_payloads_;
+  // A result frame's payload (null for none) and the string its bytes live in (null when they
+  // live in the task's result objects), whose memory result_buffer() hands out again.
+  struct SentResult {
+    std::shared_ptr<const Payload> payload;
+    std::shared_ptr<std::string> recyclable;
+  };
+  // The payloads of results_, in order, to recover their memory once written.
+  std::deque<SentResult> result_payloads_;
   std::string spare_result_;
-  // Spliced result payloads written but not yet acknowledged, oldest first: the pipe holds
-  // references to their pages until the parent reads them (see FrameKind::Ack).
-  std::deque<std::shared_ptr<std::string>> retained_;
+  // Spliced results written but not yet acknowledged, oldest first: the pipe holds references to
+  // their pages (the owner's memory: a string, or the task's result objects) until the parent
+  // reads them (see FrameKind::Ack).
+  std::deque<SentResult> retained_;
   uint64_t spliced_written_ = 0;  // spliced results written by this process
   uint64_t spliced_acked_ = 0;    // of which the parent has acknowledged so many
   void acknowledged(uint64_t count);
-  void reuse_result_memory(std::shared_ptr<std::string> payload);
+  // Lets the payload go, and keeps its string for result_buffer() if nobody else holds it.
+  void reuse_result_memory(SentResult sent);
   bool shutdown_received_ = false;
   bool exiting_ = false;
   int exit_code_ = 0;

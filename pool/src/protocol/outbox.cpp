@@ -17,22 +17,22 @@ const std::array<std::byte, kPythonMaxOverheadBytes>& zeros() {
 // Appends the bytes [from, to) of `frame` to `out`; returns how many.
 size_t append_range(const OutFrame& frame, size_t from, size_t to,
                     std::vector<std::span<const std::byte>>& out) {
-  const std::span<const std::byte> pieces[] = {
-      {frame.length.data(), frame.length_bytes},
-      {frame.header.data(), kHeaderBytes},
-      frame.payload
-          ? std::span<const std::byte>(reinterpret_cast<const std::byte*>(frame.payload->data()),
-                                       frame.payload->size())
-          : std::span<const std::byte>(),
-      {zeros().data(), frame.padding_bytes},
-  };
   size_t at = 0;
-  for (std::span<const std::byte> piece : pieces) {
+  const auto add = [&](std::span<const std::byte> piece) {
     const size_t begin = std::max(from, at);
     const size_t end = std::min(to, at + piece.size());
     if (begin < end) out.push_back(piece.subspan(begin - at, end - begin));
     at += piece.size();
+  };
+  add({frame.length.data(), frame.length_bytes});
+  add({frame.header.data(), kHeaderBytes});
+  if (frame.payload) {
+    for (std::span<const std::byte> segment : frame.payload->segments()) {
+      if (at >= to) break;
+      add(segment);
+    }
   }
+  add({zeros().data(), frame.padding_bytes});
   return to - from;
 }
 
@@ -47,7 +47,7 @@ size_t OutFrame::unit_end(size_t offset) const {
 }
 
 OutFrame make_out_frame(const WireFormat& wire, Direction direction, FrameKind kind, TaskId task,
-                        std::shared_ptr<const std::string> payload, uint64_t sequence) {
+                        std::shared_ptr<const Payload> payload, uint64_t sequence) {
   OutFrame frame;
   const uint64_t payload_bytes = payload ? payload->size() : 0;
   frame.header = encode_header(kind, task, payload_bytes);

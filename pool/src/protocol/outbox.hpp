@@ -18,14 +18,21 @@
 #include <string>
 #include <vector>
 
+#include "pipepool/detail/payload.hpp"
 #include "protocol/frame.hpp"
 
 namespace pipepool::protocol {
 
+using Payload = pipepool::detail::Payload;
+
+// One frame to write. Its payload's segments become separate iovecs of the writev (gather()), so
+// they may point into the objects of the caller or of a worker's task: such memory must stay valid
+// and unmodified until the peer has read the frame (payload.hpp's invariant), which the payload's
+// owner guarantees.
 struct OutFrame {
   HeaderBytes header;
-  std::shared_ptr<const std::string> payload;  // null: no payload; shared with the task's record
-  uint64_t sequence = 0;                       // global order in which the engine produced frames
+  std::shared_ptr<const Payload> payload;  // null: no payload; shared with the task's record
+  uint64_t sequence = 0;                   // global order in which the engine produced frames
   // Python framing: the message length in front (4 or 12 bytes; 0: pipepool framing) and the zero
   // padding after the payload.
   std::array<std::byte, kPythonMaxLengthBytes> length{};
@@ -39,7 +46,7 @@ struct OutFrame {
 
 // A frame of `kind` for the channel in `direction`, framed as `wire` says.
 OutFrame make_out_frame(const WireFormat& wire, Direction direction, FrameKind kind, TaskId task,
-                        std::shared_ptr<const std::string> payload, uint64_t sequence);
+                        std::shared_ptr<const Payload> payload, uint64_t sequence);
 
 class Outbox {
  public:

@@ -54,7 +54,7 @@ void ParentEngine::submit(std::vector<TaskSubmission> tasks) {
       continue;
     }
     TaskState& state = tasks_[task.id];
-    state.payload = std::make_shared<const std::string>(std::move(task.payload));
+    state.payload = std::make_shared<const Payload>(std::move(task.payload));
     state.timeout_ns = task.timeout_ns;
     pending_.push_back(task.id);
   }
@@ -264,7 +264,7 @@ void ParentEngine::schedule() {
 }
 
 void ParentEngine::queue_frame(WorkerId w, FrameKind kind, TaskId task,
-                               std::shared_ptr<const std::string> payload) {
+                               std::shared_ptr<const Payload> payload) {
   slots_[w].outbox.push(make_out_frame(config_.wire, Direction::ToWorker, kind, task,
                                        std::move(payload), next_sequence_++));
 }

@@ -56,7 +56,8 @@ struct ParentConfig {
 
 struct TaskSubmission {
   TaskId id = 0;
-  std::string payload;
+  // The encoded task; its segments may point into the caller's objects (payload.hpp).
+  pipepool::detail::Payload payload;
   // The task's time budget, carried into its ArmTimer commands (a chunk of a map: the sum of its
   // items' budgets); 0: the driver's pool-wide task timeout.
   uint64_t timeout_ns = 0;
@@ -193,7 +194,7 @@ class ParentEngine {
  private:
   struct TaskState {
     // Kept until the task completes, so a task that never started can be sent again.
-    std::shared_ptr<const std::string> payload;
+    std::shared_ptr<const Payload> payload;
     uint64_t timeout_ns = 0;  // TaskSubmission::timeout_ns
     uint32_t attempts = 0;
     bool started = false;  // a Started frame came back
@@ -228,8 +229,7 @@ class ParentEngine {
 
   void schedule();
   bool accepting(const Slot& slot) const;
-  void queue_frame(WorkerId w, FrameKind kind, TaskId task,
-                   std::shared_ptr<const std::string> payload);
+  void queue_frame(WorkerId w, FrameKind kind, TaskId task, std::shared_ptr<const Payload> payload);
   void handle_frame(WorkerId w, Frame frame);
   // Queues an Ack for the spliced results of w read since the last one, if the worker still runs
   // tasks (not after Shutdown, nor once it retires after maxtasksperchild).

@@ -278,7 +278,7 @@ TEST(PythonFraming, TheReaderRejectsWhatPythonFramingCannotHold) {
 
 TEST(PythonFraming, ALargeMessageIsTwoWriteUnits) {
   OutFrame small = make_out_frame(kWire, Direction::ToWorker, FrameKind::Task, 1,
-                                  std::make_shared<std::string>(20000, 'p'), 0);
+                                  std::make_shared<const Payload>(std::string(20000, 'p')), 0);
   EXPECT_EQ(small.length_bytes, 4u);
   EXPECT_EQ(small.unit_end(0), 4u);
   EXPECT_EQ(small.unit_end(3), 4u);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pipepool/detail/call_state.hpp"
+#include "pipepool/detail/payload.hpp"
 #include "pipepool/options.hpp"
 
 namespace pipepool {
@@ -32,7 +33,8 @@ std::shared_ptr<Core> make_core(Options options);
 // Python would have submitted eagerly). `items`: how many input items each task holds (empty: one
 // each); a task's timeout is Options::task_timeout times that. No tasks: only the checks (a
 // closed pool's map of an empty range is still PoolClosed).
-void submit(Core& core, std::vector<std::string> payloads, std::shared_ptr<CallState> call,
+// The payloads' segments may point into objects of the caller: see payload.hpp's invariant.
+void submit(Core& core, std::vector<Payload> payloads, std::shared_ptr<CallState> call,
             size_t first_index, bool continuation = false, std::vector<uint64_t> items = {});
 
 // Withdraws the tasks of `call` that no worker has been given yet (a lazy imap left early): they

@@ -1,8 +1,18 @@
 // pipepool/detail/task.hpp: how a call becomes bytes and back (internal).
 //
-// Task payload:   u64 trampoline address | callable bytes (sizeof F) | u64 item count | items
-// Result payload: u64 item count | results (void results encode as Unit, i.e. nothing)
-// Error payload:  u64 failing item index | dynamic type name | nearest standard type | message
+// Task and result payloads have the gather layout (codec.hpp, "Scatter/gather"):
+//
+//   u64 head_bytes | head | bulk0 | bulk1 ...
+//
+// Task head:      u64 trampoline address | callable bytes (sizeof F) | bound values (never bulk) |
+//                 u64 item count | items (their large strings and vectors: the bulk segments)
+// Result head:    u64 item count | results (void results encode as Unit, i.e. nothing)
+// Error payload:  contiguous: u64 failing item index | dynamic type name | nearest standard type |
+//                 message
+//
+// The writer's bulk segments point into the values being sent, and the frame's writev into them:
+// see payload.hpp for how long they must live. A value is bulk when it is a contiguous value of at
+// least kBulkThresholdBytes inside codecs that allow it; both ends decide it the same way.
 //
 // Workers are forked from the parent's image, so the trampoline's address and the callable's bytes
 // mean the same thing there. That is why a task must be trivially copyable: its bytes are sent.
@@ -12,6 +22,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <iterator>
 #include <string>
@@ -22,17 +33,72 @@
 
 #include "pipepool/codec.hpp"
 #include "pipepool/detail/call_state.hpp"
+#include "pipepool/detail/payload.hpp"
 
 namespace pipepool::detail {
 
-using Trampoline = bool (*)(Reader& in, std::string& out);
+// `in` reads the task's head and bulk; `out` receives the result (gather layout) or error payload.
+using Trampoline = bool (*)(Reader& in, Payload& out);
 
 // Writes the exception being handled (inside a catch block) as an error payload.
 void encode_current_exception(std::string& out, uint64_t index);
 
-// Runs a task payload in this process: the worker's (and Pool(0)'s) only entry point. Returns
-// false with an error payload in `out` when the task threw; throws ProtocolError for bad bytes.
-bool execute_task(std::string_view payload, std::string& out);
+// Runs a task payload (gather layout) in this process: the worker's (and Pool(0)'s) only entry
+// point. Returns false with an error payload in `out` when the task threw; throws ProtocolError
+// for bad bytes.
+bool execute_task(std::string_view payload, Payload& out);
+
+// A Reader in bulk mode over a payload in the gather layout, written with this bulk threshold.
+// Throws ProtocolError when the head's length does not fit in the payload.
+Reader open_gathered(std::string_view payload, size_t bulk_threshold_bytes = kBulkThresholdBytes);
+
+// Builds a payload in the gather layout: encode through writer(), then finish(). The payload's
+// owner holds the head and `keep` (what the bulk segments point into, when the builder must keep
+// it alive; null when the caller guarantees it, payload.hpp).
+class GatherBuilder {
+ public:
+  explicit GatherBuilder(std::shared_ptr<const void> keep = nullptr,
+                         size_t bulk_threshold_bytes = kBulkThresholdBytes)
+      : state_(std::make_shared<State>()),
+        writer_((state_->head.resize(sizeof(uint64_t)), state_->head), state_->bulk, state_->copies,
+                bulk_threshold_bytes) {
+    state_->keep = std::move(keep);
+  }
+  Writer& writer() noexcept { return writer_; }
+  // The head so far (its first 8 bytes are the length finish() fills in).
+  std::string& head() noexcept { return state_->head; }
+  // Adds to what the payload keeps alive.
+  void keep_also(std::shared_ptr<const void> more) { state_->also.push_back(std::move(more)); }
+
+  Payload finish() && {
+    const uint64_t head_bytes = state_->head.size() - sizeof(uint64_t);
+    std::memcpy(state_->head.data(), &head_bytes, sizeof head_bytes);
+    std::vector<Payload::Segment> segments;
+    segments.reserve(1 + state_->bulk.size());
+    segments.emplace_back(reinterpret_cast<const std::byte*>(state_->head.data()),
+                          state_->head.size());
+    segments.insert(segments.end(), state_->bulk.begin(), state_->bulk.end());
+    return Payload(std::move(segments), std::shared_ptr<const void>(std::move(state_)));
+  }
+
+ private:
+  struct State {
+    std::string head;
+    std::vector<std::span<const std::byte>> bulk;
+    std::deque<std::string> copies;  // bulk bytes of values that did not outlive the encoding
+    std::shared_ptr<const void> keep;
+    std::vector<std::shared_ptr<const void>> also;
+  };
+  std::shared_ptr<State> state_;  // on the heap: the writer and the segments point into it
+  Writer writer_;
+};
+
+// Turns bulk off in one scope, on both ends alike (the callable's bound values).
+using WriterNoBulk = internal::CodecAccess::NoBulkScope<Writer>;
+using ReaderNoBulk = internal::CodecAccess::NoBulkScope<Reader>;
+// Copies bulk bytes instead of borrowing them, in one scope: for values that do not outlive the
+// encoding (a converted argument, a view's computed item). The decoder cannot tell.
+using WriterCopies = internal::CodecAccess::CopyScope;
 
 }  // namespace pipepool::detail
 
@@ -173,17 +239,6 @@ struct StarArgs<F, std::array<E, N>> {
 template <class F, class Item>
 using star_args_tuple_t = typename StarArgs<F, std::remove_cvref_t<Item>>::type;
 
-// Invokes f on one item (a tuple of arguments) and encodes the result.
-template <class F, class ArgsTuple>
-void run_item(const F& f, ArgsTuple&& args, Writer& writer) {
-  using R = decltype(std::apply(f, std::move(args)));
-  if constexpr (std::is_void_v<R>) {
-    std::apply(f, std::move(args));
-  } else {
-    pipepool::encode(writer, std::apply(f, std::move(args)));
-  }
-}
-
 // The worker-side entry of one (F, argument tuple) pair.
 // The callable's bytes (a captureless lambda: its one byte is padding, sent as zero).
 template <class F>
@@ -203,10 +258,12 @@ F read_callable(Reader& in) {
 }
 
 // A task's callable on the wire: its bytes, and for a bound call its bound values (encoded).
+// The bound values are never bulk: the callable is a copy that does not outlive the encoding.
 template <class F>
 void encode_callable(Writer& writer, const F& f) {
   if constexpr (is_bound_v<F>) {
     write_callable(writer, f.f);
+    WriterNoBulk inline_only(writer, true);
     pipepool::encode(writer, f.bound);
   } else {
     write_callable(writer, f);
@@ -216,53 +273,71 @@ template <class F>
 F decode_callable(Reader& in) {
   if constexpr (is_bound_v<F>) {
     auto inner = read_callable<decltype(F::f)>(in);
+    ReaderNoBulk inline_only(in, true);
     return F{inner, pipepool::decode<decltype(F::bound)>(in)};
   } else {
     return read_callable<F>(in);
   }
 }
 
+// The worker-side entry of one (F, argument tuple) pair: runs every item, keeping the results,
+// then encodes them in gather mode; the payload's owner keeps the results until the frame is
+// written, so its bulk segments point into them.
 template <class F, class ArgsTuple>
-bool run_chunk(Reader& in, std::string& out) {
+bool run_chunk(Reader& in, Payload& out) {
   const F f = decode_callable<F>(in);
   const auto count = in.read_trivial<uint64_t>();
-  Writer writer(out);
-  writer.write_trivial<uint64_t>(count);
+  using R = decltype(std::apply(f, std::declval<ArgsTuple>()));
+  auto results = std::make_shared<std::vector<Stored<R>>>();
+  if constexpr (!std::is_void_v<R>) {
+    results->reserve(static_cast<size_t>(std::min<uint64_t>(count, 1024)));  // count: untrusted
+  }
   for (uint64_t i = 0; i < count; ++i) {
     ArgsTuple args = pipepool::decode<ArgsTuple>(in);
     try {
-      run_item(f, std::move(args), writer);
+      if constexpr (std::is_void_v<R>) {
+        std::apply(f, std::move(args));
+      } else {
+        results->push_back(std::apply(f, std::move(args)));
+      }
     } catch (...) {
-      out.clear();
-      encode_current_exception(out, i);
+      std::string error;
+      encode_current_exception(error, i);
+      out = Payload(std::move(error));
       return false;
     }
   }
   in.expect_end();
+  GatherBuilder builder(results);
+  Writer& writer = builder.writer();
+  writer.write_trivial<uint64_t>(count);
+  for (const Stored<R>& result : *results) pipepool::encode(writer, result);
+  out = std::move(builder).finish();
   return true;
 }
 
-// Starts a task payload for callable f, to be followed by `count` encoded items. Returns the offset
-// of the count, for set_task_count when the number of items is known only afterwards.
+// Starts a task payload for callable f in `builder`, to be followed by `count` encoded items.
+// Returns the offset of the count in the head, for set_task_count when the number of items is
+// known only afterwards.
 template <class F, class ArgsTuple>
-size_t begin_task(std::string& out, const F& f, uint64_t count) {
+size_t begin_task(GatherBuilder& builder, const F& f, uint64_t count) {
   const Trampoline trampoline = &run_chunk<F, ArgsTuple>;
-  Writer writer(out);
+  Writer& writer = builder.writer();
   writer.write_trivial(reinterpret_cast<uintptr_t>(trampoline));
   encode_callable(writer, f);
-  const size_t count_at = out.size();
+  const size_t count_at = builder.head().size();
   writer.write_trivial<uint64_t>(count);
   return count_at;
 }
 
-inline void set_task_count(std::string& payload, size_t count_at, uint64_t count) {
-  std::memcpy(payload.data() + count_at, &count, sizeof count);
+inline void set_task_count(GatherBuilder& builder, size_t count_at, uint64_t count) {
+  std::memcpy(builder.head().data() + count_at, &count, sizeof count);
 }
 
-// Decodes a chunk's results, appending them to `out`.
+// Decodes a chunk's results (gather layout), appending them to `out`.
 template <class R>
 void decode_results(const std::string& payload, std::vector<Stored<R>>& out) {
-  Reader reader(payload);
+  Reader reader = open_gathered(payload);
   const size_t count = reader.read_size(min_encoded_size<Stored<R>>());
   // Appending chunk after chunk: an exact reserve() each time would copy the whole vector per
   // chunk (quadratic); let the vector grow geometrically instead.
