@@ -14,6 +14,14 @@
 // any strategy, no deadlock). It is what a user gets without tuning, and what is compared with
 // Python.
 //
+// Inputs. An async call owns its arguments (pool.hpp: moved in from an rvalue, copied from an
+// lvalue, as Python pickles at submit time). The symmetric echo gives the pool what a user moving
+// data through it would, and what the raw pipe gets (it reuses its buffers): each iteration's
+// inputs are moved into its map_async, and its results (the echoed strings) moved back as the next
+// iteration's inputs, so no iteration copies a payload in the caller. The asymmetric loads pass a
+// std::span of their inputs, which the call copies once (a large_in result cannot become the
+// next input).
+//
 // Timing: every timed iteration is preceded by one iteration of the raw pipe (raw_echo.hpp) of the
 // same load, timed apart (manual time: Google Benchmark's time is the pool's alone). Counters
 // raw_bytes_per_second and fraction_of_raw (pool rate / raw rate, from these paired iterations)
@@ -58,12 +66,17 @@ std::string make_bytes(uint64_t size_bytes) {
 
 using Results = std::vector<std::string>;
 
-// One map_async over items [first, first + count) of the iteration.
-AsyncResult<Results> submit(Pool& pool, Shape shape, const std::vector<std::string>& payloads,
+// One map_async over items [first, first + count) of the iteration. Symmetric: the items are
+// moved out of `payloads` into the call (see "Inputs" above).
+AsyncResult<Results> submit(Pool& pool, Shape shape, std::vector<std::string>& payloads,
                             const std::vector<uint64_t>& result_sizes, size_t first, size_t count) {
   switch (shape) {
-    case Shape::Symmetric:
-      return pool.map_async(echo, std::span(payloads).subspan(first, count), 1);
+    case Shape::Symmetric: {
+      std::vector<std::string> items;
+      items.reserve(count);
+      for (size_t i = first; i < first + count; ++i) items.push_back(std::move(payloads[i]));
+      return pool.map_async(echo, std::move(items), 1);
+    }
     case Shape::LargeIn:
       return pool.map_async(keep_first_bytes, std::span(payloads).subspan(first, count), 1);
     case Shape::LargeOut:
@@ -135,14 +148,16 @@ void run_echo_unguarded(benchmark::State& state, const std::string& name, Strate
     result_sizes.push_back(load.out_bytes());
   }
   const size_t per_call = payloads.size() / static_cast<size_t>(calls);
+  // The inputs of the next iteration: symmetric, the previous iteration's results (moved back).
+  std::vector<std::string> inputs = payloads;
 
   // One iteration: every call submitted, then every result; the diagnosis if it deadlocked.
   Results results;
   const auto iterate = [&]() -> std::optional<std::string> {
+    if (load.shape == Shape::Symmetric && !results.empty()) inputs = std::move(results);
     std::vector<AsyncResult<Results>> pending;
     for (int call = 0; call < calls; ++call) {
-      pending.push_back(
-          submit(pool, load.shape, payloads, result_sizes, call * per_call, per_call));
+      pending.push_back(submit(pool, load.shape, inputs, result_sizes, call * per_call, per_call));
     }
     auto stuck = wait_or_diagnose(
         [&](std::chrono::milliseconds slice) {
@@ -155,7 +170,7 @@ void run_echo_unguarded(benchmark::State& state, const std::string& name, Strate
     if (stuck) return stuck;
     results.clear();
     for (auto& call : pending) {
-      for (auto& result : call.get()) results.push_back(std::move(result));
+      for (auto& result : call.take()) results.push_back(std::move(result));
     }
     return std::nullopt;
   };

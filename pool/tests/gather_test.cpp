@@ -167,7 +167,8 @@ TEST(GatherPayload, BoundValuesStayInTheHead) {
 }
 
 TEST(GatherPayload, TheWorkersResultPointsIntoTheResultValue) {
-  const Payload task = sync_payload(echo, std::string(1 << 20, 'r'));
+  const std::string argument(1 << 20, 'r');  // a borrowed argument must outlive the payload
+  const Payload task = sync_payload(echo, argument);
   Payload result;
   ASSERT_TRUE(pipepool::detail::execute_task(task.flatten(), result));
   ASSERT_EQ(result.segments().size(), 2u);  // head (count, length), then the string's bytes

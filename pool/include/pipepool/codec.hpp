@@ -84,8 +84,10 @@
 //
 // which promises: encode() passes pipepool::encode only references to memory that outlives the
 // call and is not modified (members of the value, not temporaries: a temporary's bytes would be
-// borrowed after it is gone), and decode() moves what pipepool::decode returns into the result
-// (a move keeps a string's or vector's heap buffer) instead of copying or transforming it. A
+// borrowed after it is gone); moving the value keeps that memory where it is (as moving a string's
+// or vector's heap buffer does: the pool may move a value after encoding it, to keep it alive);
+// and decode() moves what pipepool::decode returns into the result instead of copying or
+// transforming it. A
 // codec that writes raw bytes itself may call writer.write_contiguous(data, size) after a length
 // prefix and read them with reader.read_contiguous(size).
 //
@@ -101,7 +103,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
+#include <forward_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -211,9 +213,9 @@ class Writer {
   explicit Writer(std::string& buffer) noexcept : buffer_(&buffer) {}
   // Gather mode: small bytes to `head`, contiguous values of at least `bulk_threshold_bytes` (> 0)
   // as spans appended to `bulk`. Both must outlive the Writer.
-  // `copies` holds the bulk bytes copied in a copy scope (a deque: they never move).
+  // `copies` holds the bulk bytes copied in a copy scope (list nodes: they never move).
   Writer(std::string& head, std::vector<std::span<const std::byte>>& bulk,
-         std::deque<std::string>& copies,
+         std::forward_list<std::string>& copies,
          std::size_t bulk_threshold_bytes = kBulkThresholdBytes) noexcept
       : buffer_(&head),
         bulk_(&bulk),
@@ -232,7 +234,7 @@ class Writer {
   void write_contiguous(const void* data, std::size_t size) {
     if (bulk_ != nullptr && bulk_allowed_ && size >= bulk_threshold_) {
       if (!borrow_) {
-        const std::string& copy = copies_->emplace_back(static_cast<const char*>(data), size);
+        const std::string& copy = copies_->emplace_front(static_cast<const char*>(data), size);
         data = copy.data();
       }
       bulk_->emplace_back(static_cast<const std::byte*>(data), size);
@@ -268,6 +270,8 @@ class Writer {
   std::size_t size() const noexcept { return buffer_->size() + bulk_bytes_; }
   std::string& buffer() const noexcept { return *buffer_; }
   bool gather_mode() const noexcept { return bulk_ != nullptr; }
+  // Bytes recorded as bulk segments so far (gather mode; 0 otherwise).
+  std::size_t bulk_bytes() const noexcept { return bulk_bytes_; }
 
   // Throws ProtocolError naming the type being encoded, the offset and `problem`.
   [[noreturn]] void fail(std::string_view problem) const {
@@ -279,7 +283,7 @@ class Writer {
 
   std::string* buffer_;
   std::vector<std::span<const std::byte>>* bulk_ = nullptr;
-  std::deque<std::string>* copies_ = nullptr;
+  std::forward_list<std::string>* copies_ = nullptr;
   std::size_t bulk_threshold_ = kBulkThresholdBytes;
   std::size_t bulk_bytes_ = 0;
   bool bulk_allowed_ = true;

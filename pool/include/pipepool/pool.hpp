@@ -210,12 +210,6 @@ class ImapRange {
       if (submitted > consumed) cancel(*core, calls);  // chunks nobody will read
     }
 
-    // Each chunk owns its items (moved from the range when it yields values, copied when it
-    // yields references), so that its frame may point into them after this range is gone.
-    using Item = std::ranges::range_value_t<View>;
-    static constexpr bool kOwnsItems =
-        std::is_constructible_v<Item, std::ranges::range_reference_t<View>>;
-
     void top_up(bool continuation) {
       std::vector<Payload> payloads;
       std::vector<uint64_t> items;  // per chunk: its timeout budget is that many task_timeouts
@@ -229,22 +223,16 @@ class ImapRange {
           input_done = true;
           break;
         }
+        // A chunk's frame may be written after this range is gone (a break cancels only the
+        // chunks no worker was given): its items' bulk bytes are copied into the payload, once,
+        // as Python pickles at submission; the small ones are in the head anyway.
         GatherBuilder builder;
         const size_t count_at = begin_task<F, ArgsTuple>(builder, f, chunksize);
         Writer& writer = builder.writer();
+        WriterCopies copied(writer, true);
         size_t n = 0;
-        if constexpr (kOwnsItems) {
-          auto owned = std::make_shared<std::vector<Item>>();
-          for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
-            owned->emplace_back(*cursor);
-          }
-          for (Item& item : *owned) encode_item(writer, item);
-          builder.keep_also(std::move(owned));
-        } else {
-          WriterCopies copied(writer, true);
-          for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
-            encode_item(writer, *cursor);
-          }
+        for (; n < chunksize && cursor != std::ranges::end(view); ++n, ++cursor) {
+          encode_item(writer, *cursor);
         }
         set_task_count(builder, count_at, n);
         Payload& payload = payloads.emplace_back(std::move(builder).finish());
@@ -362,10 +350,15 @@ struct EncodeStarAs {
 template <class F, class ArgsTuple, bool Owned, class... Args>
 Payload encode_apply(const F& f, Args&&... args) {
   if constexpr (Owned && std::is_constructible_v<ArgsTuple, Args&&...>) {
-    auto owned = std::make_shared<const ArgsTuple>(std::forward<Args>(args)...);
-    GatherBuilder builder(owned);
+    // Encoded from the call's own tuple; kept (moved to the heap: a move keeps a string's or
+    // vector's heap buffer) only when some of it is bulk, so small calls allocate nothing more.
+    ArgsTuple owned(std::forward<Args>(args)...);
+    GatherBuilder builder;
     begin_task<F, ArgsTuple>(builder, f, 1);
-    pipepool::encode(builder.writer(), *owned);
+    pipepool::encode(builder.writer(), owned);
+    if (builder.writer().bulk_bytes() != 0) {
+      builder.keep_also(std::make_shared<const ArgsTuple>(std::move(owned)));
+    }
     return std::move(builder).finish();
   } else {
     GatherBuilder builder;

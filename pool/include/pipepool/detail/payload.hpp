@@ -15,6 +15,7 @@
 // longer.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <span>
@@ -32,25 +33,27 @@ class Payload {
   // Owns `bytes` (one segment; none when empty). Implicit: a payload is often just a string.
   Payload(std::string bytes) {  // NOLINT(google-explicit-constructor)
     auto owned = std::make_shared<const std::string>(std::move(bytes));
-    if (!owned->empty()) {
-      segments_.emplace_back(reinterpret_cast<const std::byte*>(owned->data()), owned->size());
-    }
-    size_ = owned->size();
+    add(Segment(reinterpret_cast<const std::byte*>(owned->data()), owned->size()));
     owner_ = std::move(owned);
   }
   // `segments` in order; `owner` keeps them alive (see the invariant above). Empty segments are
   // dropped.
-  Payload(std::vector<Segment> segments, std::shared_ptr<const void> owner)
+  Payload(std::span<const Segment> segments, std::shared_ptr<const void> owner)
       : owner_(std::move(owner)) {
-    segments_.reserve(segments.size());
-    for (Segment segment : segments) {
-      if (segment.empty()) continue;
-      segments_.push_back(segment);
-      size_ += segment.size();
-    }
+    for (Segment segment : segments) add(segment);
+  }
+  // `first`, then `rest`, in order (a head and its bulk segments).
+  Payload(Segment first, std::span<const Segment> rest, std::shared_ptr<const void> owner)
+      : owner_(std::move(owner)) {
+    add(first);
+    for (Segment segment : rest) add(segment);
   }
 
-  const std::vector<Segment>& segments() const noexcept { return segments_; }
+  // Up to two segments (a head and one bulk value, the common case) are kept without allocating.
+  std::span<const Segment> segments() const noexcept {
+    return more_.empty() ? std::span<const Segment>(few_.data(), few_count_)
+                         : std::span<const Segment>(more_);
+  }
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
   const std::shared_ptr<const void>& owner() const noexcept { return owner_; }
@@ -59,14 +62,27 @@ class Payload {
   std::string flatten() const {
     std::string out;
     out.reserve(size_);
-    for (Segment segment : segments_) {
+    for (Segment segment : segments()) {
       out.append(reinterpret_cast<const char*>(segment.data()), segment.size());
     }
     return out;
   }
 
  private:
-  std::vector<Segment> segments_;
+  void add(Segment segment) {
+    if (segment.empty()) return;
+    size_ += segment.size();
+    if (more_.empty() && few_count_ < few_.size()) {
+      few_[few_count_++] = segment;
+      return;
+    }
+    if (more_.empty()) more_.assign(few_.begin(), few_.end());
+    more_.push_back(segment);
+  }
+
+  std::array<Segment, 2> few_{};
+  std::size_t few_count_ = 0;
+  std::vector<Segment> more_;  // all of them, once there are more than two
   std::shared_ptr<const void> owner_;
   std::size_t size_ = 0;
 };

@@ -22,7 +22,7 @@
 #include <bit>
 #include <cstdint>
 #include <cstring>
-#include <deque>
+#include <forward_list>
 #include <functional>
 #include <iterator>
 #include <string>
@@ -73,19 +73,17 @@ class GatherBuilder {
   Payload finish() && {
     const uint64_t head_bytes = state_->head.size() - sizeof(uint64_t);
     std::memcpy(state_->head.data(), &head_bytes, sizeof head_bytes);
-    std::vector<Payload::Segment> segments;
-    segments.reserve(1 + state_->bulk.size());
-    segments.emplace_back(reinterpret_cast<const std::byte*>(state_->head.data()),
-                          state_->head.size());
-    segments.insert(segments.end(), state_->bulk.begin(), state_->bulk.end());
-    return Payload(std::move(segments), std::shared_ptr<const void>(std::move(state_)));
+    const Payload::Segment head(reinterpret_cast<const std::byte*>(state_->head.data()),
+                                state_->head.size());
+    const std::span<const Payload::Segment> bulk(state_->bulk);
+    return Payload(head, bulk, std::shared_ptr<const void>(std::move(state_)));
   }
 
  private:
   struct State {
     std::string head;
     std::vector<std::span<const std::byte>> bulk;
-    std::deque<std::string> copies;  // bulk bytes of values that did not outlive the encoding
+    std::forward_list<std::string> copies;  // bulk bytes of values that did not outlive encoding
     std::shared_ptr<const void> keep;
     std::vector<std::shared_ptr<const void>> also;
   };
@@ -280,25 +278,35 @@ F decode_callable(Reader& in) {
   }
 }
 
-// The worker-side entry of one (F, argument tuple) pair: runs every item, keeping the results,
-// then encodes them in gather mode; the payload's owner keeps the results until the frame is
-// written, so its bulk segments point into them.
+// The worker-side entry of one (F, argument tuple) pair: runs every item and encodes its result
+// in gather mode at once; a result that made bulk segments (they point into it) is moved into a
+// list the payload's owner keeps until the frame is written (a move keeps a string's or vector's
+// heap buffer, codec.hpp), the others are gone as before.
 template <class F, class ArgsTuple>
 bool run_chunk(Reader& in, Payload& out) {
   const F f = decode_callable<F>(in);
   const auto count = in.read_trivial<uint64_t>();
   using R = decltype(std::apply(f, std::declval<ArgsTuple>()));
-  auto results = std::make_shared<std::vector<Stored<R>>>();
-  if constexpr (!std::is_void_v<R>) {
-    results->reserve(static_cast<size_t>(std::min<uint64_t>(count, 1024)));  // count: untrusted
-  }
+  GatherBuilder builder;
+  Writer& writer = builder.writer();
+  writer.write_trivial<uint64_t>(count);
+  std::shared_ptr<std::forward_list<Stored<R>>> kept;
   for (uint64_t i = 0; i < count; ++i) {
     ArgsTuple args = pipepool::decode<ArgsTuple>(in);
     try {
       if constexpr (std::is_void_v<R>) {
         std::apply(f, std::move(args));
       } else {
-        results->push_back(std::apply(f, std::move(args)));
+        Stored<R> result = std::apply(f, std::move(args));
+        const size_t bulk_before = writer.bulk_bytes();
+        pipepool::encode(writer, result);
+        if (writer.bulk_bytes() != bulk_before) {
+          if (!kept) {
+            kept = std::make_shared<std::forward_list<Stored<R>>>();
+            builder.keep_also(kept);
+          }
+          kept->push_front(std::move(result));
+        }
       }
     } catch (...) {
       std::string error;
@@ -308,10 +316,6 @@ bool run_chunk(Reader& in, Payload& out) {
     }
   }
   in.expect_end();
-  GatherBuilder builder(results);
-  Writer& writer = builder.writer();
-  writer.write_trivial<uint64_t>(count);
-  for (const Stored<R>& result : *results) pipepool::encode(writer, result);
   out = std::move(builder).finish();
   return true;
 }
