@@ -364,16 +364,21 @@ class Explorer {
   // (with result_.error) if the world did not behave as the first time.
   //
   // The last branch that will begin from a snapshot takes the saved world itself instead of a
-  // copy (`moved_snapshots`): that is so when no node from the snapshot's depth to the last one
-  // has an alternative left within its budget, since backtracking only ever moves up the stack
-  // and every later branch then begins above the snapshot, which is dropped then anyway.
+  // copy (`moved_snapshots`; ExploreOptions::move_snapshots). A snapshot at depth d serves every
+  // node from d until the next snapshot's depth, the nodes on the stack and those the run about
+  // to begin will push. So it is taken when no node from d to the last one has an alternative
+  // left within its budget, and the run begins at a depth where it saves a new snapshot at once
+  // (stack.size() a multiple of `snapshot_every`), so that no node it pushes needs this one.
+  // Backtracking only moves up the stack: every later branch begins above d, where this
+  // snapshot would have been dropped anyway.
   bool rebuild(std::unique_ptr<World>& world, const std::vector<Node>& stack,
-               std::vector<Snapshot>& snapshots, bool unbounded) {
+               std::vector<Snapshot>& snapshots, bool unbounded, uint32_t snapshot_every) {
     while (!snapshots.empty() && snapshots.back().depth >= stack.size()) snapshots.pop_back();
     size_t from = 0;
     if (!snapshots.empty()) {
       from = snapshots.back().depth;
-      bool needed_again = false;
+      bool needed_again =
+          !options_.move_snapshots || snapshot_every == 0 || stack.size() % snapshot_every != 0;
       for (size_t i = from; i < stack.size() && !needed_again; ++i) {
         needed_again = has_alternative(stack[i], unbounded);
       }
@@ -422,7 +427,7 @@ class Explorer {
     uint32_t snapshot_every = options_.snapshot_every;
     uint64_t index = 0;
     for (;;) {
-      if (!rebuild(world, stack, snapshots, unbounded)) return;
+      if (!rebuild(world, stack, snapshots, unbounded, snapshot_every)) return;
       if (index == 0 && result_.pruned == 0 && snapshot_every != 0 && !world->copyable()) {
         snapshot_every = 0;  // a user's scheduler that cannot copy its state: replay instead
       }

@@ -77,6 +77,9 @@ struct ExploreOptions {
   // schedule; a longer one (a livelock running to the step bound) replays deeper branches from
   // the last.
   uint32_t snapshot_every = 4;
+  // Exhaustive: the last branch that begins from a snapshot takes the saved world instead of a
+  // copy (false: always a copy, to compare; the search is the same either way).
+  bool move_snapshots = true;
   // Exhaustive: key the state cache by World::history_fingerprint() (each process's history)
   // instead of World::fingerprint() (the state itself): sound but coarser, for comparison.
   bool history_fingerprint = false;

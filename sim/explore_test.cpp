@@ -344,6 +344,15 @@ TEST(Explore, SnapshotsTakenOnTheirLastUseChangeNotOneCount) {
       EXPECT_EQ(r.steps - r.replayed_steps, base.steps - base.replayed_steps) << what;
       EXPECT_LE(r.moved_snapshots, r.restores) << what;
       EXPECT_LE(r.moved_snapshots, r.snapshots) << what;
+      // Taking a snapshot on its last use replays no step more than copying it every time.
+      ExploreOptions copying = o;
+      copying.move_snapshots = false;
+      const ExploreResult c2 = explore(c.scenario, copying);
+      EXPECT_EQ(c2.moved_snapshots, 0u) << what;
+      EXPECT_EQ(r.steps, c2.steps) << what;
+      EXPECT_EQ(r.replayed_steps, c2.replayed_steps) << what;
+      EXPECT_EQ(r.restores, c2.restores) << what;
+      EXPECT_EQ(r.snapshots, c2.snapshots) << what;
       // With a copy at every depth each branch replays only its own first step from the copy of
       // its branching point, unless a copy was taken before its last use (a later branch would
       // then replay more, from an earlier one).
