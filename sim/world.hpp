@@ -236,6 +236,8 @@ class World {
   uint64_t fingerprint_user(uint64_t h) const;
   uint64_t fingerprint_parent(uint64_t h) const;
   uint64_t fingerprint_worker(uint64_t h, const Worker& k) const;
+  uint64_t hash_parent(const Parent& p) const;
+  uint64_t hash_worker(const Worker& k) const;
 
   PipeState pipe_state(uint32_t w, bool task_pipe) const;
   void note(uint32_t process, uint64_t kind, uint64_t value);

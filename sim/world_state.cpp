@@ -88,12 +88,17 @@ World::Parent& World::own_parent() {
     parent_ = copy_parent(*parent_);
   }
   // Made from a non-const Parent (make_shared<Parent>, copy_parent) and held by this world alone.
-  return const_cast<Parent&>(*parent_);
+  // Handed out to be changed: its fingerprint is computed again when next asked for.
+  Parent& p = const_cast<Parent&>(*parent_);
+  p.fingerprint.reset();
+  return p;
 }
 
 World::Worker& World::own_worker(uint32_t w) {
   if (workers_[w].use_count() > 1) workers_[w] = copy_worker(*workers_[w]);
-  return const_cast<Worker&>(*workers_[w]);
+  Worker& k = const_cast<Worker&>(*workers_[w]);
+  k.fingerprint.reset();
+  return k;
 }
 
 std::shared_ptr<World::Parent> World::copy_parent(const Parent& from) {
@@ -147,9 +152,18 @@ uint64_t World::fingerprint_user(uint64_t h) const {
   return protocol::fingerprint_bytes(h, std::as_bytes(std::span(completions_)));
 }
 
+// The parent's and each worker's part of the fingerprint is hashed from a fixed seed and kept
+// with the part (Parent::fingerprint, Worker::fingerprint) until own_parent() / own_worker()
+// hands the part out to be changed, which every change does; a part shared by copies of the world
+// is in one state, so its hash serves them all.
 uint64_t World::fingerprint_parent(uint64_t h) const {
   const Parent& p = *parent_;
-  h = p.loop->fingerprint(h);
+  if (!p.fingerprint) p.fingerprint = hash_parent(p);
+  return fingerprint_mix(h, *p.fingerprint);
+}
+
+uint64_t World::hash_parent(const Parent& p) const {
+  uint64_t h = p.loop->fingerprint(0x50415245);
   const protocol::ParentLoop::Action& a = p.action;
   h = fingerprint_mix(h, (static_cast<uint64_t>(a.op) << 56) ^ (uint64_t{a.blocking} << 55) ^
                              (uint64_t{a.after_exit} << 54) ^ (uint64_t{p.in_write} << 53) ^
@@ -160,6 +174,12 @@ uint64_t World::fingerprint_parent(uint64_t h) const {
 }
 
 uint64_t World::fingerprint_worker(uint64_t h, const Worker& k) const {
+  if (!k.fingerprint) k.fingerprint = hash_worker(k);
+  return fingerprint_mix(h, *k.fingerprint);
+}
+
+uint64_t World::hash_worker(const Worker& k) const {
+  uint64_t h = 0x574f524b;
   h = fingerprint_mix(h, (static_cast<uint64_t>(k.phase) << 56) ^ (uint64_t{k.in_write} << 55) ^
                              (uint64_t{k.incarnation} << 32) ^ static_cast<uint64_t>(k.action.op));
   if (k.engine) h = k.engine->fingerprint(h);
