@@ -349,16 +349,46 @@ class Explorer {
     return node.last != kNone && p != node.last ? 1 : 0;
   }
 
+  // Whether backtracking will try another process at `node` (the test of run_exhaustive's
+  // backtracking loop, without marking anything tried).
+  static bool has_alternative(const Node& node, bool unbounded) {
+    for (uint64_t candidates = node.enabled & ~node.tried; candidates != 0;
+         candidates &= candidates - 1) {
+      if (unbounded || node.budget - cost(node, lowest(candidates)) >= 0) return true;
+    }
+    return false;
+  }
+
   // The world after stack.size() steps of the current schedule (every node's `chosen`): from the
   // deepest snapshot at or before the last node, or from the start, replaying the rest. False
   // (with result_.error) if the world did not behave as the first time.
+  //
+  // The last branch that will begin from a snapshot takes the saved world itself instead of a
+  // copy (`moved_snapshots`; ExploreOptions::move_snapshots). A snapshot at depth d serves every
+  // node from d until the next snapshot's depth, the nodes on the stack and those the run about
+  // to begin will push. So it is taken when no node from d to the last one has an alternative
+  // left within its budget, and the run begins at a depth where it saves a new snapshot at once
+  // (stack.size() a multiple of `snapshot_every`), so that no node it pushes needs this one.
+  // Backtracking only moves up the stack: every later branch begins above d, where this
+  // snapshot would have been dropped anyway.
   bool rebuild(std::unique_ptr<World>& world, const std::vector<Node>& stack,
-               std::vector<Snapshot>& snapshots) {
+               std::vector<Snapshot>& snapshots, bool unbounded, uint32_t snapshot_every) {
     while (!snapshots.empty() && snapshots.back().depth >= stack.size()) snapshots.pop_back();
     size_t from = 0;
     if (!snapshots.empty()) {
-      world = std::make_unique<World>(*snapshots.back().world);
       from = snapshots.back().depth;
+      bool needed_again =
+          !options_.move_snapshots || snapshot_every == 0 || stack.size() % snapshot_every != 0;
+      for (size_t i = from; i < stack.size() && !needed_again; ++i) {
+        needed_again = has_alternative(stack[i], unbounded);
+      }
+      if (needed_again) {
+        world = std::make_unique<World>(*snapshots.back().world);
+      } else {
+        world = std::move(snapshots.back().world);
+        snapshots.pop_back();
+        ++result_.moved_snapshots;
+      }
       ++result_.restores;
     } else {
       world = std::make_unique<World>(script_, world_options_);
@@ -397,7 +427,7 @@ class Explorer {
     uint32_t snapshot_every = options_.snapshot_every;
     uint64_t index = 0;
     for (;;) {
-      if (!rebuild(world, stack, snapshots)) return;
+      if (!rebuild(world, stack, snapshots, unbounded, snapshot_every)) return;
       if (index == 0 && result_.pruned == 0 && snapshot_every != 0 && !world->copyable()) {
         snapshot_every = 0;  // a user's scheduler that cannot copy its state: replay instead
       }

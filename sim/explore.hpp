@@ -77,6 +77,9 @@ struct ExploreOptions {
   // schedule; a longer one (a livelock running to the step bound) replays deeper branches from
   // the last.
   uint32_t snapshot_every = 4;
+  // Exhaustive: the last branch that begins from a snapshot takes the saved world instead of a
+  // copy (false: always a copy, to compare; the search is the same either way).
+  bool move_snapshots = true;
   // Exhaustive: key the state cache by World::history_fingerprint() (each process's history)
   // instead of World::fingerprint() (the state itself): sound but coarser, for comparison.
   bool history_fingerprint = false;
@@ -120,9 +123,10 @@ struct ExploreResult {
   uint64_t schedules = 0;  // run to their end (finished, deadlocked, failed or at the step bound)
   uint64_t pruned = 0;     // Exhaustive: cut short, their state explored before with as much budget
   uint64_t steps = 0;      // over every run, replayed prefixes included
-  uint64_t replayed_steps = 0;  // Exhaustive: of those, steps replaying a prefix explored before
-  uint64_t snapshots = 0;       // Exhaustive: world copies saved along the schedules
-  uint64_t restores = 0;        // Exhaustive: schedules begun from a saved copy, not the start
+  uint64_t replayed_steps = 0;   // Exhaustive: of those, steps replaying a prefix explored before
+  uint64_t snapshots = 0;        // Exhaustive: world copies saved along the schedules
+  uint64_t restores = 0;         // Exhaustive: schedules begun from a saved copy, not the start
+  uint64_t moved_snapshots = 0;  // of those, the copy's last use: it was taken, not copied again
   uint64_t pipe_ops = 0;
   uint64_t longest_schedule = 0;
   uint64_t outcomes[5] = {};   // schedules by RunStatus

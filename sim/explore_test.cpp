@@ -318,6 +318,53 @@ TEST(Explore, TheStateFingerprintAndSnapshotsFindTheSameDeadlocksAndCertificates
   }
 }
 
+// Snapshots only change where a branch's world comes from (a copy, the saved world itself on its
+// last use, or a replay from the start), never which states are visited: with the state key the
+// search does exactly the same work with and without them.
+TEST(Explore, SnapshotsTakenOnTheirLastUseChangeNotOneCount) {
+  uint64_t moved = 0;
+  for (const ReductionCase& c : reduction_cases()) {
+    ExploreOptions replaying = exhaustive(c.bound);
+    replaying.stop_at_first_failure = false;
+    replaying.trace_counterexample = false;
+    replaying.snapshot_every = 0;
+    const ExploreResult base = explore(c.scenario, replaying);
+    ASSERT_TRUE(base.error.empty()) << c.name << ": " << base.error;
+    for (uint32_t every : {1u, 4u}) {
+      ExploreOptions o = replaying;
+      o.snapshot_every = every;
+      const ExploreResult r = explore(c.scenario, o);
+      const std::string what = std::string(c.name) + ", snapshots every " + std::to_string(every);
+      ASSERT_TRUE(r.error.empty()) << what << ": " << r.error;
+      EXPECT_EQ(r.complete, base.complete) << what;
+      EXPECT_EQ(r.schedules, base.schedules) << what;
+      EXPECT_EQ(r.pruned, base.pruned) << what;
+      EXPECT_EQ(r.cache_entries, base.cache_entries) << what;
+      EXPECT_EQ(r.failures, base.failures) << what;
+      EXPECT_EQ(r.steps - r.replayed_steps, base.steps - base.replayed_steps) << what;
+      EXPECT_LE(r.moved_snapshots, r.restores) << what;
+      EXPECT_LE(r.moved_snapshots, r.snapshots) << what;
+      // Taking a snapshot on its last use replays no step more than copying it every time.
+      ExploreOptions copying = o;
+      copying.move_snapshots = false;
+      const ExploreResult c2 = explore(c.scenario, copying);
+      EXPECT_EQ(c2.moved_snapshots, 0u) << what;
+      EXPECT_EQ(r.steps, c2.steps) << what;
+      EXPECT_EQ(r.replayed_steps, c2.replayed_steps) << what;
+      EXPECT_EQ(r.restores, c2.restores) << what;
+      EXPECT_EQ(r.snapshots, c2.snapshots) << what;
+      // With a copy at every depth each branch replays only its own first step from the copy of
+      // its branching point, unless a copy was taken before its last use (a later branch would
+      // then replay more, from an earlier one).
+      if (every == 1) {
+        EXPECT_EQ(r.replayed_steps, r.restores) << what;
+      }
+      moved += r.moved_snapshots;
+    }
+  }
+  EXPECT_GT(moved, 0u);  // the path was taken
+}
+
 TEST(Explore, TheReductionsAgreeWithTheSearchWithoutAnyReductionNotEvenTheCache) {
   // Small enough to explore with no reduction at all.
   for (const ReductionCase& c :

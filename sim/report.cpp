@@ -269,7 +269,8 @@ std::string format_explore_text(const Scenario& scenario, const ExploreOptions& 
     out += "  snapshots          " + std::to_string(result.snapshots) + " saved (every " +
            std::to_string(options.snapshot_every) + " steps" +
            (options.snapshot_every == 0 ? ": off" : "") + "), " + std::to_string(result.restores) +
-           " schedules begun from one\n";
+           " schedules begun from one (" + std::to_string(result.moved_snapshots) +
+           " of them its last use: taken, not copied)\n";
     out += "  taken at once      " + std::to_string(result.coalesced) + " by coalescing" +
            (options.coalesce ? "" : " (off)") + ", " + std::to_string(result.por_forced) +
            " by the partial-order reduction" + (options.por ? "" : " (off)") +
@@ -374,6 +375,7 @@ std::string format_explore_json(const Scenario& scenario, const ExploreOptions& 
                   {"replayed_steps", result.replayed_steps},
                   {"snapshots", result.snapshots},
                   {"restores", result.restores},
+                  {"moved_snapshots", result.moved_snapshots},
                   {"longest_schedule", result.longest_schedule},
                   {"pipe_ops", result.pipe_ops},
                   {"processes", result.processes}};

@@ -76,7 +76,7 @@ void World::step_parent() {
 // Asks the loop for actions, carrying out those that are no step of their own, until it names
 // one that is (Write, Read, Wait) or is Done.
 void World::advance_parent() {
-  Parent& p = *parent_;
+  Parent& p = own_parent();
   for (;;) {
     if (status_ != RunStatus::Running) {
       p.action = {.op = Op::Done};
@@ -157,14 +157,14 @@ void World::take_inbox() {
                                      (inbox.terminate ? " and terminate()" : ""));
     }
   }
-  parent_->loop->inbox(std::move(inbox));
+  own_parent().loop->inbox(std::move(inbox));
 }
 
 void World::start_worker(WorkerId w) {
-  Worker& k = *workers_[w];
+  Worker& k = own_worker(w);
   if (k.phase != Worker::Phase::None) {
     fail("the loop started worker " + std::to_string(w) + " while its process still exists");
-    parent_->loop->start_failed(w);
+    own_parent().loop->start_failed(w);
     return;
   }
   if (k.channel) closed_pipe_ops_ += k.channel->ops();
@@ -180,7 +180,7 @@ void World::start_worker(WorkerId w) {
   note(kFirstWorkerProcess + w, kForked, k.incarnation);
   fetch_action(w);
   if (options_.trace) trace_line(kParentProcess, "forks worker " + std::to_string(w));
-  parent_->loop->started(w, "worker " + std::to_string(w));
+  own_parent().loop->started(w, "worker " + std::to_string(w));
 }
 
 void World::kill_worker(WorkerId w) {
@@ -190,9 +190,9 @@ void World::kill_worker(WorkerId w) {
 }
 
 void World::parent_write() {
-  Parent& p = *parent_;
+  Parent& p = own_parent();
   const WorkerId w = p.action.worker;
-  Channel& channel = *workers_[w]->channel;
+  Channel& channel = *own_worker(w).channel;
   const std::string where = std::string(channel.name(Direction::Task)) + " " + std::to_string(w);
   if (!p.action.blocking) {
     const Channel::WriteResult r =
@@ -250,9 +250,9 @@ void World::parent_write() {
 }
 
 void World::parent_read() {
-  Parent& p = *parent_;
+  Parent& p = own_parent();
   const WorkerId w = p.action.worker;
-  Worker& k = *workers_[w];
+  Worker& k = own_worker(w);
   if (!k.channel) {
     p.loop->read_eof();
     return;
@@ -279,13 +279,13 @@ void World::parent_read() {
 }
 
 void World::parent_wait() {
-  Parent& p = *parent_;
+  Parent& p = own_parent();
   const ParentLoop::Action& a = p.action;
   p.events.clear();
   uint64_t h = 0;
   std::string text;
   for (WorkerId w = 0; w < workers_count_; ++w) {
-    Worker& k = *workers_[w];
+    const Worker& k = *workers_[w];
     if (k.channel && a.interest[w].read && k.channel->parent_read_ready()) {
       p.events.push_back({.kind = ReadyEvent::Kind::Readable, .worker = w});
     }
@@ -294,8 +294,9 @@ void World::parent_wait() {
     }
     if (k.phase == Worker::Phase::Zombie) {
       // The fork server reaps it and reports its exit, which this epoll_wait returns.
-      k.phase = Worker::Phase::None;
-      p.events.push_back({.kind = ReadyEvent::Kind::Exited, .worker = w, .exit = k.exit});
+      Worker& reaped = own_worker(w);  // `k` may be the copy another world still shares
+      reaped.phase = Worker::Phase::None;
+      p.events.push_back({.kind = ReadyEvent::Kind::Exited, .worker = w, .exit = reaped.exit});
     }
   }
   if (!queue_.empty()) p.events.push_back({.kind = ReadyEvent::Kind::Wake});
@@ -359,6 +360,10 @@ void World::record_completion(Completion& c) {
       break;
   }
   if (options_.trace) trace_line(kParentProcess, "completes " + task);
+  // Checked: the bytes go, as the real driver moves them to the caller (the action's contract
+  // lets the executor move from them). Kept, every copy of the world would copy them again: the
+  // loop holds the batch it delivered until the next one, and a copy is taken every few steps.
+  std::string().swap(c.payload);
 }
 
 }  // namespace pipepool::sim

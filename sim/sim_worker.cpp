@@ -68,7 +68,7 @@ World::Invisible World::invisible_step(uint32_t process) const {
 }
 
 void World::fetch_action(uint32_t w) {
-  Worker& k = *workers_[w];
+  Worker& k = own_worker(w);
   k.action = k.engine->next();
   switch (k.action.op) {
     case ChildEngine::Op::Run: {
@@ -93,7 +93,7 @@ void World::fetch_action(uint32_t w) {
 }
 
 void World::worker_exit(uint32_t w, int signal, int exit_code, const std::string& reason) {
-  Worker& k = *workers_[w];
+  Worker& k = own_worker(w);
   k.channel->close_worker_ends();
   k.phase = Worker::Phase::Zombie;
   k.in_write = false;
@@ -110,7 +110,7 @@ void World::worker_exit(uint32_t w, int signal, int exit_code, const std::string
 }
 
 void World::step_worker(uint32_t w) {
-  Worker& k = *workers_[w];
+  Worker& k = own_worker(w);
   const uint32_t process = kFirstWorkerProcess + w;
   switch (k.action.op) {
     case ChildEngine::Op::Read: {

@@ -136,18 +136,19 @@ World::World(std::shared_ptr<const Script> script, WorldOptions options)
     scheduler_ = protocol::scheduler_of(pool_options);
   }
   user_ = std::make_unique<User>();
-  parent_ = std::make_unique<Parent>();
-  for (uint32_t w = 0; w < workers_count_; ++w) workers_.push_back(std::make_unique<Worker>());
+  std::shared_ptr<Parent> parent = std::make_shared<Parent>();
+  for (uint32_t w = 0; w < workers_count_; ++w) workers_.push_back(std::make_shared<Worker>());
   completions_.assign(script_->task_count(), 0);
   may_kill_ = s.task_timeout_us != 0 ||
               std::any_of(script_->ops.begin(), script_->ops.end(), [](const Script::Op& op) {
                 return op.kind == Script::Op::Kind::Terminate;
               });
   schedule_.reserve(1024);
-  parent_->segments.reserve(128);
-  parent_->events.reserve(3 * workers_count_ + 4);
-  parent_->loop.emplace(setup_, *strategy_, *scheduler_);
-  if (options_.write_observer) parent_->loop->observe_writes(options_.write_observer);
+  parent->segments.reserve(128);
+  parent->events.reserve(3 * workers_count_ + 4);
+  parent->loop.emplace(setup_, *strategy_, *scheduler_);
+  if (options_.write_observer) parent->loop->observe_writes(options_.write_observer);
+  parent_ = std::move(parent);
   // The pool's constructor starts its workers before it returns to the user.
   advance_parent();
 }
@@ -179,9 +180,10 @@ void World::note(uint32_t process, uint64_t kind, uint64_t value) {
     user_->history = mix(user_->history, v);
   } else if (process == kParentProcess) {
     // With the time: the loop's scheduler estimates task times from when it observes results.
-    parent_->history = mix(mix(parent_->history, v), now_us_);
+    Parent& p = own_parent();
+    p.history = mix(mix(p.history, v), now_us_);
   } else if (process != kMaxProcesses) {
-    Worker& k = *workers_[process - kFirstWorkerProcess];
+    Worker& k = own_worker(process - kFirstWorkerProcess);
     k.history = mix(k.history, v);
   }
 }

@@ -227,11 +227,17 @@ class World {
   // deadlock.cpp
   void build_deadlock_report();
   // world_state.cpp: copies and fingerprints, one function per part of the world.
-  void copy_parent(const Parent& from);
-  void copy_worker(const Worker& from);
+  // The parent (or worker w), made this world's own first if a copy of the world still shares
+  // it: what every change goes through.
+  Parent& own_parent();
+  Worker& own_worker(uint32_t w);
+  std::shared_ptr<Parent> copy_parent(const Parent& from);
+  std::shared_ptr<Worker> copy_worker(const Worker& from);
   uint64_t fingerprint_user(uint64_t h) const;
   uint64_t fingerprint_parent(uint64_t h) const;
   uint64_t fingerprint_worker(uint64_t h, const Worker& k) const;
+  uint64_t hash_parent(const Parent& p) const;
+  uint64_t hash_worker(const Worker& k) const;
 
   PipeState pipe_state(uint32_t w, bool task_pipe) const;
   void note(uint32_t process, uint64_t kind, uint64_t value);
@@ -247,8 +253,12 @@ class World {
   std::shared_ptr<Scheduler> scheduler_;
   const IoStrategy* strategy_ = nullptr;
   std::unique_ptr<User> user_;
-  std::unique_ptr<Parent> parent_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  // The parent and the workers are shared with copies of this world until one of them changes
+  // (own_parent(), own_worker()): a copy of the world is a few pointers, and a step copies only
+  // what it changes. Held as const so that nothing changes a shared one by mistake. The parent
+  // shares scheduler_ with it (its loop holds a reference to it), and takes its own copy with it.
+  std::shared_ptr<const Parent> parent_;
+  std::vector<std::shared_ptr<const Worker>> workers_;
   std::deque<QueueItem> queue_;
   std::vector<uint8_t> completions_;  // per task: completions received
   uint64_t completed_count_ = 0;

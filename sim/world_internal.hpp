@@ -75,6 +75,9 @@ struct World::Worker {
   size_t write_total = 0;
   protocol::ExitInfo exit;
   uint64_t history = 0;
+  // World::fingerprint_worker's hash of this worker (engine, action, channel), kept until
+  // own_worker() hands it out for a change: every change goes through it.
+  mutable std::optional<uint64_t> fingerprint;
   uint32_t incarnation = 0;
   // Two pipes or one socketpair (Scenario::transport), new with each process of the slot.
   std::optional<Channel> channel;
@@ -90,6 +93,8 @@ struct World::Parent {
   size_t write_done = 0;
   std::vector<protocol::ReadyEvent> events;
   uint64_t history = 0;
+  // World::fingerprint_parent's hash of the parent, kept until own_parent() hands it out.
+  mutable std::optional<uint64_t> fingerprint;
 };
 
 struct World::User {

@@ -41,7 +41,10 @@ World::World(const World& other)
       socket_config_(other.socket_config_),
       python_framing_(other.python_framing_),
       setup_(other.setup_),
+      scheduler_(other.scheduler_),  // shared with the parent, which is shared too (own_parent)
       strategy_(other.strategy_),
+      parent_(other.parent_),
+      workers_(other.workers_),
       queue_(other.queue_),
       completions_(other.completions_),
       completed_count_(other.completed_count_),
@@ -54,27 +57,53 @@ World::World(const World& other)
       closed_pipe_ops_(other.closed_pipe_ops_),
       failure_(other.failure_),
       trace_(other.trace_) {
-  if (other.scheduler_ == script_->scenario.custom_scheduler) {
-    scheduler_ = other.scheduler_;
-  } else {
-    std::unique_ptr<Scheduler> copy = other.scheduler_->snapshot();
-    if (!copy) {
-      throw std::logic_error("pipepool::sim::World: the scheduler '" +
-                             std::string(other.scheduler_->name()) +
-                             "' cannot copy its state (Scheduler::snapshot())");
-    }
-    scheduler_ = std::move(copy);
+  // The copy takes no copy of the parent's scheduler until its parent changes, but one that
+  // cannot be copied is refused now, as before, not in the middle of a later step.
+  if (!copyable()) {
+    throw std::logic_error("pipepool::sim::World: the scheduler '" +
+                           std::string(other.scheduler_->name()) +
+                           "' cannot copy its state (Scheduler::snapshot())");
   }
   schedule_.reserve(std::max<size_t>(1024, other.schedule_.capacity()));
   if (other.deadlock_) deadlock_ = std::make_unique<DeadlockReport>(*other.deadlock_);
   user_ = std::make_unique<User>(*other.user_);
-  copy_parent(*other.parent_);
-  for (const auto& k : other.workers_) copy_worker(*k);
 }
 
-void World::copy_parent(const Parent& from) {
-  parent_ = std::make_unique<Parent>();
-  Parent& p = *parent_;
+// Copy on write. A world's parent (with the scheduler its loop refers to) and each of its workers
+// may be shared with copies of the world (the explorer's snapshots and the worlds begun from
+// them), all in the same state; the first world to change one takes a copy of its own and leaves
+// the shared one to the others. Sharing is sound because a shared part is never changed (it is
+// held as const) and a part's copy behaves exactly as the original (the copy constructors').
+World::Parent& World::own_parent() {
+  if (parent_.use_count() > 1) {
+    if (scheduler_ != script_->scenario.custom_scheduler) {
+      std::unique_ptr<Scheduler> copy = scheduler_->snapshot();
+      if (!copy) {
+        throw std::logic_error("pipepool::sim::World: the scheduler '" +
+                               std::string(scheduler_->name()) +
+                               "' cannot copy its state (Scheduler::snapshot())");
+      }
+      scheduler_ = std::move(copy);
+    }
+    parent_ = copy_parent(*parent_);
+  }
+  // Made from a non-const Parent (make_shared<Parent>, copy_parent) and held by this world alone.
+  // Handed out to be changed: its fingerprint is computed again when next asked for.
+  Parent& p = const_cast<Parent&>(*parent_);
+  p.fingerprint.reset();
+  return p;
+}
+
+World::Worker& World::own_worker(uint32_t w) {
+  if (workers_[w].use_count() > 1) workers_[w] = copy_worker(*workers_[w]);
+  Worker& k = const_cast<Worker&>(*workers_[w]);
+  k.fingerprint.reset();
+  return k;
+}
+
+std::shared_ptr<World::Parent> World::copy_parent(const Parent& from) {
+  std::shared_ptr<Parent> copy = std::make_shared<Parent>();
+  Parent& p = *copy;
   p.loop.emplace(*from.loop, *scheduler_);
   p.action = p.loop->current(from.action);
   p.segments.reserve(128);
@@ -86,13 +115,15 @@ void World::copy_parent(const Parent& from) {
   p.write_done = from.write_done;
   p.events.reserve(3 * workers_count_ + 4);
   p.history = from.history;
+  return copy;
 }
 
-void World::copy_worker(const Worker& from) {
+std::shared_ptr<World::Worker> World::copy_worker(const Worker& from) {
   // Pipes, engine and counters copy as they are; the action holds spans into the engine, so it
   // is asked for again (ChildEngine::next() without a report returns the same action).
-  Worker& k = *workers_.emplace_back(std::make_unique<Worker>(from));
-  if (k.engine) k.action = k.engine->next();
+  std::shared_ptr<Worker> copy = std::make_shared<Worker>(from);
+  if (copy->engine) copy->action = copy->engine->next();
+  return copy;
 }
 
 // ---- fingerprints ------------------------------------------------------------------------------
@@ -121,9 +152,18 @@ uint64_t World::fingerprint_user(uint64_t h) const {
   return protocol::fingerprint_bytes(h, std::as_bytes(std::span(completions_)));
 }
 
+// The parent's and each worker's part of the fingerprint is hashed from a fixed seed and kept
+// with the part (Parent::fingerprint, Worker::fingerprint) until own_parent() / own_worker()
+// hands the part out to be changed, which every change does; a part shared by copies of the world
+// is in one state, so its hash serves them all.
 uint64_t World::fingerprint_parent(uint64_t h) const {
   const Parent& p = *parent_;
-  h = p.loop->fingerprint(h);
+  if (!p.fingerprint) p.fingerprint = hash_parent(p);
+  return fingerprint_mix(h, *p.fingerprint);
+}
+
+uint64_t World::hash_parent(const Parent& p) const {
+  uint64_t h = p.loop->fingerprint(0x50415245);
   const protocol::ParentLoop::Action& a = p.action;
   h = fingerprint_mix(h, (static_cast<uint64_t>(a.op) << 56) ^ (uint64_t{a.blocking} << 55) ^
                              (uint64_t{a.after_exit} << 54) ^ (uint64_t{p.in_write} << 53) ^
@@ -134,6 +174,12 @@ uint64_t World::fingerprint_parent(uint64_t h) const {
 }
 
 uint64_t World::fingerprint_worker(uint64_t h, const Worker& k) const {
+  if (!k.fingerprint) k.fingerprint = hash_worker(k);
+  return fingerprint_mix(h, *k.fingerprint);
+}
+
+uint64_t World::hash_worker(const Worker& k) const {
+  uint64_t h = 0x574f524b;
   h = fingerprint_mix(h, (static_cast<uint64_t>(k.phase) << 56) ^ (uint64_t{k.in_write} << 55) ^
                              (uint64_t{k.incarnation} << 32) ^ static_cast<uint64_t>(k.action.op));
   if (k.engine) h = k.engine->fingerprint(h);

@@ -252,6 +252,12 @@ void declare_run_options(CLI::App& command, RunArgs& a) {
       ->group(g);
   command
       .add_flag_callback(
+          "--no-move-snapshots", [&o] { o.move_snapshots = false; },
+          "exhaustive: copy a saved world for its last branch too, instead of taking it (the "
+          "same search, to compare the time)")
+      ->group(g);
+  command
+      .add_flag_callback(
           "--history-fingerprint", [&o] { o.history_fingerprint = true; },
           "exhaustive: key the state cache by each process's history, not the state (the old, "
           "coarser key, to compare)")
