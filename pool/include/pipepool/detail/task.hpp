@@ -59,24 +59,35 @@ class GatherBuilder {
  public:
   explicit GatherBuilder(std::shared_ptr<const void> keep = nullptr,
                          size_t bulk_threshold_bytes = kBulkThresholdBytes)
-      : state_(std::make_shared<State>()),
-        writer_((state_->head.resize(sizeof(uint64_t)), state_->head), state_->bulk, state_->copies,
+      : writer_((state_.head.resize(sizeof(uint64_t)), state_.head), state_.bulk, state_.copies,
                 bulk_threshold_bytes) {
-    state_->keep = std::move(keep);
+    state_.keep = std::move(keep);
   }
+  // The writer points into this object: it stays where it was made.
+  GatherBuilder(const GatherBuilder&) = delete;
+  GatherBuilder& operator=(const GatherBuilder&) = delete;
+
   Writer& writer() noexcept { return writer_; }
   // The head so far (its first 8 bytes are the length finish() fills in).
-  std::string& head() noexcept { return state_->head; }
+  std::string& head() noexcept { return state_.head; }
   // Adds to what the payload keeps alive.
-  void keep_also(std::shared_ptr<const void> more) { state_->also.push_back(std::move(more)); }
+  void keep_also(std::shared_ptr<const void> more) { state_.also.push_back(std::move(more)); }
 
   Payload finish() && {
-    const uint64_t head_bytes = state_->head.size() - sizeof(uint64_t);
-    std::memcpy(state_->head.data(), &head_bytes, sizeof head_bytes);
-    const Payload::Segment head(reinterpret_cast<const std::byte*>(state_->head.data()),
-                                state_->head.size());
-    const std::span<const Payload::Segment> bulk(state_->bulk);
-    return Payload(head, bulk, std::shared_ptr<const void>(std::move(state_)));
+    const uint64_t head_bytes = state_.head.size() - sizeof(uint64_t);
+    std::memcpy(state_.head.data(), &head_bytes, sizeof head_bytes);
+    // No bulk segment: nothing points outside the head, so nothing else need be kept alive
+    // (what `keep` and keep_also() hold is there for bulk segments only). The head alone is the
+    // payload, with no more allocations than a plain encoded string: the common small task.
+    if (state_.bulk.empty()) return Payload(std::move(state_.head));
+    // Moved to the heap: a moved string keeps its heap buffer, a moved forward_list its nodes, so
+    // the bulk segments (into the values, or into `copies`) stay valid; the head's segment is
+    // taken after the move (a short head lives inside its string).
+    auto state = std::make_shared<const State>(std::move(state_));
+    const Payload::Segment head(reinterpret_cast<const std::byte*>(state->head.data()),
+                                state->head.size());
+    const std::span<const Payload::Segment> bulk(state->bulk);
+    return Payload(head, bulk, std::shared_ptr<const void>(std::move(state)));
   }
 
  private:
@@ -87,7 +98,7 @@ class GatherBuilder {
     std::shared_ptr<const void> keep;
     std::vector<std::shared_ptr<const void>> also;
   };
-  std::shared_ptr<State> state_;  // on the heap: the writer and the segments point into it
+  State state_;  // before writer_, which points into it
   Writer writer_;
 };
 
