@@ -40,6 +40,7 @@ BEST_IS_LOWEST = {"real_time", "cpu_time"}
 RAW_FRACTION_TARGET = 0.8        # Epoll, default options, echo at 64 KiB, 1 MiB, 16 MiB vs raw
 RAW_FRACTION_SIZES = (64 << 10, 1 << 20, 16 << 20)
 SMALL_RAW_FRACTION_TARGET = 0.5  # 64-byte echo vs raw
+SMALL_ECHO_SIZE = 64
 ECHO_PEER_TARGET = 3.0           # 16 MiB echo, 2 workers, vs each Python pool
 ECHO_PEER_SIZE, ECHO_PEER_WORKERS = 16 << 20, 2
 GIB_RAW_TIME_TARGET = 2.0        # 1 GiB in and out on Pool(1): at most 2x the raw pipe's time
@@ -264,12 +265,12 @@ def targets_section(results, jobs=None):
     symmetric = sorted({(w, size) for shape, w, pipe, size in loads
                         if shape == "symmetric" and pipe == "enlarged"})
     for workers, size in symmetric:
-        if size not in RAW_FRACTION_SIZES and size != 64:
+        if size not in RAW_FRACTION_SIZES and size != SMALL_ECHO_SIZE:
             continue
         load = dict(shape="symmetric", workers=workers, pipe="enlarged", size=size)
         raw = one(results, "echo", impl="raw_pipe", **load)
         value = fraction_of_raw(pool_echo(results, "epoll", "default", 1, **load), raw)
-        target = SMALL_RAW_FRACTION_TARGET if size == 64 else RAW_FRACTION_TARGET
+        target = SMALL_RAW_FRACTION_TARGET if size == SMALL_ECHO_SIZE else RAW_FRACTION_TARGET
         rows.append([f"Epoll echo, default options / raw pipe, enlarged pipes, {workers} "
                      f"worker(s), {size_text(size)}", fmt_ratio(value), f">= {target:g}",
                      verdict(value, target)])

@@ -46,10 +46,6 @@ std::string item(uint64_t bytes, int index) {
   return s;
 }
 
-bool same(const std::string& got, const std::string& want) {
-  return got.size() == want.size() && got == want;
-}
-
 int echo16_pool(uint64_t divisor) {
   constexpr int kItems = 8, kRounds = 4;
   const uint64_t size = 16 * kMiB / divisor;
@@ -62,7 +58,7 @@ int echo16_pool(uint64_t divisor) {
     for (int round = 0; round < kRounds; ++round) {
       std::vector<std::string> out = pool.map(identity, items);
       ok = ok && out.size() == items.size();
-      for (size_t i = 0; ok && i < out.size(); ++i) ok = same(out[i], items[i]);
+      for (size_t i = 0; ok && i < out.size(); ++i) ok = out[i] == items[i];
     }
   }
   const double seconds = seconds_since(start);
@@ -78,7 +74,7 @@ int gib_pool(uint64_t divisor) {
   {
     pipepool::Pool pool(1);
     const std::string back = pool.apply(identity, big);
-    ok = same(back, big);
+    ok = back == big;
   }
   const double seconds = seconds_since(start);
   std::printf("{\"job\": \"gib\", \"impl\": \"pool\", \"seconds\": %.6f, \"bytes\": %llu}\n",
@@ -126,6 +122,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "whole_job %s %s: %s\n", argv[1], argv[2], error.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: whole_job echo16 pool [DIVISOR] | whole_job gib pool|raw [DIVISOR]\n");
+  std::fprintf(stderr,
+               "usage: whole_job echo16 pool [DIVISOR] | whole_job gib pool|raw [DIVISOR]\n");
   return 2;
 }
