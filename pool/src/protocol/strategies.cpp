@@ -1,10 +1,10 @@
-// The three built-in I/O strategies. Each is only a set of answers; the engines carry them out.
+// The built-in I/O strategies. Each is only a set of answers; the engines carry them out.
 #include "pipepool/strategy.hpp"
 
 namespace pipepool {
 namespace {
 
-class EpollStrategy final : public IoStrategy {
+class EpollStrategy : public IoStrategy {
  public:
   std::string_view name() const override { return "epoll"; }
   bool parent_blocking_writes() const override { return false; }
@@ -29,13 +29,10 @@ class UnbatchedStrategy final : public IoStrategy {
   ChildMode child_mode() const override { return ChildMode::OneAtATime; }
 };
 
-class ZeroCopyStrategy final : public IoStrategy {
+// Epoll's discipline, every answer of it, plus vmsplice for large payloads.
+class ZeroCopyStrategy final : public EpollStrategy {
  public:
   std::string_view name() const override { return "zerocopy"; }
-  bool parent_blocking_writes() const override { return false; }
-  bool parent_sends_run_batch() const override { return false; }
-  ChildMode child_mode() const override { return ChildMode::OneAtATime; }
-  size_t child_read_ahead_bytes() const override { return 64 * 1024; }
   uint64_t splice_min_payload_bytes() const override { return kZeroCopyMinPayloadBytes; }
 };
 
